@@ -1,0 +1,25 @@
+# Quick start (see README): `make demo` sets everything up and analyzes a bundled capture;
+# `make test` sets everything up and runs the whole test suite.
+SHELL := /bin/bash
+VENV := .venv
+DEMO_CAPTURE ?= sample_pcaps/clean_io.pcap
+
+.PHONY: setup demo test lab bench clean
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/iscsi-analyzer analyze $(DEMO_CAPTURE)
+
+test: setup
+	$(VENV)/bin/python -m pytest -q tests
+
+lab: setup
+	$(VENV)/bin/iscsi-analyzer lab run --all --out sample_pcaps
+
+bench: setup
+	$(VENV)/bin/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info reports/*/

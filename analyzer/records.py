@@ -1,0 +1,462 @@
+"""Records: the frozen dataclasses every layer of the analyzer speaks (house style §2).
+
+This module imports nothing from the project. Every record carries ``frame`` (1-based
+frame number, as Wireshark counts) and ``ts_ns`` (capture timestamp, integer
+nanoseconds since the Unix epoch), so any row of any report can be traced back to a
+frame in Wireshark.
+
+Layers and the records they emit:
+
+* ``tcp``   -> TcpOpened, TcpFin, TcpRst, TcpGap, TcpRetransmission, TcpOverlapConflict,
+               TcpZeroWindow, TcpClosed
+* ``iscsi`` -> one ``Pdu`` subclass per RFC 7143 opcode (§11), UnknownPdu, MalformedPdu,
+               FramingResync
+* ``capture`` -> CaptureDamage (a damaged or truncated capture file)
+
+Sequence numbers are kept as the raw 32-bit unsigned values from the wire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+#: Direction of bytes on a TCP connection carrying iSCSI.
+I2T: Final = "i2t"  #: initiator to target
+T2I: Final = "t2i"  #: target to initiator
+
+#: RFC 7143 §11.2.1: the reserved tag value.
+RESERVED_TAG: Final = 0xFFFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    frame: int
+    ts_ns: int
+
+
+# --------------------------------------------------------------------------- capture
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureDamage(Record):
+    """The capture file is damaged from here on (cut short, bad record length, ...)."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureStats(Record):
+    """Summary the capture source emits once at the end."""
+
+    frames: int
+    bytes: int
+    non_tcp: int
+    truncated_frames: int  #: frames whose captured length < original length (snaplen)
+
+
+# --------------------------------------------------------------------------- tcp
+
+
+@dataclass(frozen=True, slots=True)
+class TcpRecord(Record):
+    conn: str  #: connection id, "client_ip:port->server_ip:port" plus "#N" when the 4-tuple is reused
+
+
+@dataclass(frozen=True, slots=True)
+class TcpOpened(TcpRecord):
+    client: str
+    client_port: int
+    server: str
+    server_port: int
+    handshake: bool  #: True if the SYN was seen; False for a mid-stream start
+
+
+@dataclass(frozen=True, slots=True)
+class TcpFin(TcpRecord):
+    direction: str  #: direction of the FIN's sender: i2t = initiator closed its side
+
+
+@dataclass(frozen=True, slots=True)
+class TcpRst(TcpRecord):
+    direction: str
+
+
+@dataclass(frozen=True, slots=True)
+class TcpClosed(TcpRecord):
+    """Both directions finished (FIN+FIN, RST) or the flow was evicted/ended with the capture."""
+
+    reason: str  #: "fin", "rst", "evicted", "capture_end"
+
+
+@dataclass(frozen=True, slots=True)
+class TcpGap(TcpRecord):
+    """Bytes [seq, seq+length) of this direction were never captured. Never zero-filled."""
+
+    direction: str
+    seq: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class TcpRetransmission(TcpRecord):
+    direction: str
+    seq: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class TcpOverlapConflict(TcpRecord):
+    """A retransmitted/overlapping segment carried different bytes than the first copy (first copy wins)."""
+
+    direction: str
+    seq: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class TcpZeroWindow(TcpRecord):
+    direction: str  #: the side advertising the zero window
+
+
+# --------------------------------------------------------------------------- iscsi
+
+
+@dataclass(frozen=True, slots=True)
+class Ahs:
+    """RFC 7143 §11.2.2 additional header segment."""
+
+    ahs_type: int  #: 1 extended CDB, 2 bidirectional read expected data transfer length
+    length: int  #: AHSLength
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Cdb:
+    """A decoded SCSI CDB (SPC/SBC/SSC)."""
+
+    opcode: int
+    name: str
+    lba: int | None
+    transfer_length: int | None  #: in blocks (or bytes for allocation-length commands)
+    service_action: int | None
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Sense:
+    """SPC-4 sense data (fixed 0x70/0x71 or descriptor 0x72/0x73 format)."""
+
+    response_code: int
+    sense_key: int
+    asc: int
+    ascq: int
+    key_name: str
+    asc_name: str  #: name of the ASC/ASCQ pair, or "" when unknown
+    information: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Pdu(Record):
+    """Fields common to every iSCSI PDU (RFC 7143 §11.2.1).
+
+    ``frame`` is the frame that carried the PDU's last byte (where Wireshark shows it);
+    ``first_frame`` carried its first byte.
+    """
+
+    conn: str
+    direction: str  #: I2T or T2I
+    first_frame: int
+    opcode: int
+    immediate: bool  #: I bit (requests only)
+    final: bool  #: F bit (byte 1, 0x80)
+    total_ahs_length: int  #: in 4-byte words
+    dsl: int  #: DataSegmentLength
+    lun: int | None  #: decoded LUN for PDUs that carry one, else None
+    itt: int
+    ahs: tuple[Ahs, ...]
+    header_digest: str | None  #: "ok", "bad" or None when not negotiated
+    data_digest: str | None
+
+
+# Requests (initiator -> target)
+
+
+@dataclass(frozen=True, slots=True)
+class NopOut(Pdu):
+    """§11.18"""
+
+    ttt: int
+    cmdsn: int
+    expstatsn: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScsiCommand(Pdu):
+    """§11.3"""
+
+    read: bool
+    write: bool
+    attr: int  #: task attribute: 0 untagged, 1 simple, 2 ordered, 3 head of queue, 4 ACA
+    edtl: int  #: Expected Data Transfer Length
+    cmdsn: int
+    expstatsn: int
+    cdb: Cdb
+    bidi_read_edtl: int | None  #: from AHS type 2
+
+
+@dataclass(frozen=True, slots=True)
+class TaskMgmtRequest(Pdu):
+    """§11.5"""
+
+    function: int
+    ref_task_tag: int
+    cmdsn: int
+    expstatsn: int
+    ref_cmdsn: int
+    exp_datasn: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoginRequest(Pdu):
+    """§11.12"""
+
+    transit: bool
+    cont: bool
+    csg: int
+    nsg: int
+    version_max: int
+    version_min: int
+    isid: int  #: 48-bit ISID
+    tsih: int
+    cid: int
+    cmdsn: int
+    expstatsn: int
+    keys: tuple[tuple[str, str], ...]  #: text keys in wire order
+
+
+@dataclass(frozen=True, slots=True)
+class TextRequest(Pdu):
+    """§11.10"""
+
+    cont: bool
+    ttt: int
+    cmdsn: int
+    expstatsn: int
+    keys: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DataOut(Pdu):
+    """§11.7.1 (SCSI Data-Out)"""
+
+    ttt: int
+    expstatsn: int
+    datasn: int
+    buffer_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class LogoutRequest(Pdu):
+    """§11.14"""
+
+    reason: int  #: 0 close session, 1 close connection, 2 remove connection for recovery
+    cid: int
+    cmdsn: int
+    expstatsn: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snack(Pdu):
+    """§11.16"""
+
+    snack_type: int  #: 0 Data/R2T, 1 Status, 2 DataACK, 3 R-Data
+    ttt: int  #: TTT or SNACK Tag
+    expstatsn: int
+    begrun: int
+    runlength: int
+
+
+# Responses (target -> initiator)
+
+
+@dataclass(frozen=True, slots=True)
+class NopIn(Pdu):
+    """§11.19"""
+
+    ttt: int
+    statsn: int
+    expcmdsn: int
+    maxcmdsn: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScsiResponse(Pdu):
+    """§11.4"""
+
+    bidi_overflow: bool  #: o
+    bidi_underflow: bool  #: u
+    overflow: bool  #: O
+    underflow: bool  #: U
+    response: int
+    status: int
+    snack_tag: int
+    statsn: int
+    expcmdsn: int
+    maxcmdsn: int
+    expdatasn: int
+    bidi_residual: int
+    residual: int
+    sense: Sense | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskMgmtResponse(Pdu):
+    """§11.6"""
+
+    response: int
+    statsn: int
+    expcmdsn: int
+    maxcmdsn: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResponse(Pdu):
+    """§11.13"""
+
+    transit: bool
+    cont: bool
+    csg: int
+    nsg: int
+    version_max: int
+    version_active: int
+    isid: int
+    tsih: int
+    statsn: int
+    expcmdsn: int
+    maxcmdsn: int
+    status_class: int
+    status_detail: int
+    keys: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TextResponse(Pdu):
+    """§11.11"""
+
+    cont: bool
+    ttt: int
+    statsn: int
+    expcmdsn: int
+    maxcmdsn: int
+    keys: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DataIn(Pdu):
+    """§11.7.2 (SCSI Data-In)"""
+
+    ack: bool  #: A bit
+    overflow: bool  #: O
+    underflow: bool  #: U
+    status_present: bool  #: S bit: StatSN, Status and ResidualCount are valid
+    status: int | None
+    ttt: int
+    statsn: int | None
+    expcmdsn: int
+    maxcmdsn: int
+    datasn: int
+    buffer_offset: int
+    residual: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class LogoutResponse(Pdu):
+    """§11.15"""
+
+    response: int
+    statsn: int
+    expcmdsn: int
+    maxcmdsn: int
+    time2wait: int
+    time2retain: int
+
+
+@dataclass(frozen=True, slots=True)
+class R2T(Pdu):
+    """§11.8"""
+
+    ttt: int
+    statsn: int
+    expcmdsn: int
+    maxcmdsn: int
+    r2tsn: int
+    buffer_offset: int
+    desired_length: int
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncMessage(Pdu):
+    """§11.9"""
+
+    statsn: int
+    expcmdsn: int
+    maxcmdsn: int
+    async_event: int
+    async_vcode: int
+    param1: int
+    param2: int
+    param3: int
+    sense: Sense | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reject(Pdu):
+    """§11.17"""
+
+    reason: int
+    statsn: int
+    expcmdsn: int
+    maxcmdsn: int
+    datasn_r2tsn: int
+    rejected_opcode: int | None  #: opcode of the rejected header carried as data
+    rejected_itt: int | None
+    rejected_header: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownPdu(Pdu):
+    """Reserved or vendor-specific opcode (0x1c-0x1e, 0x3c-0x3e): framed, not decoded."""
+
+    header: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MalformedPdu(Record):
+    """Bytes that framed as a PDU but could not be decoded (house style §2)."""
+
+    conn: str
+    direction: str
+    first_frame: int
+    opcode: int
+    reason: str
+    offset: int  #: byte offset inside the PDU where decoding failed
+    header: bytes  #: the BHS (48 bytes at most)
+
+
+@dataclass(frozen=True, slots=True)
+class FramingResync(Record):
+    """Framing lost its place (after a gap, mid-stream start or garbage) and skipped bytes."""
+
+    conn: str
+    direction: str
+    skipped: int  #: bytes that could not be framed
+    reason: str  #: "gap", "mid_stream", "implausible_header"
+    found: bool  #: True when a plausible BHS was found (the frame of that PDU)
+
+
+#: Opcodes whose PDUs flow initiator -> target (RFC 7143 §11.2.1.2).
+REQUEST_TYPES = (NopOut, ScsiCommand, TaskMgmtRequest, LoginRequest, TextRequest, DataOut, LogoutRequest, Snack)
+#: Opcodes whose PDUs flow target -> initiator.
+RESPONSE_TYPES = (NopIn, ScsiResponse, TaskMgmtResponse, LoginResponse, TextResponse, DataIn, LogoutResponse,
+                  R2T, AsyncMessage, Reject)

@@ -13,5 +13,17 @@ def main() -> None:
     """Wireshark-style iSCSI analyzer: what happened to my sessions, and why?"""
 
 
+def _register_lab() -> None:
+    from analyzer.lab.cli import lab
+
+    main.add_command(lab)
+
+
+try:
+    _register_lab()
+except ImportError:  # the lab package is optional at import time
+    pass
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,116 @@
+"""Compare our PDU decode with tshark's, PDU by PDU (issue: "Wireshark is the reference decoder").
+
+PDUs are matched per frame (both tools attribute a PDU to the frame carrying its last byte)
+and within a frame by opcode and ITT in order. Fields compared: opcode, ITT, CmdSN, StatSN,
+DataSegmentLength; CmdSN/StatSN only where both decoders give a value for that PDU type
+(tshark shows StatSN on a Data-In without the S bit, where RFC 7143 §11.7.4 says it is reserved;
+we leave it empty).
+
+Each of our PDUs that tshark does not have is classified:
+
+* ``recovered`` - it follows a capture gap or resynchronisation on its stream, where tshark's
+  reassembly gives up on the stream (Wireshark cannot frame PDUs across missing bytes). These
+  are expected and documented, not disagreements.
+* ``extra`` - anything else: a disagreement.
+
+Each tshark PDU we do not have is ``missing``: always a disagreement.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from analyzer.capture.tshark import TsharkPdu
+from analyzer.records import DataIn, FramingResync, Pdu, TcpGap
+
+
+@dataclass
+class Difference:
+    frame: int
+    kind: str  # "field", "missing", "extra"
+    detail: str
+
+
+@dataclass
+class CrosscheckResult:
+    ours: int = 0
+    theirs: int = 0
+    matched: int = 0
+    recovered: int = 0
+    differences: list[Difference] = field(default_factory=list)
+
+    @property
+    def agree(self) -> bool:
+        return not self.differences
+
+
+def _key(op: int, itt: int | None) -> tuple[int, int | None]:
+    return (op, itt)
+
+
+def compare(records: list[Any], theirs: list[TsharkPdu], max_differences: int = 1000) -> CrosscheckResult:
+    """Compare our records (PDUs plus TcpGap/FramingResync for context) with tshark's PDUs."""
+    res = CrosscheckResult()
+    ours_by_frame: dict[int, list[Pdu]] = defaultdict(list)
+    # Streams (conn, direction) that lost bytes or framing: PDUs after that point are "recovered".
+    disturbed_since: dict[tuple[str, str], int] = {}
+    recovered_ok: set[int] = set()
+    for r in records:
+        if isinstance(r, (TcpGap, FramingResync)):
+            key = (r.conn, r.direction)
+            disturbed_since.setdefault(key, r.frame)
+        elif isinstance(r, Pdu):
+            ours_by_frame[r.frame].append(r)
+            res.ours += 1
+            if (r.conn, r.direction) in disturbed_since:
+                recovered_ok.add(id(r))
+    theirs_by_frame: dict[int, list[TsharkPdu]] = defaultdict(list)
+    for t in theirs:
+        theirs_by_frame[t.frame].append(t)
+        res.theirs += 1
+
+    def diff(d: Difference) -> None:
+        if len(res.differences) < max_differences:
+            res.differences.append(d)
+
+    for frame in sorted(set(ours_by_frame) | set(theirs_by_frame)):
+        ours = list(ours_by_frame.get(frame, ()))
+        tlist = list(theirs_by_frame.get(frame, ()))
+        for t in tlist:
+            match = None
+            for i, o in enumerate(ours):
+                if _key(o.opcode, o.itt) == _key(t.opcode, t.itt):
+                    match = i
+                    break
+            if match is None:
+                diff(Difference(frame, "missing",
+                                f"tshark has opcode 0x{t.opcode:02x} ITT {_hx(t.itt)} that we did not decode here"))
+                continue
+            o = ours.pop(match)
+            res.matched += 1
+            problems = []
+            if t.dsl is not None and t.dsl != o.dsl:
+                problems.append(f"DataSegmentLength ours {o.dsl} tshark {t.dsl}")
+            cmdsn = getattr(o, "cmdsn", None)
+            if t.cmdsn is not None and cmdsn is not None and t.cmdsn != cmdsn:
+                problems.append(f"CmdSN ours {cmdsn} tshark {t.cmdsn}")
+            statsn = getattr(o, "statsn", None)
+            if t.statsn is not None and statsn is not None and t.statsn != statsn:
+                problems.append(f"StatSN ours {statsn} tshark {t.statsn}")
+            if statsn is None and t.statsn is not None and not isinstance(o, DataIn) and hasattr(o, "statsn"):
+                problems.append(f"StatSN ours none tshark {t.statsn}")
+            if problems:
+                diff(Difference(frame, "field", f"opcode 0x{o.opcode:02x} ITT {_hx(o.itt)}: " + "; ".join(problems)))
+        for o in ours:
+            if id(o) in recovered_ok:
+                res.recovered += 1
+            else:
+                diff(Difference(frame, "extra", f"we decoded opcode 0x{o.opcode:02x} ITT {_hx(o.itt)} "
+                                                f"({o.conn} {o.direction}) that tshark does not show"))
+    return res
+
+
+def _hx(v: int | None) -> str:
+    return "-" if v is None else f"0x{v:08x}"

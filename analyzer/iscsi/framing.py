@@ -1,0 +1,520 @@
+"""iSCSI PDU framing on one direction of a reassembled TCP stream (RFC 7143 §11.2).
+
+Theory of operation
+-------------------
+A PDU is BHS (48 bytes) | AHS (TotalAHSLength * 4) | HeaderDigest (4, if negotiated) |
+data segment (DataSegmentLength, zero-padded to 4) | DataDigest (4, if negotiated and
+DataSegmentLength > 0). ``PduFramer.feed`` takes the stream's bytes in any split and emits
+one record per complete PDU, attributed to the frame carrying its last byte (where
+Wireshark shows it); any split of the same bytes gives the same records.
+
+Only what is decoded is buffered: the header, and the data segment of PDUs whose data we
+read (login/text keys, sense data, rejected headers, async sense, and any data segment of
+at most ``SMALL_DATA`` bytes). Large Data-In/Data-Out payloads are skipped by length (their
+data digest, if any, is still computed incrementally, without copying). A PDU claiming a
+16 MiB segment is framed and skipped, never buffered.
+
+Digests (§13.1) apply only in Full Feature Phase. Both directions of a connection share a
+``DigestState``: the target-to-initiator framer sees every Login Response, remembers the
+HeaderDigest/DataDigest values the login settled on (the last single value either side
+sent: offers are lists, answers single values), and switches digests on right after the
+final Login Response (T=1, NSG=3, Status-Class 0). When the login was not captured the
+digests are *detected*, as Wireshark does: the header digest by checking the CRC32C of the
+first framed header against the 4 bytes after it; the data digest at the first PDU with
+data, by comparing the 4 bytes after the padded segment with the segment's CRC32C.
+
+Resynchronisation (after a capture gap, a mid-stream start or an implausible header)
+scans forward for a plausible BHS, a test modelled on Wireshark's "bogus PDU" filter:
+
+1. the opcode is a known request opcode (initiator->target) or response opcode
+   (target->initiator), with the I bit only on requests and bit 7 of byte 0 clear;
+2. byte 1 has the opcode's fixed or reserved bits as RFC 7143 §11 requires (e.g. 0x80
+   exactly for NOP, R2T, Async, Reject; reserved flag bits zero for SCSI Command,
+   Response, Data-In/Out, Login, Text; a valid function/reason/type code for TMF,
+   Logout and SNACK);
+3. TotalAHSLength is 0 except for SCSI Command (at most 16 words), and
+   DataSegmentLength is at most ``resync_max_dsl`` (the receiver's declared
+   MaxRecvDataSegmentLength when known, else 256 KiB, Wireshark's bogus threshold), and 0
+   for PDUs that never carry data (R2T, Logout, TMF, SNACK);
+4. opcode-specific reserved words are zero where cheap to check (R2T desired length
+   non-zero; Data-In/Out TTT or LUN sanity is not assumed);
+5. when header digests are on, the CRC32C must match - this alone is decisive;
+6. when the whole PDU and the next 48 bytes are buffered (within ``CONFIRM_LIMIT``) the
+   next header must pass 1-3 too.
+
+Bytes that could not be framed are counted in ``FramingResync.skipped``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from analyzer.iscsi.crc32c import crc32c
+from analyzer.iscsi.pdus import DecodeError, decode_pdu
+from analyzer.records import I2T, FramingResync, MalformedPdu, Record
+
+BHS_LEN: Final = 48
+#: Data segments of at most this many bytes are kept and decoded (INQUIRY data, pings...).
+SMALL_DATA: Final = 1024
+#: Largest data segment kept for opcodes whose data we always read (text keys, sense).
+KEEP_MAX: Final = 1024 * 1024
+#: Wireshark's default "bogus PDU data length" threshold, used while resynchronising.
+DEFAULT_RESYNC_MAX_DSL: Final = 256 * 1024
+#: Wait for up to this many bytes to confirm a resync candidate by the header after it.
+CONFIRM_LIMIT: Final = 16 * 1024
+
+#: Opcodes whose data segment is always read (bounded by KEEP_MAX).
+KEEP_DATA_OPCODES: Final = frozenset({0x03, 0x23, 0x04, 0x24, 0x21, 0x3F, 0x32})
+
+REQUEST_OPCODES: Final = frozenset({0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x10})
+RESPONSE_OPCODES: Final = frozenset({0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x31, 0x32, 0x3F})
+VENDOR_OPCODES: Final = frozenset({0x1C, 0x1D, 0x1E, 0x3C, 0x3D, 0x3E})
+#: Opcodes whose PDUs never carry a data segment (§11).
+NO_DATA_OPCODES: Final = frozenset({0x02, 0x06, 0x10, 0x22, 0x26, 0x31})
+
+
+def _byte1_ok(op: int, b1: int) -> bool:
+    """RFC 7143 §11: fixed and reserved bits of byte 1 for each opcode."""
+    if op in (0x00, 0x20, 0x22, 0x26, 0x31, 0x32, 0x3F):
+        return b1 == 0x80
+    if op == 0x01:  # F R W . . ATTR
+        return not b1 & 0x18
+    if op == 0x02:  # 1 + function
+        return b1 & 0x80 != 0 and 1 <= (b1 & 0x7F) <= 14
+    if op in (0x03, 0x23):  # T C . . CSG NSG
+        return not b1 & 0x30 and (b1 >> 2) & 3 != 2
+    if op in (0x04, 0x24):  # F C
+        return not b1 & 0x3F and b1 & 0xC0 != 0xC0
+    if op == 0x05:  # F
+        return not b1 & 0x7F
+    if op == 0x06:  # 1 + reason
+        return b1 & 0x80 != 0 and (b1 & 0x7F) <= 2
+    if op == 0x10:  # F . . . type
+        return not b1 & 0x70 and (b1 & 0x0F) <= 3
+    if op == 0x21:  # 1 . . o u O U .
+        return b1 & 0x80 != 0 and not b1 & 0x61
+    if op == 0x25:  # F A . . . O U S
+        return not b1 & 0x38 and (not b1 & 0x01 or b1 & 0x80 != 0)
+    return False
+
+
+def _candidate_regex(requests: bool) -> re.Pattern[bytes]:
+    """A regex matching (by lookahead, so overlapping) every offset whose bytes 0-1 pass tests 1-2."""
+    ops = REQUEST_OPCODES if requests else RESPONSE_OPCODES
+    alternatives = []
+    for op in sorted(ops):
+        firsts = [op, op | 0x40] if requests and op != 0x03 else [op | 0x40] if op == 0x03 else [op]
+        seconds = bytes(b for b in range(256) if _byte1_ok(op, b))
+        if seconds:
+            cls1 = b"".join(re.escape(bytes([f])) for f in firsts)
+            cls2 = b"".join(re.escape(bytes([x])) for x in seconds)
+            alternatives.append(b"[" + cls1 + b"][" + cls2 + b"]")
+    return re.compile(b"(?=" + b"|".join(alternatives) + b")", re.DOTALL)
+
+
+#: Regular expressions finding resync candidates by their first two bytes, per direction.
+_CANDIDATE_RE: Final = {True: _candidate_regex(True), False: _candidate_regex(False)}
+
+
+def plausible_bhs(b: bytes | bytearray | memoryview, pos: int, requests: bool, max_dsl: int) -> bool:
+    """Tests 1-4 of the resync rules (module doc) on the 48 bytes at ``b[pos:]``."""
+    b0 = b[pos]
+    if b0 & 0x80:
+        return False
+    op = b0 & 0x3F
+    if requests:
+        if op not in REQUEST_OPCODES:
+            return False
+    elif op not in RESPONSE_OPCODES or b0 & 0x40:
+        return False
+    if not _byte1_ok(op, b[pos + 1]):
+        return False
+    ahs = b[pos + 4]
+    dsl = (b[pos + 5] << 16) | (b[pos + 6] << 8) | b[pos + 7]
+    if ahs and (op != 0x01 or ahs > 16):
+        return False
+    if dsl > max_dsl or (dsl and op in NO_DATA_OPCODES):
+        return False
+    if op == 0x03 and b0 != 0x43:  # Login Request always has I=1 (§11.12)
+        return False
+    if op == 0x31 and b[pos + 44:pos + 48] == b"\0\0\0\0":  # R2T desired length != 0 (§11.8.4)
+        return False
+    if op in (0x00, 0x20, 0x23, 0x26, 0x3F):
+        # Version/reserved bytes 2-3 are zero for NOP, Logout Response and Reject;
+        # Login Response bytes 2-3 are versions, 0x00 for every RFC 3720/7143 implementation.
+        if b[pos + 2] or b[pos + 3]:
+            return False
+    return True
+
+
+class DigestState:
+    """Digest settings shared by both directions of one connection (see module doc)."""
+
+    __slots__ = ("header", "data", "login_header", "login_data")
+
+    def __init__(self, *, known: bool) -> None:
+        #: True/False once known; None = unknown (login not captured: detect)
+        self.header: bool | None = False if known else None
+        self.data: bool | None = False if known else None
+        self.login_header = False
+        self.login_data = False
+
+    def note_keys(self, keys: tuple[tuple[str, str], ...]) -> None:
+        for k, v in keys:
+            if k == "HeaderDigest" and "," not in v:
+                self.login_header = v == "CRC32C"
+            elif k == "DataDigest" and "," not in v:
+                self.login_data = v == "CRC32C"
+
+    def enter_full_feature_phase(self) -> None:
+        self.header = self.login_header
+        self.data = self.login_data
+
+
+# framer modes
+_HEADER, _DATA, _DDIGEST, _RESYNC = range(4)
+
+
+class PduFramer:
+    """Frames and decodes PDUs of one direction of one connection."""
+
+    def __init__(
+        self,
+        conn: str,
+        direction: str,
+        digests: DigestState,
+        *,
+        in_sync: bool = True,
+        max_dsl: int = (1 << 24) - 1,
+        resync_max_dsl: int = DEFAULT_RESYNC_MAX_DSL,
+    ) -> None:
+        self.conn = conn
+        self.direction = direction
+        self.requests = direction == I2T
+        self.digests = digests
+        self.max_dsl = max_dsl
+        self.resync_max_dsl = resync_max_dsl
+        self.mode = _HEADER if in_sync else _RESYNC
+        self.resync_reason = "mid_stream"
+        self.hbuf = bytearray()
+        self.need = BHS_LEN  # header bytes needed (BHS, then BHS+AHS+digest)
+        self.first_frame = 0
+        self.first_ts = 0
+        self.data_left = 0  # data + padding bytes still to come
+        self.dsl = 0
+        self.keep: bytearray | None = None
+        self.data_crc: int | None = None  # running CRC of the data segment (when a digest is checked)
+        self.data_complete = True
+        self.hd_status: str | None = None
+        self.dbuf = bytearray()
+        self.rbuf = bytearray()
+        self.skipped = 0
+        #: totals for reports
+        self.pdus = 0
+        self.bytes_unframed = 0
+
+    # ------------------------------------------------------------------ feeding
+
+    def feed(self, frame: int, ts_ns: int, data: bytes | bytearray | memoryview) -> list[Record]:
+        """Feed the next in-order bytes of the stream; returns completed PDU records."""
+        out: list[Record] = []
+        mv = data if isinstance(data, memoryview) else memoryview(data)
+        n = len(mv)
+        pos = 0
+        while pos < n:
+            mode = self.mode
+            if mode == _DATA:
+                take = self.data_left if self.data_left < n - pos else n - pos
+                chunk = mv[pos:pos + take]
+                if self.keep is not None:
+                    self.keep += chunk
+                if self.data_crc is not None:
+                    self.data_crc = crc32c(chunk, self.data_crc)
+                self.data_left -= take
+                pos += take
+                if self.data_left == 0:
+                    self._data_done(frame, ts_ns, out)
+            elif mode == _HEADER:
+                hb = self.hbuf
+                if not hb:
+                    self.first_frame = frame
+                    self.first_ts = ts_ns
+                take = self.need - len(hb)
+                if take > n - pos:
+                    take = n - pos
+                hb += mv[pos:pos + take]
+                pos += take
+                if len(hb) == self.need:
+                    self._header_progress(frame, ts_ns, out)
+            elif mode == _DDIGEST:
+                take = 4 - len(self.dbuf)
+                if take > n - pos:
+                    take = n - pos
+                self.dbuf += mv[pos:pos + take]
+                pos += take
+                if len(self.dbuf) == 4:
+                    self._data_digest_done(frame, ts_ns, out)
+            else:
+                self.rbuf += mv[pos:]
+                pos = n
+                rest = self._resync(frame, ts_ns, out)
+                if rest is not None:
+                    # Found a header: re-feed what followed it in the resync buffer.
+                    out.extend(self.feed(frame, ts_ns, rest))
+        return out
+
+    def gap(self, frame: int, ts_ns: int, length: int) -> list[Record]:
+        """``length`` bytes of the stream are missing from the capture."""
+        out: list[Record] = []
+        if self.mode == _DATA and length <= self.data_left:
+            # The hole is inside a data segment we are skipping anyway: framing survives.
+            self.data_left -= length
+            self.data_complete = False
+            self.keep = None
+            self.data_crc = None
+            if self.data_left == 0:
+                self._data_done(frame, ts_ns, out)
+            return out
+        if self.mode == _DATA:
+            self.data_complete = False
+            self.keep = None
+            self.data_crc = None
+            self._emit(frame, ts_ns, out)  # the header was complete: report the PDU
+        elif self.mode == _DDIGEST:
+            self.data_crc = None
+            self._emit(frame, ts_ns, out)
+        if self.mode != _RESYNC:
+            self.skipped = 0
+        self.skipped += len(self.hbuf) + len(self.rbuf)  # captured bytes left unframed
+        self.bytes_unframed += len(self.hbuf)
+        self.hbuf = bytearray()
+        self.rbuf = bytearray()
+        self.dbuf = bytearray()
+        self.mode = _RESYNC
+        self.resync_reason = "gap"
+        return out
+
+    def finish(self, frame: int, ts_ns: int) -> list[Record]:
+        """End of stream: a PDU cut short is reported as unframed bytes."""
+        out: list[Record] = []
+        pending = len(self.hbuf) + len(self.rbuf) + len(self.dbuf)
+        if self.mode == _DATA:
+            self.data_complete = False
+            self.keep = None
+            self.data_crc = None
+            self._emit(frame, ts_ns, out)
+        elif self.mode == _DDIGEST:
+            pending = 0
+            self.data_crc = None
+            self._emit(frame, ts_ns, out)
+        elif self.mode == _RESYNC and (self.skipped or pending):
+            self.bytes_unframed += pending
+            out.append(FramingResync(frame, ts_ns, self.conn, self.direction, self.skipped + pending,
+                                     self.resync_reason, False))
+        elif pending:
+            self.bytes_unframed += pending
+            out.append(FramingResync(frame, ts_ns, self.conn, self.direction, pending, "stream_end", False))
+        self.hbuf = bytearray()
+        self.rbuf = bytearray()
+        self.dbuf = bytearray()
+        self.skipped = 0
+        return out
+
+    # ------------------------------------------------------------------ header
+
+    def _header_progress(self, frame: int, ts_ns: int, out: list[Record]) -> None:
+        hb = self.hbuf
+        if self.need == BHS_LEN:
+            b0 = hb[0]
+            op = b0 & 0x3F
+            known = (op in REQUEST_OPCODES) if self.requests else (op in RESPONSE_OPCODES)
+            if (not known and op not in VENDOR_OPCODES) or b0 & 0x80:
+                # Framing is lost (or the peer sent garbage): resynchronise from here.
+                self._lose_sync(frame, ts_ns, out, "implausible_header")
+                return
+            hd = self.digests.header
+            extra = hb[4] * 4 + (4 if hd else 0)
+            if extra:
+                self.need = BHS_LEN + extra
+                return
+        self._header_done(frame, ts_ns, out)
+
+    def _header_done(self, frame: int, ts_ns: int, out: list[Record]) -> None:
+        hb = self.hbuf
+        hd = self.digests.header
+        if hd:
+            end = len(hb) - 4
+            got = int.from_bytes(hb[end:], "little")
+            self.hd_status = "ok" if crc32c(hb[:end]) == got else "bad"
+        else:
+            self.hd_status = None
+        dsl = (hb[5] << 16) | (hb[6] << 8) | hb[7]
+        self.dsl = dsl
+        if dsl == 0:
+            self.data_complete = True
+            self.keep = None
+            self.data_crc = None
+            self._emit(frame, ts_ns, out)
+            return
+        op = hb[0] & 0x3F
+        if (op in KEEP_DATA_OPCODES and dsl <= KEEP_MAX) or dsl <= SMALL_DATA:
+            self.keep = bytearray()
+        else:
+            self.keep = None
+        dd = self.digests.data
+        self.data_crc = 0 if dd is None or dd else None
+        self.data_left = dsl + (-dsl & 3)
+        self.data_complete = True
+        self.mode = _DATA
+
+    def _data_done(self, frame: int, ts_ns: int, out: list[Record]) -> None:
+        dd = self.digests.data
+        if dd is False:
+            self._emit(frame, ts_ns, out)
+        else:
+            self.dbuf = bytearray()
+            self.mode = _DDIGEST
+
+    def _data_digest_done(self, frame: int, ts_ns: int, out: list[Record]) -> None:
+        got = int.from_bytes(self.dbuf, "little")
+        crc = self.data_crc
+        if self.digests.data is None:
+            # Detection (login not captured): a digest is there iff the CRC matches.
+            if crc is not None and crc == got:
+                self.digests.data = True
+                self._emit(frame, ts_ns, out, dd_status="ok")
+                return
+            if crc is None:
+                # Cannot tell yet (data incomplete): assume no digest, re-feed these 4 bytes.
+                pass
+            else:
+                self.digests.data = False
+            rest = bytes(self.dbuf)
+            self.dbuf = bytearray()
+            self._emit(frame, ts_ns, out)
+            out.extend(self.feed(frame, ts_ns, rest))
+            return
+        status = None if crc is None else ("ok" if crc == got else "bad")
+        self._emit(frame, ts_ns, out, dd_status=status)
+
+    def _emit(self, frame: int, ts_ns: int, out: list[Record], dd_status: str | None = None) -> None:
+        hb = self.hbuf
+        ahs_end = BHS_LEN + hb[4] * 4
+        bhs = bytes(hb[:BHS_LEN])
+        ahs = bytes(hb[BHS_LEN:ahs_end])
+        data: bytes | None
+        if self.keep is not None and self.data_complete:
+            data = bytes(self.keep[:self.dsl])
+        else:
+            data = None
+        self.pdus += 1
+        try:
+            rec = decode_pdu(bhs, ahs, data, frame, ts_ns, self.conn, self.direction, self.first_frame,
+                             self.hd_status, dd_status)
+        except DecodeError as e:
+            rec = MalformedPdu(frame, ts_ns, self.conn, self.direction, self.first_frame, bhs[0] & 0x3F,
+                               e.reason, e.offset, bhs)
+        out.append(rec)
+        # Login Response: track the digest keys and the switch to Full Feature Phase (§13.1).
+        if bhs[0] & 0x3F in (0x23, 0x03):
+            keys = getattr(rec, "keys", ())
+            self.digests.note_keys(keys)
+            if bhs[0] & 0x3F == 0x23 and bhs[1] & 0x83 == 0x83 and bhs[36] == 0:
+                self.digests.enter_full_feature_phase()
+        self.hbuf = bytearray()
+        self.need = BHS_LEN
+        self.keep = None
+        self.data_crc = None
+        self.mode = _HEADER
+
+    def _lose_sync(self, frame: int, ts_ns: int, out: list[Record], reason: str) -> None:
+        self.rbuf = self.hbuf[1:]
+        self.skipped = 1
+        self.hbuf = bytearray()
+        self.need = BHS_LEN
+        self.mode = _RESYNC
+        self.resync_reason = reason
+        rest = self._resync(frame, ts_ns, out)
+        if rest is not None:
+            out.extend(self.feed(frame, ts_ns, rest))
+
+    # ------------------------------------------------------------------ resync
+
+    def _resync(self, frame: int, ts_ns: int, out: list[Record]) -> bytes | None:
+        """Scan ``rbuf`` for a plausible BHS. Returns the bytes from it on (to re-feed) or None."""
+        rb = self.rbuf
+        finder = _CANDIDATE_RE[self.requests]
+        hd = self.digests.header
+        pos = 0
+        n = len(rb)
+        while True:
+            m = finder.search(rb, pos)
+            if m is None:
+                keep_from = max(n - (BHS_LEN - 1), pos)
+                break
+            p = m.start()
+            if n - p < BHS_LEN + (4 if hd else 0):
+                keep_from = p
+                break
+            if not plausible_bhs(rb, p, self.requests, self.resync_max_dsl):
+                pos = p + 1
+                continue
+            ahs_len = rb[p + 4] * 4
+            hdr_end = p + BHS_LEN + ahs_len
+            verdict = self._digest_verdict(rb, p, hdr_end)
+            if verdict is None:  # need more bytes
+                keep_from = p
+                break
+            if verdict is False:
+                pos = p + 1
+                continue
+            has_hd = verdict == "digest"
+            # Confirm by the next header when it is (or soon will be) in the buffer.
+            dsl = (rb[p + 5] << 16) | (rb[p + 6] << 8) | rb[p + 7]
+            total = (hdr_end - p) + (4 if has_hd else 0) + dsl + (-dsl & 3)
+            if dsl and self.digests.data:
+                total += 4
+            nxt = p + total
+            if nxt + BHS_LEN <= n:
+                if not plausible_bhs(rb, nxt, self.requests, self.resync_max_dsl):
+                    pos = p + 1
+                    continue
+            elif total + BHS_LEN <= CONFIRM_LIMIT and self.digests.data is not None:
+                keep_from = p
+                break
+            # Accept.
+            if self.digests.header is None:
+                self.digests.header = has_hd  # detected (login not captured)
+            self.skipped += p
+            self.bytes_unframed += p
+            out.append(FramingResync(frame, ts_ns, self.conn, self.direction, self.skipped,
+                                     self.resync_reason, True))
+            self.skipped = 0
+            rest = bytes(rb[p:])
+            self.rbuf = bytearray()
+            self.mode = _HEADER
+            self.hbuf = bytearray()
+            self.need = BHS_LEN
+            return rest
+        self.skipped += keep_from
+        self.bytes_unframed += keep_from
+        del rb[:keep_from]
+        return None
+
+    def _digest_verdict(self, rb: bytearray, p: int, hdr_end: int) -> str | bool | None:
+        """Header digest test for a candidate.
+
+        Returns "digest" (a matching header digest follows), "plain" (no digest expected, or
+        digests unknown and the CRC does not match), False (digest expected but wrong), or None
+        when more bytes are needed to tell.
+        """
+        hd = self.digests.header
+        if hd is False:
+            return "plain"
+        if len(rb) < hdr_end + 4:
+            return None
+        ok = crc32c(memoryview(rb)[p:hdr_end]) == int.from_bytes(rb[hdr_end:hdr_end + 4], "little")
+        if ok:
+            return "digest"
+        return "plain" if hd is None else False

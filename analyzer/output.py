@@ -1,0 +1,85 @@
+"""Safe rendering of rows for terminals, CSV and JSON lines.
+
+Captures are untrusted: a TargetAlias can carry ANSI escapes, an InitiatorName can start with
+``=`` to become a spreadsheet formula. Everything capture-derived goes through here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any, TextIO
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+_ESCAPE_SEQ = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])")
+
+
+def terminal_safe(text: str) -> str:
+    """Strip escape sequences and control characters (keeps printable text; newlines become spaces)."""
+    text = _ESCAPE_SEQ.sub("", text)
+    text = text.replace("\n", " ").replace("\t", " ")
+    return _CONTROL.sub("\ufffd", text)
+
+
+def csv_safe(value: Any) -> Any:
+    """Neutralise spreadsheet formulas: a text cell starting with = + - @ (or tab/CR) gets a quote."""
+    if isinstance(value, str) and value and value[0] in "=+-@\t\r":
+        return "'" + value
+    return value
+
+
+class RowWriter:
+    """Streams rows as table, csv or jsonl."""
+
+    def __init__(self, fmt: str, columns: Sequence[str], out: TextIO | None = None,
+                 table_columns: Sequence[str] | None = None, widths: dict[str, int] | None = None) -> None:
+        self.fmt = fmt
+        self.columns = list(columns)
+        self.out = out or sys.stdout
+        self.table_columns = list(table_columns or columns)
+        self.widths = widths or {}
+        self.rows = 0
+        self._csv: Any = None
+        if fmt == "csv":
+            self._csv = csv.writer(self.out, lineterminator="\n")
+            self._csv.writerow(self.columns)
+        elif fmt == "table":
+            self.out.write(self._table_line({c: c for c in self.table_columns}) + "\n")
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.rows += 1
+        if self.fmt == "csv":
+            self._csv.writerow([_csv_cell(row.get(c)) for c in self.columns])
+        elif self.fmt == "jsonl":
+            self.out.write(json.dumps({c: row.get(c) for c in self.columns}, ensure_ascii=False,
+                                      default=str) + "\n")
+        else:
+            self.out.write(self._table_line(row) + "\n")
+
+    def write_all(self, rows: Iterable[dict[str, Any]]) -> None:
+        for r in rows:
+            self.write(r)
+
+    def _table_line(self, row: dict[str, Any]) -> str:
+        parts = []
+        for c in self.table_columns:
+            v = row.get(c)
+            text = "" if v is None else terminal_safe(str(v))
+            w = self.widths.get(c)
+            if w:
+                text = text[:w].ljust(w) if c != self.table_columns[-1] else text
+            parts.append(text)
+        return "  ".join(parts).rstrip()
+
+
+def _csv_cell(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        v = " ".join(str(x) for x in v)
+    return csv_safe(v)

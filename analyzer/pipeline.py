@@ -1,0 +1,209 @@
+"""The only wiring: source -> reassembler -> framer -> decoder -> tracker -> detectors (house style §1).
+
+``Pipeline`` is sans-I/O: feed it TCP segments (``feed_segment``) and it returns records in
+capture order; ``finish`` flushes what is pending at the end. ``iter_records`` drives it over a
+capture file (the capture layer opens the file). Live capture feeds the same ``Pipeline``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from analyzer.iscsi.framing import DEFAULT_RESYNC_MAX_DSL, DigestState, PduFramer
+from analyzer.records import I2T, T2I, Record, TcpClosed, TcpOpened
+from analyzer.tcp.reassembly import (
+    DATA,
+    DEFAULT_MAX_FLOWS,
+    DEFAULT_MAX_OOO_BYTES,
+    DEFAULT_MAX_TOTAL_OOO_BYTES,
+    DEFAULT_PORTS,
+    TcpReassembler,
+)
+
+
+@dataclass
+class Options:
+    """What the user can tune; defaults documented in the README."""
+
+    ports: frozenset[int] = DEFAULT_PORTS
+    detect_other_ports: bool = True
+    max_ooo_bytes: int = DEFAULT_MAX_OOO_BYTES
+    max_total_ooo_bytes: int = DEFAULT_MAX_TOTAL_OOO_BYTES
+    max_flows: int = DEFAULT_MAX_FLOWS
+    resync_max_dsl: int = DEFAULT_RESYNC_MAX_DSL
+    #: run the session/connection/task state machines (not needed for a plain PDU listing)
+    state: bool = True
+    #: run the anomaly rules (implies state)
+    anomalies: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ConnEndpoints:
+    client: str
+    client_port: int
+    server: str
+    server_port: int
+
+
+class Pipeline:
+    """Sans-I/O pipeline over TCP segments."""
+
+    def __init__(self, options: Options | None = None) -> None:
+        self.options = opts = options or Options()
+        self.reassembler = TcpReassembler(
+            opts.ports,
+            detect_other_ports=opts.detect_other_ports,
+            max_ooo_bytes=opts.max_ooo_bytes,
+            max_total_ooo_bytes=opts.max_total_ooo_bytes,
+            max_flows=opts.max_flows,
+        )
+        self.framers: dict[tuple[str, str], PduFramer] = {}
+        self.endpoints: dict[str, ConnEndpoints] = {}
+        self.tracker: Any = None
+        self.detectors: Any = None
+        if opts.state or opts.anomalies:
+            self.tracker = _make_tracker(opts)
+        if opts.anomalies and self.tracker is not None:
+            self.detectors = _make_detectors(opts)
+        self.last_frame = 0
+        self.last_ts = 0
+
+    # ------------------------------------------------------------------ feeding
+
+    def feed_segment(self, frame: int, ts_ns: int, src: bytes, dst: bytes, sport: int, dport: int,
+                     seq: int, ack: int, flags: int, window: int, payload: bytes | memoryview) -> list[Record]:
+        self.last_frame = frame
+        self.last_ts = ts_ns
+        items = self.reassembler.feed_segment(frame, ts_ns, src, dst, sport, dport, seq, ack, flags, window,
+                                              payload)
+        if not items:
+            return []
+        return self._dispatch(items)
+
+    def finish(self) -> list[Record]:
+        frame, ts = self.last_frame, self.last_ts
+        out = self._dispatch(self.reassembler.finish(frame, ts))
+        for key in list(self.framers):
+            out.extend(self._post(self.framers.pop(key).finish(frame, ts)))
+        if self.tracker is not None:
+            out.extend(self._post_state(self.tracker.finish(ts)))
+        if self.detectors is not None:
+            out.extend(self.detectors.finish(ts))
+        return out
+
+    # ------------------------------------------------------------------ internals
+
+    def _dispatch(self, items: Iterable[object]) -> list[Record]:
+        out: list[Record] = []
+        framers = self.framers
+        for item in items:
+            if type(item) is tuple:
+                tag, conn, direction, frame, ts, data = item
+                framer = framers.get((conn, direction))
+                if framer is None:
+                    continue
+                recs = framer.feed(frame, ts, data) if tag == DATA else framer.gap(frame, ts, data)
+                if recs:
+                    out.extend(self._post(recs))
+                continue
+            assert isinstance(item, Record)
+            if type(item) is TcpOpened:
+                self._open(item)
+                out.extend(self._post([item]))
+            elif type(item) is TcpClosed:
+                # Flush the framers first so their last records come before the close.
+                for d in (I2T, T2I):
+                    framer = framers.pop((item.conn, d), None)
+                    if framer is not None:
+                        out.extend(self._post(framer.finish(item.frame, item.ts_ns)))
+                out.extend(self._post([item]))
+            else:
+                out.extend(self._post([item]))
+        return out
+
+    def _open(self, rec: TcpOpened) -> None:
+        self.endpoints[rec.conn] = ConnEndpoints(rec.client, rec.client_port, rec.server, rec.server_port)
+        digests = DigestState(known=rec.handshake)
+        for d in (I2T, T2I):
+            self.framers[(rec.conn, d)] = PduFramer(rec.conn, d, digests, in_sync=rec.handshake,
+                                                    resync_max_dsl=self.options.resync_max_dsl)
+
+    def _post(self, recs: list[Record]) -> list[Record]:
+        """Pass records through the state tracker and detectors; return them plus what those add."""
+        tracker = self.tracker
+        if tracker is None:
+            return recs
+        out: list[Record] = []
+        for r in recs:
+            out.append(r)
+            added = tracker.feed(r)
+            if added:
+                out.extend(self._post_state(added))
+            if self.detectors is not None:
+                out.extend(self.detectors.feed(r))
+        return out
+
+    def _post_state(self, added: list[Record]) -> list[Record]:
+        out: list[Record] = []
+        for a in added:
+            out.append(a)
+            self._apply_feedback(a)
+            if self.detectors is not None:
+                out.extend(self.detectors.feed(a))
+        return out
+
+    def _apply_feedback(self, rec: Record) -> None:
+        """State-layer facts the framer needs (negotiated MaxRecvDataSegmentLength for resync)."""
+        if type(rec).__name__ != "ConnectionParams":
+            return
+        conn = getattr(rec, "conn", None)
+        # The receiver's declared MaxRecvDataSegmentLength bounds what the sender may send (§13.12).
+        for d, attr in ((I2T, "max_recv_dsl_target"), (T2I, "max_recv_dsl_initiator")):
+            framer = self.framers.get((conn, d)) if conn else None
+            value = getattr(rec, attr, None)
+            if framer is not None and isinstance(value, int) and value > 0:
+                framer.resync_max_dsl = max(value, 8192)
+
+
+def _make_tracker(opts: Options) -> Any:
+    try:
+        from analyzer.state.tracker import SessionTracker
+    except ImportError:
+        return None
+    return SessionTracker()
+
+
+def _make_detectors(opts: Options) -> Any:
+    try:
+        from analyzer.anomalies.engine import AnomalyEngine
+    except ImportError:
+        return None
+    return AnomalyEngine()
+
+
+def iter_records(source: Any, options: Options | None = None, *, reader_out: list[Any] | None = None
+                 ) -> Iterator[Record]:
+    """Run the pipeline over a capture file or stream; yields records in capture order.
+
+    Raises ``CaptureError`` (from the capture layer) when the file is not a readable capture.
+    Damage found while reading ends the iteration early; it is available on the reader, which
+    is appended to ``reader_out`` when given.
+    """
+    from analyzer.capture import iter_tcp, open_capture
+
+    pipeline = Pipeline(options)
+    reader = open_capture(source)
+    if reader_out is not None:
+        reader_out.append(reader)
+    feed = pipeline.feed_segment
+    try:
+        for seg in iter_tcp(reader):
+            recs = feed(*seg)
+            if recs:
+                yield from recs
+        yield from pipeline.finish()
+    finally:
+        reader.close()

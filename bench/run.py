@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Benchmark: iscsi-analyzer against tshark on the same captures, in the same run.
+
+Usage: python bench/run.py [--size-mb 300] [--skip-make] [--captures FILE ...]
+
+1. Makes (with the lab, as root) a capture of >= 300 MB of sequential 64 KiB reads at MTU
+   1500 and one of random 4 KiB I/O into bench/out/ (git-ignored), unless they exist.
+2. Times ``iscsi-analyzer pdus --format csv`` and
+   ``tshark -r FILE -Y iscsi -T fields -e frame.number -e iscsi.opcode -e iscsi.initiatortasktag``
+   on each, output to /dev/null, and reads each child's own peak RSS with ``os.wait4``.
+3. Checks that memory does not grow with capture length: the first quarter of the capture
+   (editcap) against the whole.
+
+Prints the ratios and writes bench/out/results.json. Targets (issue 3): >= 3x faster than
+tshark, <= 1/4 of its peak memory, and the whole capture peaking within 1.2x of a quarter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+VENV_BIN = ROOT / ".venv" / "bin"
+
+
+def measure(cmd: list[str]) -> tuple[float, int]:
+    """Run cmd with stdout to /dev/null; return (wall seconds, peak RSS in KiB of that child)."""
+    with open(os.devnull, "wb") as devnull:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=devnull, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(cmd)} failed ({proc.returncode}): {err.strip()[-300:]}")
+    return wall, usage.ru_maxrss
+
+
+def best_of(cmd: list[str], runs: int) -> tuple[float, int]:
+    results = [measure(cmd) for _ in range(runs)]
+    return min(r[0] for r in results), max(r[1] for r in results)
+
+
+def ensure_capture(kind: str, size_mb: int) -> Path:
+    path = OUT / f"{kind}_{size_mb}mb.pcap"
+    if path.exists() and path.stat().st_size > size_mb * 1024 * 1024 * 0.9:
+        return path
+    OUT.mkdir(parents=True, exist_ok=True)
+    exe = VENV_BIN / "iscsi-analyzer"
+    cmd = [str(exe), "lab", "bench", "--kind", kind, "--size-mb", str(size_mb), "--out", str(OUT)]
+    print(f"bench: making {kind} capture of {size_mb} MB with the lab ...", flush=True)
+    subprocess.run(cmd, check=True)
+    made = sorted(OUT.glob(f"*{kind}*.pcap*"), key=lambda p: p.stat().st_mtime)
+    if not made:
+        raise SystemExit(f"bench: the lab did not write a {kind} capture into {OUT}")
+    if made[-1] != path:
+        made[-1].rename(path)
+    return path
+
+
+def quarter_of(path: Path) -> Path:
+    frames = int(subprocess.run(["capinfos", "-c", "-M", str(path)], capture_output=True, text=True,
+                                check=True).stdout.split()[-1])
+    q = path.with_name(path.stem + "_quarter.pcap")
+    if not q.exists():
+        subprocess.run(["editcap", "-r", str(path), str(q), f"1-{max(1, frames // 4)}"], check=True)
+    return q
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size-mb", type=int, default=300)
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--captures", nargs="*", type=Path, help="use these captures instead of making them")
+    args = ap.parse_args()
+    for tool in ("tshark", "editcap", "capinfos"):
+        if shutil.which(tool) is None:
+            print(f"bench: {tool} not found (apt-get install tshark)", file=sys.stderr)
+            return 2
+    captures = args.captures or [ensure_capture("seq", args.size_mb), ensure_capture("rand", args.size_mb // 3)]
+    ours_cmd = [str(VENV_BIN / "iscsi-analyzer"), "pdus", "--format", "csv"]
+    results = []
+    for cap in captures:
+        size = cap.stat().st_size
+        t_ours, m_ours = best_of([*ours_cmd, str(cap)], args.runs)
+        t_tshark, m_tshark = best_of(["tshark", "-r", str(cap), "-Y", "iscsi", "-T", "fields", "-e", "frame.number",
+                                      "-e", "iscsi.opcode", "-e", "iscsi.initiatortasktag"], args.runs)
+        q = quarter_of(cap)
+        _, m_quarter = best_of([*ours_cmd, str(q)], 1)
+        r = {
+            "capture": cap.name, "size_mb": round(size / 2**20, 1),
+            "ours_s": round(t_ours, 2), "tshark_s": round(t_tshark, 2), "speedup": round(t_tshark / t_ours, 2),
+            "ours_peak_mb": round(m_ours / 1024, 1), "tshark_peak_mb": round(m_tshark / 1024, 1),
+            "memory_ratio": round(m_ours / m_tshark, 3),
+            "quarter_peak_mb": round(m_quarter / 1024, 1), "growth_4x": round(m_ours / m_quarter, 3),
+            "ours_mb_per_s": round(size / 2**20 / t_ours, 1),
+        }
+        results.append(r)
+        ok = r["speedup"] >= 3 and r["memory_ratio"] <= 0.25 and r["growth_4x"] <= 1.2
+        print(f"{cap.name}: {r['size_mb']} MB  ours {t_ours:.2f}s ({r['ours_mb_per_s']} MB/s)  "
+              f"tshark {t_tshark:.2f}s  speed-up {r['speedup']}x  "
+              f"peak memory ours {r['ours_peak_mb']} MB / tshark {r['tshark_peak_mb']} MB "
+              f"(ratio {r['memory_ratio']})  4x-longer growth {r['growth_4x']}  {'OK' if ok else 'MISSES TARGET'}",
+              flush=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "results.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -127,13 +127,13 @@ class _Endpoints:
 @click.option("--max-differences", default=50, show_default=True, help="How many differences to print.")
 def crosscheck(capture: str, ports: tuple[int, ...], max_differences: int) -> None:
     """Compare our PDU decode with tshark's, PDU by PDU; exit 1 when they differ."""
-    from analyzer.capture.tshark import TsharkError, tshark_pdus
+    from analyzer.capture.tshark import TsharkError, tshark_pdus_union
     from analyzer.crosscheck import compare
 
     readers: list[Any] = []
     records = list(_records(capture, _options(ports, state=False, anomalies=False), readers))
     try:
-        theirs = tshark_pdus(capture, ports)
+        theirs = tshark_pdus_union(capture, ports)
     except TsharkError as e:
         raise InputError(str(e)) from e
     res = compare(records, theirs)

@@ -44,12 +44,19 @@ def _int(v: object) -> int | None:
         return None
 
 
-def tshark_pdus(path: str, ports: Iterable[int] = (), timeout: float = 600.0) -> list[TsharkPdu]:
-    """Every iSCSI PDU tshark decodes in ``path``, in frame order (several per frame possible)."""
+def tshark_pdus(path: str, ports: Iterable[int] = (), timeout: float = 600.0, *,
+                out_of_order: bool = False) -> list[TsharkPdu]:
+    """Every iSCSI PDU tshark decodes in ``path``, in frame order (several per frame possible).
+
+    ``out_of_order`` turns on tshark's out-of-order TCP reassembly (off by default in
+    Wireshark 4.0): it then also frames PDUs completed by retransmissions that fill holes,
+    but loses others after capture gaps.
+    """
     exe = tshark_path()
     if exe is None:
         raise TsharkError("tshark not found (apt-get install tshark)")
-    cmd = [exe, "-n", "-r", str(path), "-Y", "iscsi", "-T", "json", "-j", "frame iscsi", "--no-duplicate-keys"]
+    cmd = [exe, "-n", "-r", str(path), "-Y", "iscsi", "-T", "json", "-j", "frame iscsi", "--no-duplicate-keys",
+           "-o", f"tcp.reassemble_out_of_order:{'TRUE' if out_of_order else 'FALSE'}"]
     for p in sorted(set(ports) - {3260, 860}):
         cmd += ["-d", f"tcp.port=={p},iscsi"]
     try:
@@ -81,3 +88,13 @@ def tshark_pdus(path: str, ports: Iterable[int] = (), timeout: float = 600.0) ->
             out.append(TsharkPdu(frame, op, _int(p.get("iscsi.initiatortasktag")), _int(p.get("iscsi.cmdsn")),
                                  _int(p.get("iscsi.statsn")), _int(p.get("iscsi.datasegmentlength"))))
     return out
+
+
+def tshark_pdus_union(path: str, ports: Iterable[int] = (), timeout: float = 600.0) -> list[TsharkPdu]:
+    """The PDUs tshark finds with or without out-of-order reassembly (each once), by frame."""
+    ports = tuple(ports)
+    seen: dict[tuple[int, int, int | None, int | None], TsharkPdu] = {}
+    for ooo in (False, True):
+        for p in tshark_pdus(path, ports, timeout, out_of_order=ooo):
+            seen.setdefault((p.frame, p.opcode, p.itt, p.dsl), p)
+    return sorted(seen.values(), key=lambda p: p.frame)

@@ -207,8 +207,14 @@ class PduFramer:
         self.data_crc: int | None = None  # running CRC of the data segment (when a digest is checked)
         self.data_complete = True
         self.hd_status: str | None = None
+        #: digest expectations for the PDU being framed (False for Login PDUs; None = detect)
+        self.cur_hd: bool | None = False
+        self.cur_dd: bool | None = False
         self.dbuf = bytearray()
+        self.data_end = (0, 0)
         self.rbuf = bytearray()
+        #: (offset in rbuf, frame, ts_ns) where each captured chunk in the resync buffer starts
+        self.rmarks: list[tuple[int, int, int]] = []
         self.skipped = 0
         #: totals for reports
         self.pdus = 0
@@ -256,12 +262,10 @@ class PduFramer:
                 if len(self.dbuf) == 4:
                     self._data_digest_done(frame, ts_ns, out)
             else:
+                self.rmarks.append((len(self.rbuf), frame, ts_ns))
                 self.rbuf += mv[pos:]
                 pos = n
-                rest = self._resync(frame, ts_ns, out)
-                if rest is not None:
-                    # Found a header: re-feed what followed it in the resync buffer.
-                    out.extend(self.feed(frame, ts_ns, rest))
+                self._resync_and_refeed(frame, ts_ns, out)
         return out
 
     def gap(self, frame: int, ts_ns: int, length: int) -> list[Record]:
@@ -290,6 +294,7 @@ class PduFramer:
         self.bytes_unframed += len(self.hbuf)
         self.hbuf = bytearray()
         self.rbuf = bytearray()
+        self.rmarks = []
         self.dbuf = bytearray()
         self.mode = _RESYNC
         self.resync_reason = "gap"
@@ -317,6 +322,7 @@ class PduFramer:
             out.append(FramingResync(frame, ts_ns, self.conn, self.direction, pending, "stream_end", False))
         self.hbuf = bytearray()
         self.rbuf = bytearray()
+        self.rmarks = []
         self.dbuf = bytearray()
         self.skipped = 0
         return out
@@ -333,8 +339,11 @@ class PduFramer:
                 # Framing is lost (or the peer sent garbage): resynchronise from here.
                 self._lose_sync(frame, ts_ns, out, "implausible_header")
                 return
-            hd = self.digests.header
-            extra = hb[4] * 4 + (4 if hd else 0)
+            # Login PDUs never carry digests: they are negotiated by the login (§13.1).
+            login = op == 0x03 or op == 0x23
+            self.cur_hd = False if login else self.digests.header
+            self.cur_dd = False if login else self.digests.data
+            extra = hb[4] * 4 + (4 if self.cur_hd else 0)
             if extra:
                 self.need = BHS_LEN + extra
                 return
@@ -342,8 +351,7 @@ class PduFramer:
 
     def _header_done(self, frame: int, ts_ns: int, out: list[Record]) -> None:
         hb = self.hbuf
-        hd = self.digests.header
-        if hd:
+        if self.cur_hd:
             end = len(hb) - 4
             got = int.from_bytes(hb[end:], "little")
             self.hd_status = "ok" if crc32c(hb[:end]) == got else "bad"
@@ -362,37 +370,37 @@ class PduFramer:
             self.keep = bytearray()
         else:
             self.keep = None
-        dd = self.digests.data
+        dd = self.cur_dd
         self.data_crc = 0 if dd is None or dd else None
         self.data_left = dsl + (-dsl & 3)
         self.data_complete = True
         self.mode = _DATA
 
     def _data_done(self, frame: int, ts_ns: int, out: list[Record]) -> None:
-        dd = self.digests.data
+        dd = self.cur_dd
         if dd is False:
             self._emit(frame, ts_ns, out)
         else:
+            # Where the data segment ended: the PDU's last byte if no digest follows after all.
+            self.data_end = (frame, ts_ns)
             self.dbuf = bytearray()
             self.mode = _DDIGEST
 
     def _data_digest_done(self, frame: int, ts_ns: int, out: list[Record]) -> None:
         got = int.from_bytes(self.dbuf, "little")
         crc = self.data_crc
-        if self.digests.data is None:
+        if self.cur_dd is None:
             # Detection (login not captured): a digest is there iff the CRC matches.
             if crc is not None and crc == got:
                 self.digests.data = True
                 self._emit(frame, ts_ns, out, dd_status="ok")
                 return
-            if crc is None:
-                # Cannot tell yet (data incomplete): assume no digest, re-feed these 4 bytes.
-                pass
-            else:
+            if crc is not None and self.digests.data is None:
                 self.digests.data = False
+            # No digest here (or cannot tell, the data being incomplete): these 4 bytes start the next PDU.
             rest = bytes(self.dbuf)
             self.dbuf = bytearray()
-            self._emit(frame, ts_ns, out)
+            self._emit(*self.data_end, out)
             out.extend(self.feed(frame, ts_ns, rest))
             return
         status = None if crc is None else ("ok" if crc == got else "bad")
@@ -430,19 +438,35 @@ class PduFramer:
 
     def _lose_sync(self, frame: int, ts_ns: int, out: list[Record], reason: str) -> None:
         self.rbuf = self.hbuf[1:]
+        self.rmarks = [(0, self.first_frame, self.first_ts)]
         self.skipped = 1
         self.hbuf = bytearray()
         self.need = BHS_LEN
         self.mode = _RESYNC
         self.resync_reason = reason
-        rest = self._resync(frame, ts_ns, out)
-        if rest is not None:
-            out.extend(self.feed(frame, ts_ns, rest))
+        self._resync_and_refeed(frame, ts_ns, out)
 
     # ------------------------------------------------------------------ resync
 
-    def _resync(self, frame: int, ts_ns: int, out: list[Record]) -> bytes | None:
-        """Scan ``rbuf`` for a plausible BHS. Returns the bytes from it on (to re-feed) or None."""
+    def _resync_and_refeed(self, frame: int, ts_ns: int, out: list[Record]) -> None:
+        """Resynchronise; on success re-feed the buffered bytes, each chunk with its own frame."""
+        marks = self.rmarks
+        rest = self._resync(frame, ts_ns, out)
+        if rest is None:
+            return
+        start, chunks = rest
+        self.rmarks = []
+        for i, (off, fr, ts) in enumerate(marks):
+            end = marks[i + 1][0] if i + 1 < len(marks) else None
+            lo = max(off, start)
+            piece = chunks[lo - start:None if end is None else end - start]
+            if end is not None and end <= start:
+                continue
+            if piece:
+                out.extend(self.feed(fr, ts, piece))
+
+    def _resync(self, frame: int, ts_ns: int, out: list[Record]) -> tuple[int, bytes] | None:
+        """Scan ``rbuf`` for a plausible BHS. Returns (its offset, the bytes from it on) or None."""
         rb = self.rbuf
         finder = _CANDIDATE_RE[self.requests]
         hd = self.digests.header
@@ -469,11 +493,12 @@ class PduFramer:
             if verdict is False:
                 pos = p + 1
                 continue
-            has_hd = verdict == "digest"
+            login = rb[p] & 0x3F in (0x03, 0x23)
+            has_hd = verdict == "digest" and not login
             # Confirm by the next header when it is (or soon will be) in the buffer.
             dsl = (rb[p + 5] << 16) | (rb[p + 6] << 8) | rb[p + 7]
             total = (hdr_end - p) + (4 if has_hd else 0) + dsl + (-dsl & 3)
-            if dsl and self.digests.data:
+            if dsl and self.digests.data and not login:
                 total += 4
             nxt = p + total
             if nxt + BHS_LEN <= n:
@@ -484,22 +509,31 @@ class PduFramer:
                 keep_from = p
                 break
             # Accept.
-            if self.digests.header is None:
+            if self.digests.header is None and not login:
                 self.digests.header = has_hd  # detected (login not captured)
             self.skipped += p
             self.bytes_unframed += p
-            out.append(FramingResync(frame, ts_ns, self.conn, self.direction, self.skipped,
-                                     self.resync_reason, True))
+            if self.skipped or self.resync_reason != "mid_stream":
+                out.append(FramingResync(frame, ts_ns, self.conn, self.direction, self.skipped,
+                                         self.resync_reason, True))
             self.skipped = 0
             rest = bytes(rb[p:])
             self.rbuf = bytearray()
             self.mode = _HEADER
             self.hbuf = bytearray()
             self.need = BHS_LEN
-            return rest
+            return p, rest
         self.skipped += keep_from
         self.bytes_unframed += keep_from
         del rb[:keep_from]
+        if keep_from:
+            # Re-base the chunk marks; the chunk that straddles the cut keeps its frame.
+            marks = [(off - keep_from, fr, ts) for off, fr, ts in self.rmarks]
+            kept = [m for m in marks if m[0] > 0]
+            before = [m for m in marks if m[0] <= 0]
+            if before and rb:
+                kept.insert(0, (0, before[-1][1], before[-1][2]))
+            self.rmarks = kept if rb else []
         return None
 
     def _digest_verdict(self, rb: bytearray, p: int, hdr_end: int) -> str | bool | None:

@@ -454,7 +454,7 @@ class TcpReassembler:
             self._check_overlap(flow, d, frame, ts_ns, seq, payload, out)
             half.next_seq = (seq + n) & MASK
             out.append((DATA, conn, direction, frame, ts_ns, payload))
-            self._drain(flow, d, out)
+            self._drain(flow, d, out, frame, ts_ns)
             return
         # Out of order: buffer a copy.
         old = half.ooo.get(seq)
@@ -470,7 +470,11 @@ class TcpReassembler:
         half.ooo[seq] = (bytes(payload), frame, ts_ns)
         half.ooo_bytes += n
         self.total_ooo_bytes += n
-        if half.ooo_bytes > self.max_ooo_bytes or self.total_ooo_bytes > self.max_total_ooo_bytes:
+        ma = half.max_acked
+        if ma is not None and seq_diff(ma, nxt) > 0:
+            # The peer already acknowledged bytes we never saw: they are lost to the capture.
+            self._declare_gap(flow, d, frame, ts_ns, out, upto=ma)
+        elif half.ooo_bytes > self.max_ooo_bytes or self.total_ooo_bytes > self.max_total_ooo_bytes:
             # The hole is not going to be filled in reasonable time: declare it lost.
             self._declare_gap(flow, d, frame, ts_ns, out, upto=None)
 
@@ -487,8 +491,13 @@ class TcpReassembler:
             if bytes(payload[lo:hi]) != bdata[lo - o:hi - o]:
                 out.append(TcpOverlapConflict(frame, ts_ns, flow.conn, DIRECTIONS[d], (seq + lo) & MASK, hi - lo))
 
-    def _drain(self, flow: Flow, d: int, out: list[object]) -> None:
-        """Deliver buffered segments that are now in order."""
+    def _drain(self, flow: Flow, d: int, out: list[object], frame: int, ts_ns: int) -> None:
+        """Deliver buffered segments that are now in order.
+
+        They are delivered as of ``frame``/``ts_ns``, the frame that made them deliverable: a PDU
+        completed by a retransmission that fills a hole is shown in that frame, as Wireshark does
+        with out-of-order reassembly, and its time is when the receiver could have used it.
+        """
         half = flow.halves[d]
         conn = flow.conn
         direction = DIRECTIONS[d]
@@ -502,7 +511,7 @@ class TcpReassembler:
                     break
             if best is None:
                 return
-            data, bframe, bts = half.ooo.pop(best)
+            data, _bframe, _bts = half.ooo.pop(best)
             half.ooo_bytes -= len(data)
             self.total_ooo_bytes -= len(data)
             off = seq_diff(best, nxt)
@@ -510,7 +519,7 @@ class TcpReassembler:
                 continue  # entirely old
             chunk = data[-off:] if off < 0 else data
             half.next_seq = (nxt + len(chunk)) & MASK
-            out.append((DATA, conn, direction, bframe, bts, chunk))
+            out.append((DATA, conn, direction, frame, ts_ns, chunk))
 
     def _declare_gap(self, flow: Flow, d: int, frame: int, ts_ns: int, out: list[object], *,
                      upto: int | None, flush: bool = False) -> None:
@@ -524,7 +533,7 @@ class TcpReassembler:
             if missing > 0:
                 self._gap_item(flow, d, frame, ts_ns, nxt, missing, out)
                 half.next_seq = first
-            self._drain(flow, d, out)
+            self._drain(flow, d, out, frame, ts_ns)
             if not flush and (upto is None or seq_diff(upto, half.next_seq or 0) <= 0):
                 break
 

@@ -83,9 +83,19 @@ def test_out_of_order_is_reordered() -> None:
     assert c.stream() == b""
     c.c2s(1, b"hello")
     assert c.stream() == b"helloworld"
-    # the buffered segment keeps its own frame number
+    # the buffered segment is delivered as of the frame that filled the hole (where it became usable)
     frames = [i[3] for i in c.out if type(i) is tuple]
-    assert frames == [5, 4]
+    assert frames == [5, 5]
+
+
+def test_gap_declared_at_once_when_ack_already_passed_the_hole() -> None:
+    c = Conn()
+    c.handshake()
+    c.c2s(1, b"aaaa")
+    c.s2c(1, b"", flags=ACK, ack_off=13)   # the target has all 12 bytes; we saw 4
+    c.c2s(9, b"cccc")                      # arrives after the ACK: deliver now, not at the next ACK
+    items = [i for i in c.out if type(i) is tuple]
+    assert [(i[0], i[3]) for i in items] == [(DATA, 4), (GAP, 6), (DATA, 6)]
 
 
 def test_retransmission_dropped_and_counted() -> None:

@@ -460,3 +460,30 @@ REQUEST_TYPES = (NopOut, ScsiCommand, TaskMgmtRequest, LoginRequest, TextRequest
 #: Opcodes whose PDUs flow target -> initiator.
 RESPONSE_TYPES = (NopIn, ScsiResponse, TaskMgmtResponse, LoginResponse, TextResponse, DataIn, LogoutResponse,
                   R2T, AsyncMessage, Reject)
+
+
+# --------------------------------------------------------------------------- anomalies
+
+#: Severities, lowest first.
+SEVERITIES = ("info", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly(Record):
+    """A finding with its evidence. ``frame`` is the first evidence frame, ``frames`` all of them."""
+
+    kind: str  #: stable snake_case kind, e.g. "login_failed", "cleanup_wait_stuck"
+    severity: str  #: "info", "warning" or "error"
+    session: str | None
+    conn: str | None
+    message: str  #: one sentence a storage engineer understands, names not codes
+    rfc: str  #: RFC 7143 section, e.g. "§11.13.5"
+    frames: tuple[int, ...]
+
+    @property
+    def display_filter(self) -> str:
+        """The Wireshark display filter that shows the evidence frames."""
+        frames = sorted(set(self.frames or (self.frame,)))
+        if len(frames) == 1:
+            return f"frame.number == {frames[0]}"
+        return "frame.number in {" + " ".join(str(f) for f in frames) + "}"

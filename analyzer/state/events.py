@@ -1,0 +1,313 @@
+"""Output records of the state layer (house style §2: records are the only currency).
+
+Every record subclasses :class:`analyzer.records.Record`, so ``frame`` and ``ts_ns`` come
+first and any row can be traced back to a Wireshark frame. ``session`` is the tracker's
+short stable session id ("s1", "s2", ...) or ``None`` while a connection is not yet tied
+to a session (TCP set-up, first Login Request of a capture that began mid-stream).
+
+State names are spelled exactly as RFC 7143 §8 spells them (FREE, XPT_WAIT, XPT_UP,
+IN_LOGIN, LOGGED_IN, IN_LOGOUT, LOGOUT_REQUESTED, CLEANUP_WAIT, IN_CLEANUP; session FREE,
+ACTIVE, LOGGED_IN, FAILED, IN_CONTINUE) plus the non-RFC ``UNKNOWN`` for a machine whose
+capture began mid-stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from analyzer.records import Record
+
+#: Machines that emit :class:`Transition` / :class:`Violation`.
+MACHINES = ("connection", "cleanup", "session")
+#: The two endpoints whose state a passive observer infers.
+SIDES = ("initiator", "target")
+
+
+@dataclass(frozen=True, slots=True)
+class Transition(Record):
+    """A state change of one machine, for one side (RFC 7143 §8)."""
+
+    session: str | None
+    conn: str | None  #: None for session-machine transitions
+    machine: str  #: "connection", "cleanup" or "session"
+    side: str  #: "initiator" or "target"
+    from_state: str
+    to_state: str
+    label: str | None  #: "T5", "M1", "N3"; None for a placement out of UNKNOWN (not an RFC transition)
+    event: str  #: the observed (or inferred) input, in words
+    inferred: bool  #: True when the input was not seen on the wire (timeouts, mid-stream placement, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class Violation(Record):
+    """An input the machine's table does not allow in its current state; the machine stays put."""
+
+    session: str | None
+    conn: str | None
+    machine: str
+    side: str
+    state: str
+    input: str  #: the input enum's name, e.g. "FFP_REQUEST"
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionParams(Record):
+    """Framing parameters in force from the next PDU on (fed back to the framer by the pipeline).
+
+    Emitted at the final Login Response (T5): digests apply to every PDU after it (RFC 7143
+    §11.2 and §13.1), MaxRecvDataSegmentLength is declared by each side for what *it* receives
+    (§13.12). Emitted again when a FFP Text negotiation changes MaxRecvDataSegmentLength.
+    """
+
+    conn: str
+    header_digest: bool
+    data_digest: bool
+    max_recv_dsl_initiator: int  #: limit on target -> initiator data segments
+    max_recv_dsl_target: int  #: limit on initiator -> target data segments
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord(Record):
+    """One task (ITT) from its first request to its end; emitted once, when it ends."""
+
+    session: str | None
+    conn: str
+    itt: int
+    kind: str  #: "scsi", "login", "text", "logout", "tmf", "nop"
+    outcome: str  #: see TASK_OUTCOMES
+    first_frame: int
+    last_frame: int
+    start_ts_ns: int
+    end_ts_ns: int
+    latency_ns: int
+    immediate: bool
+    cmdsn: int | None
+    lun: int | None
+    # scsi
+    cdb_opcode: int | None = None
+    cdb_name: str | None = None
+    lba: int | None = None
+    transfer_length: int | None = None
+    read: bool = False
+    write: bool = False
+    edtl: int | None = None
+    bytes_in: int = 0  #: sum of Data-In DataSegmentLengths
+    bytes_out: int = 0  #: immediate data + sum of Data-Out DataSegmentLengths
+    immediate_bytes: int = 0
+    r2t_count: int = 0
+    data_in_pdus: int = 0
+    data_out_pdus: int = 0
+    status: int | None = None  #: SCSI status byte
+    status_name: str | None = None
+    response: int | None = None  #: iSCSI response code (SCSI Response, TMF, Logout)
+    response_name: str | None = None
+    sense_key: int | None = None
+    sense_key_name: str | None = None
+    asc: int | None = None
+    ascq: int | None = None
+    asc_name: str | None = None
+    residual_overflow: bool = False
+    residual_underflow: bool = False
+    residual: int | None = None
+    # login
+    login_status_class: int | None = None
+    login_status_detail: int | None = None
+    # logout
+    logout_reason: int | None = None
+    logout_cid: int | None = None
+    # tmf
+    tmf_function: int | None = None
+    tmf_function_name: str | None = None
+    ref_task_tag: int | None = None
+    # reject
+    reject_reason: int | None = None
+    partial: bool = False  #: the task began before the capture (or in a capture gap)
+    note: str = ""
+
+
+#: Values of :attr:`TaskRecord.outcome`.
+TASK_OUTCOMES = (
+    "completed",
+    "check_condition",
+    "failed",
+    "aborted",
+    "terminated_by_logout",
+    "open_at_conn_drop",
+    "open_at_capture_end",
+    "rejected",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceEvent(Record):
+    """A numbering or flow-control rule was broken (RFC 7143 §4.2.2, §11, §13)."""
+
+    session: str | None
+    conn: str
+    kind: str  #: see SEQUENCE_KINDS
+    expected: int | None
+    observed: int | None
+    detail: str
+    itt: int | None = None
+
+
+#: Values of :attr:`SequenceEvent.kind`.
+SEQUENCE_KINDS = (
+    "cmdsn_out_of_window",
+    "cmdsn_duplicate",
+    "statsn_gap",
+    "datasn_gap",
+    "r2tsn_gap",
+    "expdatasn_mismatch",
+    "r2t_overrun",
+    "max_recv_dsl_exceeded",
+    "burst_length_exceeded",
+    "unsolicited_data_not_negotiated",
+    "request_after_logout",
+    "unexpected_response",
+    "itt_in_use",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NegotiationIssue(Record):
+    """A text-key exchange that broke the §13 rules, or got a special answer (§6.2)."""
+
+    session: str | None
+    conn: str
+    key: str
+    kind: str  #: "answer_violates_result", "rejected", "not_understood", "irrelevant", "bad_value", "unanswered"
+    offered_by: str  #: "initiator" / "target"
+    offer: str
+    answer: str | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reinstatement(Record):
+    """A connection (§6.3.4) or session (§6.3.5) reinstatement login, emitted when its outcome is known."""
+
+    kind: str  #: "connection" or "session"
+    outcome: str  #: "succeeded", "failed", "incomplete" (capture ended during the login)
+    session: str | None  #: the session the new login belongs to
+    old_session: str | None
+    conn: str  #: the connection carrying the reinstatement login
+    old_conn: str | None  #: the connection being replaced (connection reinstatement)
+    isid: str
+    tsih: int
+    cid: int
+    start_frame: int
+    start_ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class CleanupDeadline(Record):
+    """A connection entered CLEANUP_WAIT (R1) for one side; its state lives until ``deadline_ts_ns``.
+
+    The deadline is Time2Wait + Time2Retain after entry (§7.5 / notes §2); ``source`` tells
+    where the values came from.
+    """
+
+    session: str | None
+    conn: str
+    cid: int | None
+    side: str
+    time2wait: int
+    time2retain: int
+    source: str  #: "negotiated", "default", "logout_response", "async_event"
+    deadline_ts_ns: int
+    open_tasks: int  #: tasks of this connection still open when it failed
+    cause: str  #: what put it there ("transport disconnect", "Async event 2", ...)
+
+
+@dataclass(frozen=True, slots=True)
+class CleanupEnded(Record):
+    """A connection's cleanup machine reached FREE (R3) for one side."""
+
+    session: str | None
+    conn: str
+    cid: int | None
+    side: str
+    label: str  #: "M1" or "M4"
+    outcome: str  #: "timed_out", "reinstated", "logged_out", "session_closed", "session_reinstated"
+    inferred: bool
+    waited_ns: int  #: time spent since entering CLEANUP_WAIT
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary(Record):
+    """A session as known at ``frame``/``ts_ns`` (snapshot or end of capture)."""
+
+    session: str
+    session_type: str  #: "Discovery", "Normal" or "unknown"
+    isid: str | None  #: 12 hex digits
+    tpgt: int | None
+    tsih: int | None
+    ssid: str | None  #: "ISID,TPGT"
+    initiator_name: str | None
+    target_name: str | None
+    initiator_alias: str | None
+    target_alias: str | None
+    portals: tuple[str, ...]  #: target "ip:port" of every connection
+    initiator_addresses: tuple[str, ...]
+    connections: tuple[str, ...]
+    cids: tuple[int, ...]
+    params: dict[str, str]  #: negotiated session-wide keys (and chap_used); never CHAP secrets
+    start_frame: int
+    start_ts_ns: int
+    end_frame: int
+    end_ts_ns: int
+    ended: str  #: "open", "logout", "connection_dropped", "login_failed", "timed_out", "reinstated", "capture_end"
+    state_initiator: str
+    state_target: str
+    mid_stream: bool  #: identity partly inferred (capture began inside the session)
+    reinstated_from: str | None
+    reinstated_by: str | None
+    tasks: int  #: tasks emitted for this session
+    discovered_targets: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSummary(Record):
+    """A TCP connection carrying iSCSI, as known at ``frame``/``ts_ns``."""
+
+    conn: str
+    session: str | None
+    cid: int | None
+    client: str | None
+    client_port: int | None
+    server: str | None
+    server_port: int | None
+    role: str  #: "leading", "added", "reinstatement", "unknown"
+    params: dict[str, str]  #: connection-only keys (digests, MaxRecvDataSegmentLength each way, AuthMethod)
+    header_digest: bool
+    data_digest: bool
+    max_recv_dsl_initiator: int
+    max_recv_dsl_target: int
+    start_frame: int
+    start_ts_ns: int
+    end_frame: int
+    end_ts_ns: int
+    ended: str  #: "open", "logout", "dropped", "login_failed", "session_closed", "reinstated", "capture_end"
+    state_initiator: str
+    state_target: str
+    cleanup_initiator: str | None  #: cleanup machine state, None if never in CLEANUP_WAIT
+    cleanup_target: str | None
+    mid_stream: bool
+    handshake_seen: bool
+    tcp_end: str | None  #: "fin", "rst", "evicted", "capture_end" or None
+    login_status_class: int | None
+    login_status_detail: int | None
+    reinstated_by: str | None
+    reinstates: str | None
+    pdus: int
+    tasks: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerError(Record):
+    """Safety net: the tracker hit an internal error on this record (a bug; the input is skipped)."""
+
+    conn: str | None
+    detail: str

@@ -136,6 +136,7 @@ TASK_OUTCOMES = (
     "open_at_conn_drop",
     "open_at_capture_end",
     "rejected",
+    "lost_in_capture_gap",
 )
 
 

@@ -206,6 +206,10 @@ class Negotiation:
         """Negotiated value, else the key's default (§13)."""
         if key in self.results:
             return self.results[key]
+        for side in ("initiator", "target"):  # declarative keys (§13.21 SessionType, ...)
+            declared = self.declared[side].get(key)
+            if declared is not None:
+                return declared
         spec = KEYS.get(key)
         return spec.default if spec is not None else None
 

@@ -555,7 +555,7 @@ class SessionTracker:
         if s is None:
             return
         for t in [t for t in s.tasks.values() if t.conn == c.id]:
-            self._emit_task(s, t, t.finish(frame, ts, outcome, note=note))
+            self._emit_task(s, t, t.finish(frame, ts, _unless_damaged(t, outcome), note=note))
 
     @staticmethod
     def _events(pdu: Pdu, what: str) -> dict[str, str]:
@@ -568,6 +568,10 @@ class SessionTracker:
             c.lossy_i2t = True
         else:
             c.statsn.reseed()
+            if c.session is not None:
+                # Responses that moved the command window may be in the hole: the window we know
+                # is stale, so CmdSN checks wait for the next ExpCmdSN/MaxCmdSN (§4.2.2.1).
+                c.session.window = CmdWindow()
         if c.session is not None:
             for t in c.session.tasks.values():
                 if t.conn == c.id:
@@ -871,7 +875,8 @@ class SessionTracker:
                     response=pdu.status_class << 8 | pdu.status_detail,
                     response_name=login_status_name(pdu.status_class, pdu.status_detail)))
             else:
-                self._emit_task(s, task, task.finish(frame, ts, "open_at_conn_drop", note=cause))
+                self._emit_task(s, task, task.finish(frame, ts, _unless_damaged(task, "open_at_conn_drop"),
+                                                     note=cause))
         if login.old_conn is not None:
             old = login.old_conn
             for side in SIDES:
@@ -1412,7 +1417,8 @@ class SessionTracker:
                 self._out.append(self._reinst_record(c, c.login, frame, ts, "incomplete"))
         for s in self._sessions:
             for t in list(s.tasks.values()):
-                self._emit_task(s, t, t.finish(max(frame, t.last_frame), ts, "open_at_capture_end"))
+                self._emit_task(s, t, t.finish(max(frame, t.last_frame), ts,
+                                               _unless_damaged(t, "open_at_capture_end")))
             if s.ended == "open":
                 s.ended = "capture_end"
         for c in self._conns.values():
@@ -1449,3 +1455,8 @@ class SessionTracker:
             c.login_status[0] if c.login_status else None, c.login_status[1] if c.login_status else None,
             c.reinstated_by, c.reinstates, c.pdus, c.tasks)
 
+
+def _unless_damaged(t: Task, outcome: str) -> str:
+    """A task that was open when a capture gap hit its connection has its end in doubt: its
+    response may be among the missing bytes, so it is neither unanswered nor terminated."""
+    return "lost_in_capture_gap" if t.damaged else outcome

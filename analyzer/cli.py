@@ -149,6 +149,183 @@ def crosscheck(capture: str, ports: tuple[int, ...], max_differences: int) -> No
         sys.exit(EXIT_FINDINGS)
 
 
+def _parse_time(text: str, capture: str) -> int:
+    """TIME for --at: epoch seconds, +SECONDS from the capture's first frame, or an ISO 8601 time (UTC)."""
+    import datetime as dt
+
+    from analyzer.pipeline import capture_start_ns
+
+    t = text.strip()
+    try:
+        if t.startswith("+"):
+            start = capture_start_ns(capture)
+            if start is None:
+                raise InputError(f"{capture}: the capture has no frames")
+            return start + int(float(t[1:]) * 1e9)
+        return int(float(t) * 1e9)
+    except ValueError:
+        pass
+    try:
+        d = dt.datetime.fromisoformat(t)
+    except ValueError as e:
+        raise click.BadParameter(f"{text!r}: use epoch seconds, +SECONDS or an ISO time") from e
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=dt.timezone.utc)
+    return int(d.timestamp() * 1e9)
+
+
+def _session_block(s: Any, conns: list[Any], show_secrets: bool = False) -> str:
+    """One session in the style of `targetcli sessions detail` + `esxcli iscsi session connection list`."""
+    from analyzer.output import terminal_safe as safe
+    from analyzer.views import ts_iso
+
+    dur = (s.end_ts_ns - s.start_ts_ns) / 1e9
+    lines = [
+        f"Session {s.session}: {s.session_type}  ended: {s.ended}  "
+        f"state initiator {s.state_initiator} / target {s.state_target}" + ("  (capture began mid-session)"
+                                                                             if s.mid_stream else ""),
+        f"  Initiator     {safe(s.initiator_name or '?')}" + (f"  alias {safe(s.initiator_alias)}"
+                                                              if s.initiator_alias else ""),
+        f"  Target        {safe(s.target_name or '-')}" + (f"  alias {safe(s.target_alias)}" if s.target_alias else ""),
+        f"  ISID          {('0x' + s.isid) if s.isid else '?'}   TPGT {s.tpgt if s.tpgt is not None else '?'}   "
+        f"TSIH {('0x%04x' % s.tsih) if s.tsih is not None else '?'}   SSID {s.ssid or '?'}",
+        f"  Portals       {', '.join(s.portals) or '?'}   from {', '.join(s.initiator_addresses) or '?'}",
+        f"  Time          {ts_iso(s.start_ts_ns)} (frame {s.start_frame}) -> {ts_iso(s.end_ts_ns)} "
+        f"(frame {s.end_frame}), {dur:.3f} s, {s.tasks} tasks",
+    ]
+    if s.reinstated_from or s.reinstated_by:
+        lines.append(f"  Reinstatement from {s.reinstated_from or '-'}  by {s.reinstated_by or '-'}")
+    if s.discovered_targets:
+        lines.append(f"  SendTargets   {', '.join(safe(t) for t in s.discovered_targets)}")
+    if s.params:
+        lines.append("  Session parameters:")
+        items = sorted(s.params.items())
+        for i in range(0, len(items), 3):
+            lines.append("    " + "".join(f"{safe(k) + ' = ' + safe(str(v)):<40}" for k, v in items[i:i + 3]).rstrip())
+    for c in conns:
+        lines.append(f"  Connection CID {c.cid if c.cid is not None else '?'}  {safe(c.conn)}  role {c.role}  "
+                     f"ended {c.ended}" + (f" (TCP {c.tcp_end})" if c.tcp_end else ""))
+        lines.append(f"    state initiator {c.state_initiator} / target {c.state_target}"
+                     + (f"   cleanup initiator {c.cleanup_initiator} / target {c.cleanup_target}"
+                        if c.cleanup_initiator or c.cleanup_target else ""))
+        lines.append(f"    HeaderDigest {'CRC32C' if c.header_digest else 'None'}  "
+                     f"DataDigest {'CRC32C' if c.data_digest else 'None'}  "
+                     f"MaxRecvDataSegmentLength initiator {c.max_recv_dsl_initiator} / target "
+                     f"{c.max_recv_dsl_target}  AuthMethod {safe(str(c.params.get('AuthMethod', '?')))}  "
+                     f"PDUs {c.pdus}  tasks {c.tasks}")
+        if c.login_status_class:
+            from analyzer.iscsi.opcodes import login_status_name
+
+            lines.append(f"    login failed: {login_status_name(c.login_status_class, c.login_status_detail or 0)} "
+                         f"(0x{c.login_status_class:02x}{(c.login_status_detail or 0):02x})")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("capture", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.option("--at", "at", metavar="TIME", help="State at TIME (epoch seconds, +SECONDS from the start, or ISO).")
+@port_option
+def sessions(capture: str, fmt: str, at: str | None, ports: tuple[int, ...]) -> None:
+    """One row per session: identity, type, parameters, connections, how it ended."""
+    from analyzer.capture import CaptureError
+    from analyzer.output import RowWriter
+    from analyzer.pipeline import run_until
+    from analyzer.state.events import ConnectionSummary, SessionSummary
+    from analyzer.views import SESSION_COLUMNS, session_row
+
+    opts = _options(ports, state=True, anomalies=False)
+    readers: list[Any] = []
+    if at is not None:
+        stop = _parse_time(at, capture)
+        try:
+            pipeline, readers = run_until(capture, stop, opts)
+        except CaptureError as e:
+            raise InputError(str(e)) from e
+        sess = list(pipeline.tracker.sessions())
+        conns = list(pipeline.tracker.connections())
+    else:
+        sess, conns = [], []
+        for rec in _records(capture, opts, readers):
+            if type(rec) is SessionSummary:
+                sess.append(rec)
+            elif type(rec) is ConnectionSummary:
+                conns.append(rec)
+    if fmt == "table":
+        if not sess:
+            click.echo("No iSCSI sessions found.")
+        for s in sess:
+            click.echo(_session_block(s, [c for c in conns if c.session == s.session]))
+            click.echo()
+        orphans = [c for c in conns if c.session is None]
+        for c in orphans:
+            click.echo(f"Connection {c.conn}: no session identified (state initiator {c.state_initiator} / "
+                       f"target {c.state_target})")
+    else:
+        writer = RowWriter(fmt, SESSION_COLUMNS)
+        for s in sess:
+            writer.write(session_row(s))
+    _report_damage(readers)
+
+
+@cli.command()
+@click.argument("capture", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.option("--session", "session_id", help="Only this session (id as shown by `sessions`, e.g. s2).")
+@click.option("--machine", type=click.Choice(["connection", "cleanup", "session"]), help="Only this machine.")
+@port_option
+def timeline(capture: str, fmt: str, session_id: str | None, machine: str | None, ports: tuple[int, ...]) -> None:
+    """Every state transition (RFC 7143 §8 labels), in time order."""
+    from analyzer.output import RowWriter
+    from analyzer.state.events import Transition
+    from analyzer.views import TRANSITION_COLUMNS, transition_row, ts_iso
+
+    readers: list[Any] = []
+    writer = RowWriter(fmt, TRANSITION_COLUMNS,
+                       table_columns=("time", "frame", "session", "machine", "side", "change", "label", "event"),
+                       widths={"time": 26, "frame": 7, "session": 7, "machine": 10, "side": 9, "change": 31,
+                               "label": 5})
+    for rec in _records(capture, _options(ports, state=True, anomalies=False), readers):
+        if type(rec) is not Transition:
+            continue
+        if session_id is not None and rec.session != session_id:
+            continue
+        if machine is not None and rec.machine != machine:
+            continue
+        row = transition_row(rec)
+        if fmt == "table":
+            row["time"] = ts_iso(rec.ts_ns)
+            row["change"] = f"{rec.from_state} -> {rec.to_state}"
+            row["label"] = rec.label or "-"
+            row["event"] = (rec.event + ("  [inferred]" if rec.inferred else "")
+                            + (f"  ({rec.conn})" if rec.conn else ""))
+        writer.write(row)
+    _report_damage(readers)
+
+
+@cli.command()
+@click.argument("capture", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.option("--session", "session_id", help="Only this session.")
+@port_option
+def tasks(capture: str, fmt: str, session_id: str | None, ports: tuple[int, ...]) -> None:
+    """One row per task (SCSI command, login, text, logout, TMF, NOP) with outcome and latency."""
+    from analyzer.output import RowWriter
+    from analyzer.state.events import TaskRecord
+    from analyzer.views import TASK_COLUMNS, task_row
+
+    readers: list[Any] = []
+    writer = RowWriter(fmt, TASK_COLUMNS,
+                       table_columns=("session", "itt", "lun", "operation", "lba", "transfer_length", "first_frame",
+                                      "last_frame", "latency_ms", "outcome", "status", "sense"),
+                       widths={"session": 7, "itt": 10, "lun": 4, "operation": 22, "lba": 10, "transfer_length": 8,
+                               "first_frame": 8, "last_frame": 8, "latency_ms": 10, "outcome": 20, "status": 16})
+    for rec in _records(capture, _options(ports, state=True, anomalies=False), readers):
+        if type(rec) is TaskRecord and (session_id is None or rec.session == session_id):
+            writer.write(task_row(rec))
+    _report_damage(readers)
+
+
 def _register_lab() -> None:
     from analyzer.lab.cli import lab
 

@@ -207,3 +207,38 @@ def iter_records(source: Any, options: Options | None = None, *, reader_out: lis
         yield from pipeline.finish()
     finally:
         reader.close()
+
+
+def run_until(source: Any, stop_ns: int, options: Options | None = None) -> tuple[Pipeline, list[Any]]:
+    """Run the pipeline over a capture up to (and including) time ``stop_ns``, without finishing.
+
+    The returned pipeline's tracker holds the sessions' state at that moment (``sessions()``,
+    ``connections()``); timeouts due by ``stop_ns`` have fired. Also returns the reader(s).
+    """
+    from analyzer.capture import iter_tcp, open_capture
+
+    pipeline = Pipeline(options)
+    reader = open_capture(source)
+    try:
+        for seg in iter_tcp(reader):
+            if seg[1] > stop_ns:
+                break
+            pipeline.feed_segment(*seg)
+        if pipeline.tracker is not None:
+            pipeline.tracker.tick(stop_ns)
+    finally:
+        reader.close()
+    return pipeline, [reader]
+
+
+def capture_start_ns(source: Any) -> int | None:
+    """Timestamp of the first frame of a capture (for times given relative to its start)."""
+    from analyzer.capture import open_capture
+
+    reader = open_capture(source)
+    try:
+        for frame in reader:
+            return int(frame[1])
+    finally:
+        reader.close()
+    return None

@@ -119,3 +119,84 @@ def _opcode_name(op: int) -> str:
 
 
 __all__ = ["PDU_COLUMNS", "pdu_row", "ts_text", "hex32", "LoginRequest"]
+
+
+def ts_iso(ts_ns: int | None) -> str | None:
+    """UTC ISO 8601 with microseconds (for people)."""
+    if ts_ns is None:
+        return None
+    import datetime as _dt
+
+    d = _dt.datetime.fromtimestamp(ts_ns // 1_000_000_000, tz=_dt.timezone.utc)
+    return d.strftime("%Y-%m-%d %H:%M:%S") + f".{(ts_ns % 1_000_000_000) // 1000:06d}"
+
+
+#: Columns of ``iscsi-analyzer timeline``.
+TRANSITION_COLUMNS: Final = ("ts", "frame", "session", "connection", "machine", "side", "from_state", "to_state",
+                             "label", "event", "inferred")
+
+
+def transition_row(t: Any) -> dict[str, Any]:
+    return {"ts": ts_text(t.ts_ns), "frame": t.frame, "session": t.session, "connection": t.conn,
+            "machine": t.machine, "side": t.side, "from_state": t.from_state, "to_state": t.to_state,
+            "label": t.label, "event": t.event, "inferred": t.inferred}
+
+
+#: Columns of ``iscsi-analyzer tasks``.
+TASK_COLUMNS: Final = (
+    "session", "connection", "itt", "kind", "lun", "operation", "cdb_opcode", "lba", "transfer_length", "read",
+    "write", "edtl", "bytes_in", "bytes_out", "r2t_count", "status", "response", "sense", "residual",
+    "first_frame", "last_frame", "start_ts", "end_ts", "latency_ms", "outcome", "cmdsn", "immediate", "partial",
+    "note",
+)
+
+
+def task_row(t: Any) -> dict[str, Any]:
+    op = t.cdb_name if t.kind == "scsi" else t.kind
+    if t.kind == "tmf" and t.tmf_function_name:
+        op = t.tmf_function_name
+    sense = None
+    if t.sense_key is not None:
+        sense = f"{t.sense_key_name or t.sense_key}"
+        if t.asc is not None:
+            sense += f", {t.asc_name or ''} (0x{t.asc:02x}/0x{(t.ascq or 0):02x})"
+    status = t.status_name or (None if t.status is None else f"0x{t.status:02x}")
+    response = t.response_name or (None if t.response is None else f"0x{t.response:02x}")
+    if t.kind == "login" and t.login_status_class is not None:
+        response = f"0x{t.login_status_class:02x}{(t.login_status_detail or 0):02x}"
+    residual = None
+    if t.residual is not None and (t.residual_overflow or t.residual_underflow):
+        residual = ("over " if t.residual_overflow else "under ") + str(t.residual)
+    return {
+        "session": t.session, "connection": t.conn, "itt": f"0x{t.itt:08x}", "kind": t.kind, "lun": t.lun,
+        "operation": op, "cdb_opcode": None if t.cdb_opcode is None else f"0x{t.cdb_opcode:02x}", "lba": t.lba,
+        "transfer_length": t.transfer_length, "read": t.read, "write": t.write, "edtl": t.edtl,
+        "bytes_in": t.bytes_in, "bytes_out": t.bytes_out, "r2t_count": t.r2t_count, "status": status,
+        "response": response, "sense": sense, "residual": residual, "first_frame": t.first_frame,
+        "last_frame": t.last_frame, "start_ts": ts_text(t.start_ts_ns), "end_ts": ts_text(t.end_ts_ns),
+        "latency_ms": round(t.latency_ns / 1e6, 3), "outcome": t.outcome, "cmdsn": t.cmdsn,
+        "immediate": t.immediate, "partial": t.partial, "note": t.note,
+    }
+
+
+#: Columns of ``iscsi-analyzer sessions`` (csv/jsonl); the table format is a per-session block.
+SESSION_COLUMNS: Final = (
+    "session", "type", "initiator_name", "initiator_alias", "target_name", "target_alias", "isid", "tpgt", "tsih",
+    "ssid", "portals", "initiator_addresses", "connections", "cids", "start_ts", "start_frame", "end_ts",
+    "end_frame", "ended", "state_initiator", "state_target", "mid_stream", "reinstated_from", "reinstated_by",
+    "tasks", "params",
+)
+
+
+def session_row(s: Any) -> dict[str, Any]:
+    return {
+        "session": s.session, "type": s.session_type, "initiator_name": s.initiator_name,
+        "initiator_alias": s.initiator_alias, "target_name": s.target_name, "target_alias": s.target_alias,
+        "isid": s.isid and f"0x{s.isid}", "tpgt": s.tpgt, "tsih": None if s.tsih is None else f"0x{s.tsih:04x}",
+        "ssid": s.ssid, "portals": list(s.portals), "initiator_addresses": list(s.initiator_addresses),
+        "connections": list(s.connections), "cids": list(s.cids), "start_ts": ts_text(s.start_ts_ns),
+        "start_frame": s.start_frame, "end_ts": ts_text(s.end_ts_ns), "end_frame": s.end_frame, "ended": s.ended,
+        "state_initiator": s.state_initiator, "state_target": s.state_target, "mid_stream": s.mid_stream,
+        "reinstated_from": s.reinstated_from, "reinstated_by": s.reinstated_by, "tasks": s.tasks,
+        "params": dict(s.params),
+    }

@@ -6,7 +6,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-APT_PACKAGES=(tgt libiscsi-bin tcpdump tshark wireshark-common iptables iproute2 ethtool chromium)
+APT_PACKAGES=(tgt libiscsi-bin tcpdump tshark wireshark-common iptables iproute2 ethtool procps chromium)
 
 if [ "${SKIP_APT:-0}" != 1 ] && command -v apt-get >/dev/null 2>&1; then
   missing=()

@@ -1,0 +1,296 @@
+"""What a capture really contains, read back with tshark (and the file header for the link type).
+
+The lab never writes ground truth it has not seen: every scenario's `expect` block in the manifest is
+derived from `CaptureFacts`, which come from tshark's iSCSI dissector, not from what the scenario intended.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from analyzer.lab.errors import LabError
+from analyzer.lab.procs import run
+
+#: tshark aggregator for fields that occur several times in a frame (several PDUs, several keys).
+_AGG = "\x1f"
+
+#: iSCSI opcodes (RFC 7143 §11.2.1.2) as tshark prints them, by name.
+OPCODES: dict[int, str] = {
+    0x00: "NOP-Out", 0x01: "SCSI Command", 0x02: "Task Management Request", 0x03: "Login Request",
+    0x04: "Text Request", 0x05: "SCSI Data-Out", 0x06: "Logout Request", 0x10: "SNACK Request",
+    0x20: "NOP-In", 0x21: "SCSI Response", 0x22: "Task Management Response", 0x23: "Login Response",
+    0x24: "Text Response", 0x25: "SCSI Data-In", 0x26: "Logout Response", 0x31: "R2T",
+    0x32: "Asynchronous Message", 0x3F: "Reject",
+}
+
+#: Task management response codes (RFC 7143 §11.6.1).
+TMF_RESPONSES: dict[int, str] = {
+    0: "Function complete", 1: "Task does not exist", 2: "LUN does not exist", 3: "Task still allegiant",
+    4: "Task allegiance reassignment not supported", 5: "Task management function not supported",
+    6: "Function authorization failed", 255: "Function rejected",
+}
+
+#: Task management function codes (RFC 7143 §11.5.1).
+TMF_FUNCTIONS: dict[int, str] = {
+    1: "ABORT TASK", 2: "ABORT TASK SET", 3: "CLEAR ACA", 4: "CLEAR TASK SET", 5: "LOGICAL UNIT RESET",
+    6: "TARGET WARM RESET", 7: "TARGET COLD RESET", 8: "TASK REASSIGN",
+}
+
+FIELDS: tuple[str, ...] = (
+    "frame.number", "frame.time_epoch", "tcp.stream", "tcp.srcport", "tcp.dstport", "tcp.flags.syn",
+    "tcp.flags.ack", "tcp.flags.fin", "tcp.flags.reset", "iscsi.opcode", "iscsi.login.status",
+    "iscsi.login.T", "iscsi.login.nsg", "iscsi.keyvalue", "iscsi.isid", "iscsi.tsih",
+    "iscsi.taskmanfun.function", "iscsi.taskmanfun.response", "iscsi.logout.reason", "iscsi.logout.response",
+    "iscsi.reject.reason", "iscsi.initiatortasktag", "iscsi.targettransfertag", "iscsi.headerdigest32", "iscsi.datadigest32", "iscsi.scsiresponse.status",
+    "ip.version", "ipv6.version",
+)
+
+# Link-layer header types (tcpdump.org/linktypes.html).
+LINKTYPE_NAMES: dict[int, str] = {1: "EN10MB", 113: "LINUX_SLL", 276: "LINUX_SLL2", 0: "NULL", 101: "RAW"}
+
+
+def read_linktype(path: Path) -> tuple[str, int]:
+    """The capture's format ("pcap"/"pcapng") and the link type of its first interface."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if len(head) < 24:
+        raise LabError(f"{path}: too short to be a capture")
+    magic = head[:4]
+    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+        return "pcap", struct.unpack_from("<I", head, 20)[0]
+    if magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+        return "pcap", struct.unpack_from(">I", head, 20)[0]
+    if magic == b"\x0a\x0d\x0d\x0a":
+        endian = "<" if head[8:12] == b"\x4d\x3c\x2b\x1a" else ">"
+        shb_len = struct.unpack_from(endian + "I", head, 4)[0]
+        with open(path, "rb") as f:
+            f.seek(shb_len)
+            idb = f.read(12)
+        block_type, _, linktype = struct.unpack_from(endian + "IIH", idb, 0)
+        if block_type != 1:
+            raise LabError(f"{path}: first block after the SHB is not an IDB")
+        return "pcapng", linktype
+    raise LabError(f"{path}: not a pcap or pcapng file")
+
+
+def tshark_rows(path: Path, fields: tuple[str, ...], display_filter: str | None = None,
+                timeout: float = 120.0) -> list[dict[str, list[str]]]:
+    """Run tshark over `path` and return one dict per frame: field -> list of occurrences."""
+    argv = ["tshark", "-n", "-r", str(path), "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a",
+            "-E", f"aggregator={_AGG}", "-E", "header=n"]
+    for name in fields:
+        argv += ["-e", name]
+    if display_filter:
+        argv += ["-Y", display_filter]
+    out = run(argv, timeout=timeout).stdout
+    rows = []
+    for line in out.splitlines():
+        cols = line.split("\t")
+        cols += [""] * (len(fields) - len(cols))
+        rows.append({name: [v for v in col.split(_AGG) if v != ""] for name, col in zip(fields, cols)})
+    return rows
+
+
+def count_frames(path: Path, display_filter: str, timeout: float = 120.0) -> int:
+    """How many frames of `path` match `display_filter`."""
+    out = run(["tshark", "-n", "-r", str(path), "-Y", display_filter, "-T", "fields", "-e", "frame.number"],
+              timeout=timeout).stdout
+    return sum(1 for line in out.splitlines() if line.strip())
+
+
+def _int(value: str) -> int:
+    return int(value, 16) if value.lower().startswith("0x") else int(value)
+
+
+def _flag(row: dict[str, list[str]], name: str) -> bool:
+    return any(v in ("1", "True") for v in row.get(name, []))
+
+
+@dataclass
+class SessionFacts:
+    """One TCP connection to port 3260 and the iSCSI login/logout seen on it."""
+
+    tcp_stream: int
+    initiator_port: int
+    ip_version: int
+    t_syn: float | None = None
+    session_type: str | None = None
+    target: str | None = None
+    initiator: str | None = None
+    isid: str | None = None
+    tsih: str | None = None
+    auth_method: str | None = None
+    login_statuses: list[str] = field(default_factory=list)
+    login_ok: bool = False
+    t_login: float | None = None
+    header_digest: str | None = None
+    data_digest: str | None = None
+    t_logout_request: float | None = None
+    logout_reason: int | None = None
+    logout_response: int | None = None
+    t_close: float | None = None
+    closed_by: str | None = None  # "initiator" | "target"
+    close_kind: str | None = None  # "fin" | "rst"
+    pdus: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def login_status(self) -> str | None:
+        """Status of the last Login Response (`0x0000` on success)."""
+        return self.login_statuses[-1] if self.login_statuses else None
+
+    @property
+    def ended_by(self) -> str:
+        """How the connection ended, as observed: login_failed, logout, target_dropped, initiator_closed,
+        or capture_ended (still open when the capture stopped)."""
+        if self.login_statuses and not self.login_ok:
+            return "login_failed"
+        if self.logout_response is not None:
+            return "logout"
+        if self.closed_by == "target":
+            return "target_dropped"
+        if self.closed_by == "initiator":
+            return "initiator_closed"
+        return "capture_ended"
+
+
+@dataclass
+class CaptureFacts:
+    """Everything the lab checks and records about one capture."""
+
+    path: Path
+    file_format: str
+    linktype: int
+    frames: int
+    t_first: float
+    sessions: list[SessionFacts]
+    pdus: Counter[str]
+    tmf: list[dict[str, object]]
+    nop_pings: list[dict[str, object]]
+    rejects: list[dict[str, object]]
+    check_conditions: int
+    header_digest_pdus: int
+    data_digest_pdus: int
+    retransmissions: int
+    out_of_order: int
+    lost_segments: int
+
+    @property
+    def iscsi_pdus(self) -> int:
+        """Total iSCSI PDUs tshark decoded."""
+        return sum(self.pdus.values())
+
+    @property
+    def linktype_name(self) -> str:
+        """e.g. EN10MB, LINUX_SLL, LINUX_SLL2."""
+        return LINKTYPE_NAMES.get(self.linktype, str(self.linktype))
+
+    def rel(self, t_epoch: float) -> float:
+        """Seconds from the first frame."""
+        return round(t_epoch - self.t_first, 3)
+
+
+def collect_facts(path: Path, target_port: int = 3260) -> CaptureFacts:
+    """Read `path` with tshark and build its `CaptureFacts`."""
+    file_format, linktype = read_linktype(path)
+    rows = tshark_rows(path, FIELDS)
+    if not rows:
+        raise LabError(f"{path}: tshark found no frames")
+    t_first = float(rows[0]["frame.time_epoch"][0])
+    sessions: dict[int, SessionFacts] = {}
+    pdus: Counter[str] = Counter()
+    tmf: list[dict[str, object]] = []
+    pings: list[dict[str, object]] = []
+    rejects: list[dict[str, object]] = []
+    check_conditions = 0
+    hd = dd = 0
+    for row in rows:
+        if not row["tcp.stream"]:
+            continue
+        stream = int(row["tcp.stream"][0])
+        sport, dport = int(row["tcp.srcport"][0]), int(row["tcp.dstport"][0])
+        from_target = sport == target_port
+        t = float(row["frame.time_epoch"][0])
+        s = sessions.get(stream)
+        if s is None:
+            s = SessionFacts(stream, dport if from_target else sport, 6 if row["ipv6.version"] else 4)
+            sessions[stream] = s
+        if _flag(row, "tcp.flags.syn") and not _flag(row, "tcp.flags.ack"):
+            s.t_syn = t
+        if (_flag(row, "tcp.flags.fin") or _flag(row, "tcp.flags.reset")) and s.closed_by is None:
+            s.closed_by = "target" if from_target else "initiator"
+            s.close_kind = "rst" if _flag(row, "tcp.flags.reset") else "fin"
+            s.t_close = t
+        opcodes = [_int(v) for v in row["iscsi.opcode"]]
+        hd += len(row["iscsi.headerdigest32"])
+        dd += len(row["iscsi.datadigest32"])
+        keys = dict(kv.split("=", 1) for kv in row["iscsi.keyvalue"] if "=" in kv)
+        for op in opcodes:
+            name = OPCODES.get(op, f"0x{op:02x}")
+            pdus[name] += 1
+            s.pdus[name] += 1
+        if 0x03 in opcodes:
+            s.session_type = keys.get("SessionType", s.session_type)
+            s.target = keys.get("TargetName", s.target)
+            s.initiator = keys.get("InitiatorName", s.initiator)
+            if row["iscsi.isid"]:
+                s.isid = row["iscsi.isid"][0]
+        if 0x23 in opcodes:
+            status = row["iscsi.login.status"][0] if row["iscsi.login.status"] else "0x0000"
+            s.login_statuses.append(f"0x{_int(status):04x}")
+            s.auth_method = keys.get("AuthMethod", s.auth_method)
+            s.header_digest = keys.get("HeaderDigest", s.header_digest)
+            s.data_digest = keys.get("DataDigest", s.data_digest)
+            final = _flag(row, "iscsi.login.T") and row["iscsi.login.nsg"] and _int(row["iscsi.login.nsg"][0]) == 3
+            if _int(status) == 0 and final:
+                s.login_ok = True
+                s.t_login = t
+                if row["iscsi.tsih"]:
+                    s.tsih = row["iscsi.tsih"][0]
+        if 0x06 in opcodes:
+            s.t_logout_request = t
+            if row["iscsi.logout.reason"]:
+                s.logout_reason = _int(row["iscsi.logout.reason"][0])
+        if 0x26 in opcodes and row["iscsi.logout.response"]:
+            s.logout_response = _int(row["iscsi.logout.response"][0])
+        itts = row["iscsi.initiatortasktag"]
+        functions = iter(row["iscsi.taskmanfun.function"])
+        responses = iter(row["iscsi.taskmanfun.response"])
+        for i, op in enumerate(opcodes):
+            itt = itts[i] if i < len(itts) else None
+            if op == 0x02:
+                fn = _int(next(functions, "0"))
+                tmf.append({"function": TMF_FUNCTIONS.get(fn, str(fn)), "itt": itt, "t": t, "tcp_stream": stream,
+                            "response": None})
+            elif op == 0x22:
+                resp = _int(next(responses, "255"))
+                req = next((x for x in reversed(tmf) if x["itt"] == itt and x["tcp_stream"] == stream), None)
+                if req is not None:
+                    req["response"] = TMF_RESPONSES.get(resp, str(resp))
+        # Target NOP-In pings carry a real TTT (not 0xffffffff) and must be echoed by a NOP-Out (§11.18, §11.19).
+        if opcodes == [0x20] and from_target and row["iscsi.targettransfertag"]:
+            ttt = row["iscsi.targettransfertag"][0]
+            if ttt.lower() != "0xffffffff":
+                pings.append({"ttt": ttt, "t": t, "tcp_stream": stream, "answered": False})
+        if opcodes == [0x00] and not from_target and row["iscsi.targettransfertag"]:
+            ttt = row["iscsi.targettransfertag"][0]
+            for ping in pings:
+                if ping["ttt"] == ttt and ping["tcp_stream"] == stream:
+                    ping["answered"] = True
+        if 0x3F in opcodes:
+            for reason in row["iscsi.reject.reason"]:
+                rejects.append({"reason": f"0x{_int(reason):02x}", "t": t, "tcp_stream": stream})
+        check_conditions += sum(1 for st in row["iscsi.scsiresponse.status"] if _int(st) == 0x02)
+    facts = CaptureFacts(
+        path=path, file_format=file_format, linktype=linktype, frames=len(rows), t_first=t_first,
+        sessions=[sessions[k] for k in sorted(sessions)], pdus=pdus, tmf=tmf, nop_pings=pings, rejects=rejects,
+        check_conditions=check_conditions, header_digest_pdus=hd, data_digest_pdus=dd,
+        retransmissions=count_frames(path, "tcp.analysis.retransmission or tcp.analysis.fast_retransmission"),
+        out_of_order=count_frames(path, "tcp.analysis.out_of_order"),
+        lost_segments=count_frames(path, "tcp.analysis.lost_segment"),
+    )
+    for item in facts.tmf + facts.rejects + facts.nop_pings:
+        item["t"] = facts.rel(float(item["t"]))  # type: ignore[arg-type]
+    return facts

@@ -1,4 +1,4 @@
-"""Records: the frozen dataclasses every layer of the analyzer speaks (house style §2).
+"""Records: the immutable dataclasses every layer of the analyzer speaks (house style §2).
 
 This module imports nothing from the project. Every record carries ``frame`` (1-based
 frame number, as Wireshark counts) and ``ts_ns`` (capture timestamp, integer
@@ -18,8 +18,26 @@ Sequence numbers are kept as the raw 32-bit unsigned values from the wire.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, TypeVar, dataclass_transform
+
+_T = TypeVar("_T")
+
+#: Records are immutable by contract. With ISCSI_ANALYZER_FROZEN_RECORDS=1 (the test suite sets
+#: it) they are frozen dataclasses, so any mutation raises; otherwise they are plain slotted
+#: dataclasses, because a frozen dataclass's __init__ costs about 8x more (it sets every field
+#: through object.__setattr__) and records are built once per PDU on the hot path.
+FROZEN_RECORDS: Final = os.environ.get("ISCSI_ANALYZER_FROZEN_RECORDS", "") == "1"
+
+
+@dataclass_transform(frozen_default=True)
+def record(cls: type[_T]) -> type[_T]:
+    """Class decorator for records: a slotted dataclass, frozen when FROZEN_RECORDS (see above)."""
+    return dataclass(frozen=FROZEN_RECORDS, slots=True, unsafe_hash=not FROZEN_RECORDS)(cls)  # type: ignore[no-any-return]
+
+
+_ = Any
 
 #: Direction of bytes on a TCP connection carrying iSCSI.
 I2T: Final = "i2t"  #: initiator to target
@@ -29,7 +47,7 @@ T2I: Final = "t2i"  #: target to initiator
 RESERVED_TAG: Final = 0xFFFFFFFF
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Record:
     frame: int
     ts_ns: int
@@ -38,14 +56,14 @@ class Record:
 # --------------------------------------------------------------------------- capture
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CaptureDamage(Record):
     """The capture file is damaged from here on (cut short, bad record length, ...)."""
 
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CaptureStats(Record):
     """Summary the capture source emits once at the end."""
 
@@ -58,12 +76,12 @@ class CaptureStats(Record):
 # --------------------------------------------------------------------------- tcp
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TcpRecord(Record):
     conn: str  #: connection id, "client_ip:port->server_ip:port" plus "#N" when the 4-tuple is reused
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TcpOpened(TcpRecord):
     client: str
     client_port: int
@@ -72,24 +90,24 @@ class TcpOpened(TcpRecord):
     handshake: bool  #: True if the SYN was seen; False for a mid-stream start
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TcpFin(TcpRecord):
     direction: str  #: direction of the FIN's sender: i2t = initiator closed its side
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TcpRst(TcpRecord):
     direction: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TcpClosed(TcpRecord):
     """Both directions finished (FIN+FIN, RST) or the flow was evicted/ended with the capture."""
 
     reason: str  #: "fin", "rst", "evicted", "capture_end"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TcpGap(TcpRecord):
     """Bytes [seq, seq+length) of this direction were never captured. Never zero-filled."""
 
@@ -98,14 +116,14 @@ class TcpGap(TcpRecord):
     length: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TcpRetransmission(TcpRecord):
     direction: str
     seq: int
     length: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TcpOverlapConflict(TcpRecord):
     """A retransmitted/overlapping segment carried different bytes than the first copy (first copy wins)."""
 
@@ -114,7 +132,7 @@ class TcpOverlapConflict(TcpRecord):
     length: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TcpZeroWindow(TcpRecord):
     direction: str  #: the side advertising the zero window
 
@@ -122,7 +140,7 @@ class TcpZeroWindow(TcpRecord):
 # --------------------------------------------------------------------------- iscsi
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Ahs:
     """RFC 7143 §11.2.2 additional header segment."""
 
@@ -131,7 +149,7 @@ class Ahs:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Cdb:
     """A decoded SCSI CDB (SPC/SBC/SSC)."""
 
@@ -143,7 +161,7 @@ class Cdb:
     raw: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Sense:
     """SPC-4 sense data (fixed 0x70/0x71 or descriptor 0x72/0x73 format)."""
 
@@ -156,7 +174,7 @@ class Sense:
     information: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Pdu(Record):
     """Fields common to every iSCSI PDU (RFC 7143 §11.2.1).
 
@@ -182,7 +200,7 @@ class Pdu(Record):
 # Requests (initiator -> target)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NopOut(Pdu):
     """§11.18"""
 
@@ -191,7 +209,7 @@ class NopOut(Pdu):
     expstatsn: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ScsiCommand(Pdu):
     """§11.3"""
 
@@ -205,7 +223,7 @@ class ScsiCommand(Pdu):
     bidi_read_edtl: int | None  #: from AHS type 2
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TaskMgmtRequest(Pdu):
     """§11.5"""
 
@@ -217,7 +235,7 @@ class TaskMgmtRequest(Pdu):
     exp_datasn: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LoginRequest(Pdu):
     """§11.12"""
 
@@ -235,7 +253,7 @@ class LoginRequest(Pdu):
     keys: tuple[tuple[str, str], ...]  #: text keys in wire order
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TextRequest(Pdu):
     """§11.10"""
 
@@ -246,7 +264,7 @@ class TextRequest(Pdu):
     keys: tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DataOut(Pdu):
     """§11.7.1 (SCSI Data-Out)"""
 
@@ -256,7 +274,7 @@ class DataOut(Pdu):
     buffer_offset: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LogoutRequest(Pdu):
     """§11.14"""
 
@@ -266,7 +284,7 @@ class LogoutRequest(Pdu):
     expstatsn: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Snack(Pdu):
     """§11.16"""
 
@@ -280,7 +298,7 @@ class Snack(Pdu):
 # Responses (target -> initiator)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NopIn(Pdu):
     """§11.19"""
 
@@ -290,7 +308,7 @@ class NopIn(Pdu):
     maxcmdsn: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ScsiResponse(Pdu):
     """§11.4"""
 
@@ -310,7 +328,7 @@ class ScsiResponse(Pdu):
     sense: Sense | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TaskMgmtResponse(Pdu):
     """§11.6"""
 
@@ -320,7 +338,7 @@ class TaskMgmtResponse(Pdu):
     maxcmdsn: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LoginResponse(Pdu):
     """§11.13"""
 
@@ -340,7 +358,7 @@ class LoginResponse(Pdu):
     keys: tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TextResponse(Pdu):
     """§11.11"""
 
@@ -352,7 +370,7 @@ class TextResponse(Pdu):
     keys: tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DataIn(Pdu):
     """§11.7.2 (SCSI Data-In)"""
 
@@ -370,7 +388,7 @@ class DataIn(Pdu):
     residual: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LogoutResponse(Pdu):
     """§11.15"""
 
@@ -382,7 +400,7 @@ class LogoutResponse(Pdu):
     time2retain: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class R2T(Pdu):
     """§11.8"""
 
@@ -395,7 +413,7 @@ class R2T(Pdu):
     desired_length: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AsyncMessage(Pdu):
     """§11.9"""
 
@@ -410,7 +428,7 @@ class AsyncMessage(Pdu):
     sense: Sense | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Reject(Pdu):
     """§11.17"""
 
@@ -424,14 +442,14 @@ class Reject(Pdu):
     rejected_header: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UnknownPdu(Pdu):
     """Reserved or vendor-specific opcode (0x1c-0x1e, 0x3c-0x3e): framed, not decoded."""
 
     header: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MalformedPdu(Record):
     """Bytes that framed as a PDU but could not be decoded (house style §2)."""
 
@@ -444,7 +462,7 @@ class MalformedPdu(Record):
     header: bytes  #: the BHS (48 bytes at most)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FramingResync(Record):
     """Framing lost its place (after a gap, mid-stream start or garbage) and skipped bytes."""
 
@@ -468,7 +486,7 @@ RESPONSE_TYPES = (NopIn, ScsiResponse, TaskMgmtResponse, LoginResponse, TextResp
 SEVERITIES = ("info", "warning", "error")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Anomaly(Record):
     """A finding with its evidence. ``frame`` is the first evidence frame, ``frames`` all of them."""
 

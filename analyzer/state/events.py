@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from analyzer.records import Record
+from analyzer.records import Record, record
 
 #: Machines that emit :class:`Transition` / :class:`Violation`.
 MACHINES = ("connection", "cleanup", "session")
@@ -23,7 +23,7 @@ MACHINES = ("connection", "cleanup", "session")
 SIDES = ("initiator", "target")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Transition(Record):
     """A state change of one machine, for one side (RFC 7143 §8)."""
 
@@ -38,7 +38,7 @@ class Transition(Record):
     inferred: bool  #: True when the input was not seen on the wire (timeouts, mid-stream placement, ...)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Violation(Record):
     """An input the machine's table does not allow in its current state; the machine stays put."""
 
@@ -51,7 +51,7 @@ class Violation(Record):
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ConnectionParams(Record):
     """Framing parameters in force from the next PDU on (fed back to the framer by the pipeline).
 
@@ -67,7 +67,7 @@ class ConnectionParams(Record):
     max_recv_dsl_target: int  #: limit on initiator -> target data segments
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TaskRecord(Record):
     """One task (ITT) from its first request to its end; emitted once, when it ends."""
 
@@ -140,7 +140,7 @@ TASK_OUTCOMES = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SequenceEvent(Record):
     """A numbering or flow-control rule was broken (RFC 7143 §4.2.2, §11, §13)."""
 
@@ -171,7 +171,7 @@ SEQUENCE_KINDS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NegotiationIssue(Record):
     """A text-key exchange that broke the §13 rules, or got a special answer (§6.2)."""
 
@@ -185,7 +185,7 @@ class NegotiationIssue(Record):
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Reinstatement(Record):
     """A connection (§6.3.4) or session (§6.3.5) reinstatement login, emitted when its outcome is known."""
 
@@ -202,7 +202,7 @@ class Reinstatement(Record):
     start_ts_ns: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CleanupDeadline(Record):
     """A connection entered CLEANUP_WAIT (R1) for one side; its state lives until ``deadline_ts_ns``.
 
@@ -222,7 +222,7 @@ class CleanupDeadline(Record):
     cause: str  #: what put it there ("transport disconnect", "Async event 2", ...)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CleanupEnded(Record):
     """A connection's cleanup machine reached FREE (R3) for one side."""
 
@@ -236,7 +236,7 @@ class CleanupEnded(Record):
     waited_ns: int  #: time spent since entering CLEANUP_WAIT
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SessionSummary(Record):
     """A session as known at ``frame``/``ts_ns`` (snapshot or end of capture)."""
 
@@ -269,7 +269,7 @@ class SessionSummary(Record):
     discovered_targets: tuple[str, ...] = field(default=())
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ConnectionSummary(Record):
     """A TCP connection carrying iSCSI, as known at ``frame``/``ts_ns``."""
 
@@ -306,7 +306,7 @@ class ConnectionSummary(Record):
     tasks: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TrackerError(Record):
     """Safety net: the tracker hit an internal error on this record (a bug; the input is skipped)."""
 

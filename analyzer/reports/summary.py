@@ -1,0 +1,171 @@
+"""Plain-text summary of an Analysis, for people at a terminal (``iscsi-analyzer analyze`` prints it).
+
+Sessions and how each ended, the top anomalies, latency per SCSI operation and throughput.
+Capture-derived text is printed as is, minus control characters (no terminal escapes).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from analyzer.reports.analysis import Analysis
+
+TOP_ANOMALIES = 10
+TOP_OPS = 10
+
+
+def _clean(v: Any) -> str:
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return "".join(ch if ch.isprintable() else "?" for ch in str(v))
+
+
+def _dur(s: float) -> str:
+    if s < 1e-3:
+        return f"{s * 1e6:.0f} us"
+    if s < 1:
+        return f"{s * 1e3:.3g} ms"
+    if s < 120:
+        return f"{s:.3g} s"
+    m, sec = divmod(round(s), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{sec:02d}s" if h else f"{m}m{sec:02d}s"
+
+
+def _grid(head: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
+    widths = [min(w, 60) for w in widths]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            (c if len(c) <= w else c[: w - 1] + "~").ljust(w) for c, w in zip(cells, widths, strict=True)
+        ).rstrip()
+
+    return ["  " + line(head), "  " + line(["-" * w for w in widths])] + ["  " + line(r) for r in rows]
+
+
+def summary_text(a: Analysis) -> str:
+    """The summary as text lines joined with newlines."""
+    cap = a.capture
+    out: list[str] = []
+    out.append(f"Capture  {_clean(cap.file or cap.name)}")
+    out.append(
+        f"         {cap.frames:,} frames, {_dur(cap.duration_s)}, {cap.pdus:,} iSCSI PDUs, "
+        f"{len(a.sessions)} sessions, {len(a.connections)} connections, {len(a.tasks):,} tasks"
+    )
+    for d in cap.damage:
+        out.append(f"  ! damaged: {_clean(d)}")
+    st = cap.stats or {}
+    if st.get("tcp_gaps"):
+        out.append(f"  ! {st['tcp_gaps']:,} TCP gaps ({st.get('gap_bytes', 0):,} bytes never captured)")
+    for table, t in (cap.truncated or {}).items():
+        out.append(f"  ! {table}: kept {t['kept']:,} of {t['seen']:,} rows (limit {t['limit']:,})")
+    if cap.pdus == 0 and not len(a.sessions):
+        out.append("")
+        out.append("No iSCSI traffic found in this capture.")
+        return "\n".join(out)
+
+    out.append("")
+    out.append("Sessions")
+    rows = []
+    for s in a.sessions.to_dict("records"):
+        dur = s["duration"].total_seconds() if not pd.isna(s["duration"]) else 0.0
+        rows.append(
+            [
+                _clean(s["session"]),
+                _clean(s["session_type"]),
+                _clean(s["initiator_name"]),
+                _clean(s["target_name"]),
+                _clean(s["isid"]),
+                _clean(s["tsih"]),
+                _dur(dur),
+                f"{int(s['tasks']):,}",
+                _clean(s["ended"]),
+            ]
+        )
+    out += _grid(["id", "type", "initiator", "target", "ISID", "TSIH", "duration", "tasks", "ended"], rows)
+
+    out.append("")
+    an = a.anomalies
+    if len(an):
+        counts = an["severity"].astype(object).value_counts()
+        out.append(
+            "Anomalies  " + ", ".join(f"{int(counts.get(s, 0))} {s}" for s in ("error", "warning", "info"))
+        )
+        rank = {"error": 0, "warning": 1, "info": 2}
+        g = (
+            an.groupby([an["severity"].astype(object), an["kind"].astype(object)])
+            .agg(n=("frame", "size"), first=("frame", "min"), message=("message", "first"))
+            .reset_index()
+        )
+        g["_r"] = g["severity"].map(lambda s: rank.get(s, 3))
+        g = g.sort_values(["_r", "n"], ascending=[True, False]).head(TOP_ANOMALIES)
+        out += _grid(
+            ["severity", "kind", "count", "first frame", "example"],
+            [
+                [_clean(r.severity), _clean(r.kind), f"{r.n:,}", f"{r.first}", _clean(r.message)]
+                for r in g.itertuples()
+            ],
+        )
+    else:
+        out.append("Anomalies  none" + ("" if cap.anomaly_engine else " (anomaly rules not run)"))
+
+    t = a.tasks
+    done = (
+        t[
+            (t["kind"] == "scsi")
+            & t["outcome"].isin(["completed", "check_condition", "failed"])
+            & ~t["partial"]
+        ]
+        if len(t)
+        else t
+    )
+    out.append("")
+    if len(done):
+        out.append("Latency per SCSI operation (ms)")
+        rows = []
+        lat = done["latency"].dt.total_seconds()
+        ops = done["cdb_name"].astype(object).fillna("?")
+        for op, v in sorted(lat.groupby(ops), key=lambda kv: -len(kv[1]))[:TOP_OPS]:
+            p50, p95, p99 = np.percentile(v.to_numpy(), [50, 95, 99])
+            rows.append(
+                [
+                    _clean(op),
+                    f"{len(v):,}",
+                    f"{p50 * 1e3:.3f}",
+                    f"{p95 * 1e3:.3f}",
+                    f"{p99 * 1e3:.3f}",
+                    f"{v.max() * 1e3:.3f}",
+                ]
+            )
+        out += _grid(["operation", "count", "p50", "p95", "p99", "max"], rows)
+    else:
+        out.append("Latency  no completed SCSI commands")
+
+    scsi = t[t["kind"] == "scsi"] if len(t) else t
+    if len(scsi):
+        out.append("")
+        out.append("Throughput per session")
+        rows = []
+        for sid, g in scsi.groupby(scsi["session"].astype(object)):
+            t0 = g["start_ts"].min()
+            t1 = g["end_ts"].max()
+            secs = max((t1 - t0).total_seconds(), 1e-9)
+            rb, wb = int(g["bytes_in"].sum()), int(g["bytes_out"].sum())
+            rows.append(
+                [
+                    _clean(sid),
+                    f"{len(g):,}",
+                    f"{rb / 1e6:,.2f}",
+                    f"{wb / 1e6:,.2f}",
+                    f"{(rb + wb) / secs / 1e6:,.2f}",
+                    f"{len(g) / secs:,.1f}",
+                ]
+            )
+        out += _grid(["session", "commands", "read MB", "written MB", "avg MB/s", "avg IOPS"], rows)
+    return "\n".join(out)

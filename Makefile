@@ -2,7 +2,7 @@
 # `make test` sets everything up and runs the whole test suite.
 SHELL := /bin/bash
 VENV := .venv
-DEMO_CAPTURE ?= sample_pcaps/clean_io.pcap
+DEMO_CAPTURE ?= sample_pcaps/admin_drop.pcap
 
 .PHONY: setup demo test lab bench clean
 

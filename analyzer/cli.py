@@ -6,6 +6,7 @@ input; 3 internal error (one line plus a hint; the traceback only with ``--debug
 
 from __future__ import annotations
 
+import itertools
 import sys
 import traceback
 from collections.abc import Iterator
@@ -58,15 +59,15 @@ def _records(capture: str, options: Any, readers: list[Any]) -> Iterator[Any]:
     from analyzer.capture import CaptureError
     from analyzer.pipeline import iter_records
 
+    # Not a generator: the capture is opened (and a bad one reported) before the caller prints anything.
     try:
         gen = iter_records(capture, options, reader_out=readers)
         first = next(gen, None)
     except CaptureError as e:
         raise InputError(str(e)) from e
     if first is None:
-        return
-    yield first
-    yield from gen
+        return iter(())
+    return itertools.chain((first,), gen)
 
 
 def _report_damage(readers: list[Any]) -> None:
@@ -91,10 +92,12 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...]) -> None:
     endpoints: dict[str, Any] = {}
     widths = {"frame": 7, "time": 12, "src": 21, "dst": 21, "opcode_name": 24, "itt": 10, "cmdsn": 10,
               "statsn": 10, "dsl": 7}
+    # Open the capture first: an unreadable one exits 2 before any output (not even a header).
+    records = _records(capture, _options(ports, state=False, anomalies=False), readers)
     writer = RowWriter(fmt, PDU_COLUMNS, table_columns=("frame", "time", "src", "dst", "opcode_name", "itt",
                                                         "cmdsn", "statsn", "dsl", "info"), widths=widths)
     first_ts: int | None = None
-    for rec in _records(capture, _options(ports, state=False, anomalies=False), readers):
+    for rec in records:
         t = type(rec)
         if t is TcpOpened:
             endpoints[rec.conn] = rec
@@ -127,13 +130,13 @@ class _Endpoints:
 @click.option("--max-differences", default=50, show_default=True, help="How many differences to print.")
 def crosscheck(capture: str, ports: tuple[int, ...], max_differences: int) -> None:
     """Compare our PDU decode with tshark's, PDU by PDU; exit 1 when they differ."""
-    from analyzer.capture.tshark import TsharkError, tshark_pdus_union
+    from analyzer.capture.tshark import TsharkError
     from analyzer.crosscheck import compare
 
     readers: list[Any] = []
     records = list(_records(capture, _options(ports, state=False, anomalies=False), readers))
     try:
-        theirs = tshark_pdus_union(capture, ports)
+        theirs = _tshark_union(capture, ports)
     except TsharkError as e:
         raise InputError(str(e)) from e
     res = compare(records, theirs)
@@ -324,6 +327,120 @@ def tasks(capture: str, fmt: str, session_id: str | None, ports: tuple[int, ...]
         if type(rec) is TaskRecord and (session_id is None or rec.session == session_id):
             writer.write(task_row(rec))
     _report_damage(readers)
+
+
+def _tshark_union(capture: str, ports: tuple[int, ...]) -> list[Any]:
+    """tshark's PDUs with or without its out-of-order reassembly, each once.
+
+    Unlike ``tshark_pdus_union`` (which keys on frame, opcode, ITT and length, and so merges
+    two Data-Out of one task that end in the same frame into one), a key seen k times in one
+    run and j times in the other counts max(k, j) times.
+    """
+    from collections import Counter
+
+    from analyzer.capture.tshark import tshark_pdus
+
+    best: Counter[tuple[int, int, int | None, int | None]] = Counter()
+    merged: list[Any] = []
+    for ooo in (False, True):
+        seen: Counter[tuple[int, int, int | None, int | None]] = Counter()
+        for p in tshark_pdus(capture, ports, out_of_order=ooo):
+            key = (p.frame, p.opcode, p.itt, p.dsl)
+            seen[key] += 1
+            if seen[key] > best[key]:
+                best[key] = seen[key]
+                merged.append(p)
+    return sorted(merged, key=lambda p: p.frame)
+
+
+class _ProgressBar:
+    """A progress bar on stderr for long captures (only when stderr is a terminal)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> _ProgressBar:
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+            self.bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                                TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self.bar.__enter__()
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            return
+        if self.task is None:
+            self.task = self.bar.add_task(self.label, total=total or None)
+        self.bar.update(self.task, completed=done, total=total or None)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+def _print_capture_warnings(analysis: Any) -> None:
+    for d in getattr(analysis.capture, "damage", ()) or ():
+        text = getattr(d, "message", None) or str(d)
+        click.echo(f"iscsi-analyzer: warning: {text}; everything before it was analyzed", err=True)
+
+
+@cli.command()
+@click.argument("capture", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Report directory (default: reports/<capture name>/).")
+@click.option("--no-html", is_flag=True, help="Skip report.html.")
+@click.option("--quiet", "-q", is_flag=True, help="Do not print the summary.")
+@port_option
+def analyze(capture: str, out_dir: str | None, no_html: bool, quiet: bool, ports: tuple[int, ...]) -> None:
+    """The main job: sessions, states, tasks and anomalies, with a report directory and report.html."""
+    from analyzer.api import run_analyze
+    from analyzer.capture import CaptureError
+    from analyzer.output import terminal_safe
+
+    try:
+        with _ProgressBar("analyzing") as bar:
+            analysis, written = run_analyze(capture, out_dir, progress=bar, html=not no_html,
+                                            ports=_options(ports, state=True, anomalies=True).ports)
+    except CaptureError as e:
+        raise InputError(str(e)) from e
+    if not quiet:
+        click.echo("\n".join(terminal_safe(line) for line in analysis.summary().splitlines()))
+    where = written[0].parent if written else out_dir
+    click.echo(f"\nReport written to {where}/ ({len(written)} files"
+               + (", open report.html in a browser)" if not no_html else ")"))
+    _print_capture_warnings(analysis)
+
+
+@cli.command()
+@click.argument("source", type=click.Path(exists=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
+@click.option("--show-secrets", is_flag=True, help="Show CHAP challenge/response/name values (masked by default).")
+@port_option
+def report(source: str, output: str, show_secrets: bool, ports: tuple[int, ...]) -> None:
+    """Build the HTML report from a capture or from a directory written by `analyze`."""
+    import os
+
+    from analyzer.api import run_report
+    from analyzer.capture import CaptureError
+
+    if not os.path.exists(source):
+        raise InputError(f"{source}: no such file or directory")
+    try:
+        with _ProgressBar("analyzing") as bar:
+            analysis, path = run_report(source, output, show_secrets=show_secrets, progress=bar,
+                                        **({} if os.path.isdir(source) else
+                                           {"ports": _options(ports, state=True, anomalies=True).ports}))
+    except CaptureError as e:
+        raise InputError(str(e)) from e
+    except (OSError, ValueError) as e:
+        raise InputError(f"{source}: {e}") from e
+    click.echo(f"Report written to {path}")
+    _print_capture_warnings(analysis)
 
 
 def _register_lab() -> None:

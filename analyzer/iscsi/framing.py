@@ -40,9 +40,12 @@ scans forward for a plausible BHS, a test modelled on Wireshark's "bogus PDU" fi
    non-zero; Data-In/Out TTT or LUN sanity is not assumed);
 5. when header digests are on, the CRC32C must match - this alone is decisive;
 6. when the whole PDU and the next 48 bytes are buffered (within ``CONFIRM_LIMIT``) the
-   next header must pass 1-3 too.
+   next header must pass 1-3 too (when the data digest is not known yet, the next header
+   may start right after the data or 4 bytes later); at the end of the stream a candidate
+   that cannot be confirmed is accepted only if its PDU ends exactly where the stream does.
 
-Bytes that could not be framed are counted in ``FramingResync.skipped``.
+Bytes that could not be framed are counted in ``FramingResync.skipped``. A PDU cut short by
+a gap or by the end of the stream is reported at the frame of its last captured byte.
 """
 
 from __future__ import annotations
@@ -212,6 +215,11 @@ class PduFramer:
         self.cur_dd: bool | None = False
         self.dbuf = bytearray()
         self.data_end = (0, 0)
+        #: frame and ts_ns of the last chunk fed: where a PDU cut short by a gap or the end ends
+        self.last_frame = 0
+        self.last_ts = 0
+        #: (frame, ts_ns) of the chunk holding the first byte of ``dbuf``
+        self.dbuf_start = (0, 0)
         self.rbuf = bytearray()
         #: (offset in rbuf, frame, ts_ns) where each captured chunk in the resync buffer starts
         self.rmarks: list[tuple[int, int, int]] = []
@@ -227,6 +235,8 @@ class PduFramer:
         out: list[Record] = []
         mv = data if isinstance(data, memoryview) else memoryview(data)
         n = len(mv)
+        self.last_frame = frame
+        self.last_ts = ts_ns
         pos = 0
         while pos < n:
             mode = self.mode
@@ -255,6 +265,8 @@ class PduFramer:
                     self._header_progress(frame, ts_ns, out)
             elif mode == _DDIGEST:
                 take = 4 - len(self.dbuf)
+                if take == 4:
+                    self.dbuf_start = (frame, ts_ns)
                 if take > n - pos:
                     take = n - pos
                 self.dbuf += mv[pos:pos + take]
@@ -278,16 +290,23 @@ class PduFramer:
             self.keep = None
             self.data_crc = None
             if self.data_left == 0:
-                self._data_done(frame, ts_ns, out)
+                self._data_done(self.last_frame, self.last_ts, out)  # ends in the hole: at its last captured byte
             return out
+        # A PDU cut short is reported at the frame of its last captured byte (the gap's frame
+        # may even be an ACK of the other direction).
         if self.mode == _DATA:
             self.data_complete = False
             self.keep = None
             self.data_crc = None
-            self._emit(frame, ts_ns, out)  # the header was complete: report the PDU
+            self._emit(self.last_frame, self.last_ts, out)  # the header was complete: report the PDU
         elif self.mode == _DDIGEST:
             self.data_crc = None
-            self._emit(frame, ts_ns, out)
+            if self.cur_dd is None:
+                # Digest detection pending: the PDU ended with its data; dbuf is unframed.
+                self._emit(*self.data_end, out)
+                self.hbuf = self.dbuf
+            else:
+                self._emit(self.last_frame, self.last_ts, out)
         if self.mode != _RESYNC:
             self.skipped = 0
         self.skipped += len(self.hbuf) + len(self.rbuf)  # captured bytes left unframed
@@ -303,16 +322,32 @@ class PduFramer:
     def finish(self, frame: int, ts_ns: int) -> list[Record]:
         """End of stream: a PDU cut short is reported as unframed bytes."""
         out: list[Record] = []
+        while self.mode == _RESYNC and self.rbuf:
+            # A candidate still waiting for the header after it: accept it if its PDU ends the stream.
+            left = len(self.rbuf)
+            _, last_frame, last_ts = self.rmarks[-1] if self.rmarks else (0, frame, ts_ns)
+            self._resync_and_refeed(last_frame, last_ts, out, final=True)
+            if self.mode == _RESYNC and len(self.rbuf) >= left:
+                break
         pending = len(self.hbuf) + len(self.rbuf) + len(self.dbuf)
         if self.mode == _DATA:
             self.data_complete = False
             self.keep = None
             self.data_crc = None
-            self._emit(frame, ts_ns, out)
+            self._emit(self.last_frame, self.last_ts, out)
+        elif self.mode == _DDIGEST and self.cur_dd is None:
+            # Digest detection pending: the PDU ended with its data; what follows is unframed.
+            pending = len(self.dbuf)
+            self.data_crc = None
+            self._emit(*self.data_end, out)
+            if pending:
+                self.bytes_unframed += pending
+                out.append(FramingResync(frame, ts_ns, self.conn, self.direction, pending, "stream_end",
+                                         False))
         elif self.mode == _DDIGEST:
             pending = 0
             self.data_crc = None
-            self._emit(frame, ts_ns, out)
+            self._emit(self.last_frame, self.last_ts, out)
         elif self.mode == _RESYNC and (self.skipped or pending):
             self.bytes_unframed += pending
             out.append(FramingResync(frame, ts_ns, self.conn, self.direction, self.skipped + pending,
@@ -387,7 +422,9 @@ class PduFramer:
             self.mode = _DDIGEST
 
     def _data_digest_done(self, frame: int, ts_ns: int, out: list[Record]) -> None:
-        got = int.from_bytes(self.dbuf, "little")
+        raw = self.dbuf
+        got = int.from_bytes(raw, "little")
+        self.dbuf = bytearray()  # consumed (finish() counts what is left in it as unframed)
         crc = self.data_crc
         if self.cur_dd is None:
             # Detection (login not captured): a digest is there iff the CRC matches.
@@ -398,10 +435,10 @@ class PduFramer:
             if crc is not None and self.digests.data is None:
                 self.digests.data = False
             # No digest here (or cannot tell, the data being incomplete): these 4 bytes start the next PDU.
-            rest = bytes(self.dbuf)
-            self.dbuf = bytearray()
+            rest = bytes(raw)
             self._emit(*self.data_end, out)
-            out.extend(self.feed(frame, ts_ns, rest))
+            # They are re-fed as of the chunk that carried the first of them (the next PDU's first_frame).
+            out.extend(self.feed(*self.dbuf_start, rest))
             return
         status = None if crc is None else ("ok" if crc == got else "bad")
         self._emit(frame, ts_ns, out, dd_status=status)
@@ -417,6 +454,7 @@ class PduFramer:
         else:
             data = None
         self.pdus += 1
+        rec: Record
         try:
             rec = decode_pdu(bhs, ahs, data, frame, ts_ns, self.conn, self.direction, self.first_frame,
                              self.hd_status, dd_status)
@@ -448,10 +486,10 @@ class PduFramer:
 
     # ------------------------------------------------------------------ resync
 
-    def _resync_and_refeed(self, frame: int, ts_ns: int, out: list[Record]) -> None:
+    def _resync_and_refeed(self, frame: int, ts_ns: int, out: list[Record], final: bool = False) -> None:
         """Resynchronise; on success re-feed the buffered bytes, each chunk with its own frame."""
         marks = self.rmarks
-        rest = self._resync(frame, ts_ns, out)
+        rest = self._resync(frame, ts_ns, out, final)
         if rest is None:
             return
         start, chunks = rest
@@ -465,8 +503,13 @@ class PduFramer:
             if piece:
                 out.extend(self.feed(fr, ts, piece))
 
-    def _resync(self, frame: int, ts_ns: int, out: list[Record]) -> tuple[int, bytes] | None:
-        """Scan ``rbuf`` for a plausible BHS. Returns (its offset, the bytes from it on) or None."""
+    def _resync(self, frame: int, ts_ns: int, out: list[Record],
+                final: bool = False) -> tuple[int, bytes] | None:
+        """Scan ``rbuf`` for a plausible BHS. Returns (its offset, the bytes from it on) or None.
+
+        ``final``: the stream has ended, no more bytes will come; a candidate that cannot be
+        confirmed by a next header is accepted only if its PDU ends exactly where the stream does.
+        """
         rb = self.rbuf
         finder = _CANDIDATE_RE[self.requests]
         hd = self.digests.header
@@ -495,19 +538,34 @@ class PduFramer:
                 continue
             login = rb[p] & 0x3F in (0x03, 0x23)
             has_hd = verdict == "digest" and not login
-            # Confirm by the next header when it is (or soon will be) in the buffer.
             dsl = (rb[p + 5] << 16) | (rb[p + 6] << 8) | rb[p + 7]
             total = (hdr_end - p) + (4 if has_hd else 0) + dsl + (-dsl & 3)
-            if dsl and self.digests.data and not login:
-                total += 4
-            nxt = p + total
-            if nxt + BHS_LEN <= n:
-                if not plausible_bhs(rb, nxt, self.requests, self.resync_max_dsl):
+            dd_unknown = False
+            if dsl and not login:
+                if self.digests.data:
+                    total += 4
+                elif self.digests.data is None:
+                    dd_unknown = True  # the next header is right after the data, or 4 bytes later
+            # Confirm by the next header when it is (or soon will be) in the buffer.
+            nexts = (p + total, p + total + 4) if dd_unknown else (p + total,)
+            confirmed = undecided = False
+            for nxt in nexts:
+                if nxt + BHS_LEN > n:
+                    undecided = True
+                elif plausible_bhs(rb, nxt, self.requests, self.resync_max_dsl):
+                    confirmed = True
+                    break
+            if not confirmed:
+                if not undecided:
                     pos = p + 1
                     continue
-            elif total + BHS_LEN <= CONFIRM_LIMIT and self.digests.data is not None:
-                keep_from = p
-                break
+                if final:
+                    if n - p not in (nxt - p for nxt in nexts):
+                        pos = p + 1
+                        continue
+                elif nexts[-1] - p + BHS_LEN <= CONFIRM_LIMIT:
+                    keep_from = p
+                    break
             # Accept.
             if self.digests.header is None and not login:
                 self.digests.header = has_hd  # detected (login not captured)

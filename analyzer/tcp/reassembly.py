@@ -35,6 +35,8 @@ buffer. The policies (documented in the README):
   the one we have, starts a new connection whose id gets a ``#N`` suffix.
 * **FIN / RST** become ``TcpFin`` / ``TcpRst`` (with the direction of the sender) once the
   bytes before them are delivered; ``TcpClosed`` follows when both sides finished or on RST.
+  An RST whose sequence number lies before bytes its sender already sent is out of the
+  receiver's window and ignored, as the receiver ignores it (RFC 9293 §3.10.7.4).
 * **Zero window**: a segment advertising window 0 starts a ``TcpZeroWindow`` episode (one
   record per episode).
 
@@ -246,7 +248,7 @@ class TcpReassembler:
                 self._segment_slow(flow, d, frame, ts_ns, seq, payload, out)
         if flags & (RST | FIN):
             if flags & RST:
-                self._rst(flow, d, frame, ts_ns, out)
+                self._rst(flow, d, frame, ts_ns, out, (seq + n) & MASK)
             else:
                 self._fin(flow, d, frame, ts_ns, (seq + n) & MASK, out)
         return out
@@ -399,8 +401,14 @@ class TcpReassembler:
             flow.closed = True
             out.append(TcpClosed(frame, ts_ns, flow.conn, "fin"))
 
-    def _rst(self, flow: Flow, d: int, frame: int, ts_ns: int, out: list[object]) -> None:
+    def _rst(self, flow: Flow, d: int, frame: int, ts_ns: int, out: list[object], seq: int) -> None:
         if flow.rst:
+            return
+        nxt = flow.halves[d].next_seq
+        if nxt is not None and flow.opened and seq_diff(seq, nxt) < 0:
+            # Before bytes its sender already sent: out of the receiver's window, so the receiver
+            # ignores it (RFC 9293 §3.10.7.4) and the connection goes on (a stack answering
+            # segments that arrive after it closed, with a stale sequence number).
             return
         flow.rst = True
         if not flow.opened:
@@ -491,12 +499,16 @@ class TcpReassembler:
             if bytes(payload[lo:hi]) != bdata[lo - o:hi - o]:
                 out.append(TcpOverlapConflict(frame, ts_ns, flow.conn, DIRECTIONS[d], (seq + lo) & MASK, hi - lo))
 
-    def _drain(self, flow: Flow, d: int, out: list[object], frame: int, ts_ns: int) -> None:
+    def _drain(self, flow: Flow, d: int, out: list[object], frame: int, ts_ns: int,
+               own_frames: bool = False) -> None:
         """Deliver buffered segments that are now in order.
 
         They are delivered as of ``frame``/``ts_ns``, the frame that made them deliverable: a PDU
         completed by a retransmission that fills a hole is shown in that frame, as Wireshark does
         with out-of-order reassembly, and its time is when the receiver could have used it.
+        With ``own_frames`` (after a capture gap was declared: nothing filled the hole, and the
+        declaring frame may even be an ACK of the other direction) each segment keeps the frame
+        and time it was captured in.
         """
         half = flow.halves[d]
         conn = flow.conn
@@ -511,7 +523,7 @@ class TcpReassembler:
                     break
             if best is None:
                 return
-            data, _bframe, _bts = half.ooo.pop(best)
+            data, bframe, bts = half.ooo.pop(best)
             half.ooo_bytes -= len(data)
             self.total_ooo_bytes -= len(data)
             off = seq_diff(best, nxt)
@@ -519,7 +531,10 @@ class TcpReassembler:
                 continue  # entirely old
             chunk = data[-off:] if off < 0 else data
             half.next_seq = (nxt + len(chunk)) & MASK
-            out.append((DATA, conn, direction, frame, ts_ns, chunk))
+            if own_frames:
+                out.append((DATA, conn, direction, bframe, bts, chunk))
+            else:
+                out.append((DATA, conn, direction, frame, ts_ns, chunk))
 
     def _declare_gap(self, flow: Flow, d: int, frame: int, ts_ns: int, out: list[object], *,
                      upto: int | None, flush: bool = False) -> None:
@@ -533,7 +548,7 @@ class TcpReassembler:
             if missing > 0:
                 self._gap_item(flow, d, frame, ts_ns, nxt, missing, out)
                 half.next_seq = first
-            self._drain(flow, d, out, frame, ts_ns)
+            self._drain(flow, d, out, frame, ts_ns, own_frames=True)
             if not flush and (upto is None or seq_diff(upto, half.next_seq or 0) <= 0):
                 break
 

@@ -311,7 +311,8 @@ def build_entry(scenario: Scenario, ctx: LabContext, facts: CaptureFacts, stats:
     normal = [s for s in facts.sessions if s.login_ok and s.session_type == "Normal"]
     expect: dict[str, Any] = {
         "sessions": [session_expect(s, facts, scenario) for s in facts.sessions],
-        "faults": observed_faults(facts, scenario),
+        # Scenario checks may add faults the generic pass cannot see (unanswered tasks, reinstatements, ...).
+        "faults": observed_faults(facts, scenario) + list(ctx.data.get("extra_faults", [])),
         "header_digest": _digest_summary([s.header_digest or "None" for s in normal]),
         "data_digest": _digest_summary([s.data_digest or "None" for s in normal]),
         "header_digest_pdus": facts.header_digest_pdus,

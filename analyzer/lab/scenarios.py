@@ -12,10 +12,11 @@ from collections.abc import Callable
 from typing import Any
 
 from analyzer.lab import initiator as ini
+from analyzer.lab import scripted as sc
 from analyzer.lab.errors import LabError
 from analyzer.lab.runner import LabContext, Scenario
 from analyzer.lab.target import LunSpec, TargetSpec
-from analyzer.lab.verify import CaptureFacts, SessionFacts
+from analyzer.lab.verify import CaptureFacts, ExchangeFacts, SessionFacts, collect_exchanges
 
 DISK_IQN = "iqn.2024-01.org.iscsi-analyzer:disk1"
 SECURE_IQN = "iqn.2024-01.org.iscsi-analyzer:secure"
@@ -410,6 +411,727 @@ def check_nop_timeout(facts: CaptureFacts, ctx: LabContext) -> list[str]:
     return p
 
 
+# ---------------------------------------------------------------------------------------------- scripted
+# Scenarios driven by the lab's own raw-PDU initiator (analyzer/lab/scripted.py) against the real tgtd, for
+# situations libiscsi never produces. Bodies record what tgtd did in ctx.data; checks re-derive everything
+# from the capture (tshark) and put it under expect["scripted"].
+
+#: Target with MaxConnections=2 (tgtd's default is 1) for the MC/S scenarios.
+DISK_MC2 = TargetSpec(1, DISK_IQN, luns=(LunSpec(1, 16),), params=(("MaxConnections", "2"),))
+DISK_SMALL = TargetSpec(1, DISK_IQN, luns=(LunSpec(1, 16),))
+#: ISIDs of the scripted sessions: type 10 (random) with a recognisable "5c51" marker, one block per scenario.
+ISID_MCS = 0x805C51010001
+ISID_REINSTATE = 0x805C51020001
+ISID_CONN_SINGLE = 0x805C51030001
+ISID_CONN_MCS = 0x805C51030002
+ISID_LOGOUT = 0x805C51040000  # + 1..n
+ISID_WINDOW = 0x805C51050000  # + 1..n
+ISID_NOP = 0x805C51060000  # + 1..n
+#: tbf rate for the scripted scenarios: high enough not to matter, but `Namespace.shape` also turns off tail
+#: loss probes, which otherwise retransmit tgtd's FIN while the peer's (delayed) ACK is on its way.
+SCRIPTED_RATE = "100mbit"
+#: Seconds the scripted initiator waits after an abrupt loss before reinstating (DefaultTime2Wait=2, §13.15).
+TIME2WAIT_S = 2.2
+
+
+class ScriptedRun:
+    """The scripted initiator's connections in one scenario body: opened in the lab namespace, each step
+    logged, every socket closed at the end."""
+
+    def __init__(self, ctx: LabContext) -> None:
+        self.ctx = ctx
+        self.conns: list[sc.Connection] = []
+
+    def session(self, isid: int) -> sc.Session:
+        """A new scripted session towards the scenario's first target."""
+        return sc.Session(self.ctx.initiator, self.ctx.scenario.targets[0].iqn, isid=isid)
+
+    def connect(self, session: sc.Session, cid: int = 0) -> sc.Connection:
+        """A new TCP connection (inside the lab namespace) for `session`."""
+        conn = sc.Connection.open(session, self.ctx.portal.host, self.ctx.portal.port, cid=cid,
+                                  netns=self.ctx.ns.name)
+        self.conns.append(conn)
+        return conn
+
+    def login(self, conn: sc.Connection, action: str, **kw: Any) -> sc.LoginResult:
+        """Log `conn` in (security + operational stage) and record the status/TSIH as the step result."""
+        st = self.ctx.step(action)
+        res = conn.login(**kw)
+        st.result = f"status 0x{res.status:04x}, TSIH 0x{res.tsih:04x}"
+        return res
+
+    def do(self, action: str, fn: Callable[[], Any], describe: Callable[[Any], str] = str) -> Any:
+        """Run one scripted action as a step; its result (or the error) becomes the step result."""
+        st = self.ctx.step(action)
+        try:
+            out = fn()
+        except sc.ScriptedError as exc:
+            st.result = f"{type(exc).__name__}: {exc}"
+            raise
+        st.result = describe(out)
+        return out
+
+    def io(self, conn: sc.Connection, label: str, *, lba: int = 0, write_kib: int = 16) -> None:
+        """TEST UNIT READY (absorbs tgtd's power-on Unit Attention), READ(10) 4 KiB, WRITE(10) with R2T."""
+        self.do(f"{label}: TEST UNIT READY", conn.test_unit_ready, _status)
+        self.do(f"{label}: READ(10) 8 blocks at LBA {lba}", lambda: conn.read10(lba, 8), _status)
+        if write_kib:
+            data = bytes((i * 7) & 0xFF for i in range(write_kib * 1024))
+            self.do(f"{label}: WRITE(10) {write_kib} KiB at LBA {lba + 64} (immediate data + R2T/Data-Out)",
+                    lambda: conn.write10(lba + 64, data), _status)
+
+    def wait_closed(self, conn: sc.Connection, label: str, timeout: float) -> str | None:
+        """Wait up to `timeout` for the target to close `conn`; record what happened."""
+        st = self.ctx.step(f"{label}: wait up to {timeout:g}s for the target to close the connection")
+        how = conn.wait_closed(timeout)
+        st.result = f"closed by target ({how})" if how else "still open"
+        return how
+
+    def close_all(self) -> None:
+        """Close every socket still open (FIN)."""
+        for conn in self.conns:
+            if conn.closed != "local":
+                conn.close()
+
+
+def _status(res: sc.CommandResult) -> str:
+    return "no status" if res.status is None else f"status 0x{res.status:02x}"
+
+
+def _scripted(body: Callable[[ScriptedRun], None]) -> Callable[[LabContext], None]:
+    def run(ctx: LabContext) -> None:
+        lab = ScriptedRun(ctx)
+        try:
+            body(lab)
+        finally:
+            lab.close_all()
+    run.__doc__ = body.__doc__
+    return run
+
+
+def _tgtadm_conns(lab: ScriptedRun) -> list[dict[str, object]]:
+    conns = lab.ctx.tgtd.connections(lab.ctx.scenario.targets[0].tid)
+    return [{"sid": c.sid, "cid": c.cid} for c in conns]
+
+
+def _body_mcs(lab: ScriptedRun) -> None:
+    """MC/S: CID 0 leading login, CID 1 joins with the TSIH, I/O on both, close-session Logout on CID 0."""
+    ctx = lab.ctx
+    s = lab.session(ISID_MCS)
+    c0 = lab.connect(s, 0)
+    r0 = lab.login(c0, "CID 0: leading login (TSIH 0), offers MaxConnections=2",
+                   operational=[("MaxConnections", "2")])
+    if not r0.ok:
+        raise LabError(f"leading login failed: 0x{r0.status:04x}")
+    ctx.data["negotiated_max_connections"] = dict(r0.keys).get("MaxConnections")
+    lab.io(c0, "CID 0")
+    c1 = lab.connect(s, 1)
+    r1 = lab.login(c1, f"CID 1: second connection, same ISID 0x{s.isid:012x} + TSIH 0x{s.tsih:04x}",
+                   operational=[("MaxConnections", "2")])
+    ctx.data["second_login_status"] = f"0x{r1.status:04x}"
+    if not r1.ok:
+        lab.wait_closed(c1, "CID 1", 1.0)
+        lab.do("CID 0: close-session Logout", lambda: c0.logout(sc.LogoutReason.CLOSE_SESSION),
+               lambda r: f"response {r.response}")
+        lab.wait_closed(c0, "CID 0", 2.0)
+        return
+    ctx.data["tgtadm_after_second_login"] = _tgtadm_conns(lab)
+    ctx.step(f"tgtadm --op show --mode conn: {ctx.data['tgtadm_after_second_login']}")
+    lab.io(c1, "CID 1", lba=256)
+    lab.do("CID 0: READ(10) 8 blocks at LBA 512 (both connections in use)", lambda: c0.read10(512, 8), _status)
+    lab.do("CID 0: Logout reason 0 (close the session)", lambda: c0.logout(sc.LogoutReason.CLOSE_SESSION),
+           lambda r: f"response {r.response}, Time2Wait {r.time2wait}, Time2Retain {r.time2retain}")
+    ctx.data["cid0_closed"] = lab.wait_closed(c0, "CID 0", 2.0)
+    ctx.data["cid1_closed"] = lab.wait_closed(c1, "CID 1 (RFC 7143 §11.14: close-session ends all connections)", 1.5)
+    ctx.data["tgtadm_after_logout"] = _tgtadm_conns(lab)
+    ctx.step(f"tgtadm --op show --mode conn: {ctx.data['tgtadm_after_logout']}")
+    if ctx.data["cid1_closed"] is None:
+        res = lab.do("CID 1: READ(10) 8 blocks after the close-session Logout on CID 0",
+                     lambda: c1.read10(768, 8), _status)
+        ctx.data["cid1_io_after_close_session"] = res.status
+        lab.do("CID 1: Logout reason 0 (close the session)", lambda: c1.logout(sc.LogoutReason.CLOSE_SESSION),
+               lambda r: f"response {r.response}")
+        lab.wait_closed(c1, "CID 1", 2.0)
+
+
+def _body_session_reinstatement(lab: ScriptedRun) -> None:
+    """Session A up; a new connection logs in with the same InitiatorName + ISID and TSIH 0 (§6.3.5)."""
+    ctx = lab.ctx
+    a = lab.session(ISID_REINSTATE)
+    ca = lab.connect(a, 0)
+    if not lab.login(ca, "session A: leading login (TSIH 0)").ok:
+        raise LabError("session A login failed")
+    ctx.data["tsih_a"] = a.tsih
+    lab.io(ca, "session A")
+    ctx.sleep(0.3)
+    b = lab.session(ISID_REINSTATE)
+    cb = lab.connect(b, 0)
+    rb = lab.login(cb, f"session B: same InitiatorName + ISID 0x{a.isid:012x}, TSIH 0 (reinstatement)")
+    ctx.data["reinstatement_status"] = f"0x{rb.status:04x}"
+    ctx.data["tsih_b"] = b.tsih
+    ctx.data["a_closed"] = lab.wait_closed(ca, "session A's connection", 2.0)
+    if rb.ok:
+        lab.io(cb, "session B", lba=128, write_kib=0)
+        lab.do("session B: Logout reason 0", lambda: cb.logout(sc.LogoutReason.CLOSE_SESSION),
+               lambda r: f"response {r.response}")
+        lab.wait_closed(cb, "session B", 2.0)
+
+
+def _body_connection_reinstatement(lab: ScriptedRun) -> None:
+    """Abrupt loss (RST) then reinstatement of the same CID, for a 1-connection and a 2-connection session."""
+    ctx = lab.ctx
+    # Part 1: single-connection session at ERL 0.
+    s1 = lab.session(ISID_CONN_SINGLE)
+    c = lab.connect(s1, 0)
+    if not lab.login(c, "part 1, session 1 CID 0: leading login").ok:
+        raise LabError("login failed")
+    lab.io(c, "part 1 CID 0", write_kib=0)
+    lab.do("part 1 CID 0: abort the TCP connection (SO_LINGER 0 -> RST), no Logout", c.reset, lambda _: "RST sent")
+    ctx.sleep(TIME2WAIT_S)
+    c2 = lab.connect(s1, 0)
+    c2.exp_statsn = c.exp_statsn  # §6.3.4: the reinstating login carries the old connection's ExpStatSN
+    r = lab.login(c2, f"part 1: reinstatement login ISID 0x{s1.isid:012x} TSIH 0x{s1.tsih:04x} CID 0 "
+                      f"{TIME2WAIT_S}s after the RST")
+    ctx.data["single_reinstatement_status"] = f"0x{r.status:04x}"
+    if r.ok:
+        lab.io(c2, "part 1 reinstated CID 0", write_kib=0)
+        lab.do("part 1: Logout reason 0", lambda: c2.logout(sc.LogoutReason.CLOSE_SESSION),
+               lambda x: f"response {x.response}")
+    lab.wait_closed(c2, "part 1 reinstatement connection", 1.0)
+    ctx.sleep(0.3)
+    # Part 2: a two-connection session keeps the session alive while CID 1 is lost and reinstated.
+    s2 = lab.session(ISID_CONN_MCS)
+    d0 = lab.connect(s2, 0)
+    if not lab.login(d0, "part 2, session 2 CID 0: leading login, MaxConnections=2",
+                     operational=[("MaxConnections", "2")]).ok:
+        raise LabError("login failed")
+    lab.io(d0, "part 2 CID 0", write_kib=0)
+    d1 = lab.connect(s2, 1)
+    if not lab.login(d1, "part 2 CID 1: second connection", operational=[("MaxConnections", "2")]).ok:
+        raise LabError("second connection login failed")
+    lab.do("part 2 CID 1: READ(10)", lambda: d1.read10(64, 8), _status)
+    lab.do("part 2 CID 1: abort the TCP connection (RST), no Logout", d1.reset, lambda _: "RST sent")
+    ctx.sleep(TIME2WAIT_S)
+    ctx.data["tgtadm_after_rst"] = _tgtadm_conns(lab)
+    ctx.step(f"tgtadm --op show --mode conn: {ctx.data['tgtadm_after_rst']}")
+    d1b = lab.connect(s2, 1)
+    d1b.exp_statsn = d1.exp_statsn
+    r = lab.login(d1b, f"part 2: reinstatement login TSIH 0x{s2.tsih:04x} CID 1",
+                  operational=[("MaxConnections", "2")])
+    ctx.data["mcs_reinstatement_status"] = f"0x{r.status:04x}"
+    if r.ok:
+        lab.do("part 2 reinstated CID 1: READ(10)", lambda: d1b.read10(128, 8), _status)
+    # Part 3: reinstate CID 0 while its old connection is still up (the initiator believes it dead).
+    d0b = lab.connect(s2, 0)
+    d0b.exp_statsn = d0.exp_statsn
+    r = lab.login(d0b, "part 3: login with CID 0 again while the old CID 0 connection is still open "
+                       "(implicit logout of the old one, §6.3.4)", operational=[("MaxConnections", "2")])
+    ctx.data["live_reinstatement_status"] = f"0x{r.status:04x}"
+    ctx.data["old_cid0_closed"] = lab.wait_closed(d0, "part 3 old CID 0", 1.5)
+    ctx.data["tgtadm_after_live_reinstatement"] = _tgtadm_conns(lab)
+    ctx.step(f"tgtadm --op show --mode conn: {ctx.data['tgtadm_after_live_reinstatement']}")
+    if r.ok:
+        lab.do("part 3 new CID 0: READ(10)", lambda: d0b.read10(192, 8), _status)
+    if ctx.data["old_cid0_closed"] is None:
+        lab.do("part 3 old CID 0: READ(10) on the connection that should have been logged out",
+               lambda: d0.read10(256, 8), _status)
+    # Clean up: a close-session Logout on every connection the target still holds.
+    for conn, label in ((d0b, "new CID 0"), (d1b, "reinstated CID 1"), (d0, "old CID 0")):
+        if conn.closed is None and conn.wait_closed(0.1) is None:
+            try:
+                lab.do(f"{label}: Logout reason 0", lambda c=conn: c.logout(sc.LogoutReason.CLOSE_SESSION, timeout=2.0),
+                       lambda x: f"response {x.response}")
+            except sc.ScriptedError:
+                pass
+            lab.wait_closed(conn, label, 1.5)
+
+
+def _body_logout_failures(lab: ScriptedRun) -> None:
+    """Logout with a CID that does not exist, a recovery logout at ERL 0, a close-connection Logout for the
+    OTHER connection of an MC/S session, a proper close-session Logout, and requests after a Logout."""
+    ctx = lab.ctx
+
+    def new(n: int, label: str) -> sc.Connection:
+        conn = lab.connect(lab.session(ISID_LOGOUT + n), 0)
+        if not lab.login(conn, f"{label}: login").ok:
+            raise LabError(f"{label}: login failed")
+        lab.do(f"{label}: TEST UNIT READY", conn.test_unit_ready, _status)
+        return conn
+
+    c = new(1, "session 1")
+    lab.do("session 1: Logout reason 1 (close the connection) for CID 7, which does not exist",
+           lambda: c.logout(sc.LogoutReason.CLOSE_CONNECTION, cid=7), lambda r: f"response {r.response}")
+    ctx.data["cid_not_found_closed"] = lab.wait_closed(c, "session 1", 1.5)
+    if ctx.data["cid_not_found_closed"] is None:
+        lab.do("session 1: READ(10) after the failed Logout", lambda: c.read10(0, 8), _status)
+        lab.do("session 1: Logout reason 0", lambda: c.logout(), lambda r: f"response {r.response}")
+        lab.wait_closed(c, "session 1", 1.5)
+    c = new(2, "session 2")
+    lab.do("session 2: Logout reason 2 (remove the connection for recovery) at ErrorRecoveryLevel=0",
+           lambda: c.logout(sc.LogoutReason.REMOVE_FOR_RECOVERY), lambda r: f"response {r.response}")
+    ctx.data["recovery_closed"] = lab.wait_closed(c, "session 2", 1.5)
+    if ctx.data["recovery_closed"] is None:
+        lab.do("session 2: Logout reason 0", lambda: c.logout(), lambda r: f"response {r.response}")
+        lab.wait_closed(c, "session 2", 1.5)
+    # Session 3: two connections; a close-connection Logout for CID 1 carried by CID 0 (§11.14).
+    s3 = lab.session(ISID_LOGOUT + 3)
+    e0 = lab.connect(s3, 0)
+    if not lab.login(e0, "session 3 CID 0: login, MaxConnections=2", operational=[("MaxConnections", "2")]).ok:
+        raise LabError("session 3 login failed")
+    lab.do("session 3 CID 0: TEST UNIT READY", e0.test_unit_ready, _status)
+    e1 = lab.connect(s3, 1)
+    if not lab.login(e1, "session 3 CID 1: login", operational=[("MaxConnections", "2")]).ok:
+        raise LabError("session 3 CID 1 login failed")
+    lab.do("session 3 CID 1: READ(10)", lambda: e1.read10(0, 8), _status)
+    lab.do("session 3 CID 0: Logout reason 1 (close the connection) naming CID 1",
+           lambda: e0.logout(sc.LogoutReason.CLOSE_CONNECTION, cid=1), lambda r: f"response {r.response}")
+    ctx.data["other_cid_carrier_closed"] = lab.wait_closed(e0, "session 3 CID 0 (the carrier)", 1.5)
+    ctx.data["other_cid_named_closed"] = lab.wait_closed(e1, "session 3 CID 1 (the CID named)", 1.0)
+    for conn, label in ((e1, "session 3 CID 1"), (e0, "session 3 CID 0")):
+        if conn.closed is None:
+            lab.do(f"{label}: READ(10)", lambda c=conn: c.read10(8, 8), _status)
+            lab.do(f"{label}: Logout reason 0", lambda c=conn: c.logout(), lambda r: f"response {r.response}")
+            lab.wait_closed(conn, label, 1.5)
+    # Session 4: proper close-session Logout.
+    c = new(4, "session 4")
+    lab.do("session 4: READ(10)", lambda: c.read10(0, 8), _status)
+    lab.do("session 4: Logout reason 0 (close the session)", lambda: c.logout(), lambda r: f"response {r.response}")
+    lab.wait_closed(c, "session 4", 1.5)
+    # Session 5: requests sent after the Logout Request, in the same TCP segment (request_after_logout).
+    c = new(5, "session 5")
+    st = ctx.step("session 5: Logout reason 0, then a NOP-Out ping and a READ(10), in one TCP segment")
+    with c.batch():
+        c.send_logout(sc.LogoutReason.CLOSE_SESSION)
+        c.send_nop_ping(b"after-logout")
+        c.submit_command(sc.cdb_read10(0, 1), read_length=512)
+    got = c.drain(1.5)
+    st.result = "target sent: " + (", ".join(sc.describe(p).split(" StatSN")[0] for p in got) or "nothing") \
+        + f"; connection {c.closed or 'open'}"
+    lab.wait_closed(c, "session 5", 0.5)
+
+
+def _body_cmdsn_window(lab: ScriptedRun) -> None:
+    """A command beyond MaxCmdSN (§4.2.2.1: silently ignored), normal I/O after it, an immediate NOP-Out
+    ping, logout; then a second session sends a command with a stale CmdSN (below ExpCmdSN)."""
+    ctx = lab.ctx
+    s = lab.session(ISID_WINDOW + 1)
+    c = lab.connect(s, 0)
+    if not lab.login(c, "session 1: login").ok:
+        raise LabError("login failed")
+    lab.io(c, "session 1", write_kib=0)
+    bad = sc.sn_add(s.max_cmdsn, 1)
+    ctx.data["window_before"] = (s.exp_cmdsn, s.max_cmdsn)
+    st = ctx.step(f"session 1: READ(10) with CmdSN {bad} = MaxCmdSN + 1 (window {s.exp_cmdsn}..{s.max_cmdsn}); "
+                  "the initiator's CmdSN counter is not advanced")
+    itt_bad, _ = c.submit_command(sc.cdb_read10(1000, 1), read_length=512, cmdsn=bad)
+    got = [p for p in c.drain(1.0) if p.itt == itt_bad]
+    st.result = "answered" if got else "no response within 1 s"
+    ctx.data["oow_itt"] = itt_bad
+    lab.do("session 1: READ(10) with the next in-window CmdSN", lambda: c.read10(16, 8), _status)
+    lab.do("session 1: WRITE(10) 16 KiB", lambda: c.write10(64, bytes(16384)), _status)
+    lab.do("session 1: immediate NOP-Out ping (valid ITT)", lambda: c.nop_ping(b"window-ping"),
+           lambda p: f"NOP-In ITT 0x{p.itt:x}, {len(p.data)} bytes echoed")
+    got = c.drain(0.5)
+    ctx.step("session 1: still no response for the out-of-window command" if not any(p.itt == itt_bad for p in got)
+             else "session 1: the out-of-window command was answered late")
+    lab.do("session 1: Logout reason 0", lambda: c.logout(), lambda r: f"response {r.response}")
+    lab.wait_closed(c, "session 1", 1.5)
+    ctx.sleep(0.3)
+    s2 = lab.session(ISID_WINDOW + 2)
+    c2 = lab.connect(s2, 0)
+    if not lab.login(c2, "session 2: login").ok:
+        raise LabError("login failed")
+    lab.io(c2, "session 2", write_kib=0)
+    stale = sc.sn_add(s2.exp_cmdsn, -1)
+    st = ctx.step(f"session 2: READ(10) with CmdSN {stale} = ExpCmdSN - 1 (already used; §4.2.2.1 says ignore)")
+    itt_stale, _ = c2.submit_command(sc.cdb_read10(0, 1), read_length=512, cmdsn=stale)
+    got = c2.drain(1.0)
+    st.result = ("answered" if any(p.itt == itt_stale for p in got) else "no response") \
+        + f"; connection {c2.closed or 'open'}"
+    ctx.data["stale_closed"] = c2.closed
+    if c2.closed is None:
+        lab.do("session 2: NOP-Out ping", lambda: c2.nop_ping(), lambda p: f"NOP-In ITT 0x{p.itt:x}")
+        lab.do("session 2: Logout reason 0", lambda: c2.logout(), lambda r: f"response {r.response}")
+        lab.wait_closed(c2, "session 2", 1.5)
+
+
+def _body_nop_and_text(lab: ScriptedRun) -> None:
+    """Discovery SendTargets; NOP-Out pings; ABORT TASK for a WRITE waiting for Data-Out and for an unknown
+    ITT; the WRITE completed afterwards; then a Text Request (SendTargets=All) in a Normal session's FFP."""
+    ctx = lab.ctx
+    d = lab.connect(lab.session(ISID_NOP + 1), 0)
+    if not lab.login(d, "discovery session: login SessionType=Discovery", session_type="Discovery").ok:
+        raise LabError("discovery login failed")
+    tx = d.send_text([("SendTargets", "All")])
+    lab.do("discovery session: Text Request SendTargets=All",
+           lambda: d.wait_for(lambda p: p.itt == tx), lambda p: f"{p.name} {getattr(p, 'keys', '')}")
+    lab.do("discovery session: Logout reason 0", lambda: d.logout(), lambda r: f"response {r.response}")
+    lab.wait_closed(d, "discovery session", 1.5)
+    s = lab.session(ISID_NOP + 2)
+    c = lab.connect(s, 0)
+    if not lab.login(c, "normal session: login").ok:
+        raise LabError("login failed")
+    lab.do("normal session: TEST UNIT READY", c.test_unit_ready, _status)
+    lab.do("normal session: immediate NOP-Out ping with 64 bytes", lambda: c.nop_ping(bytes(range(64))),
+           lambda p: f"NOP-In echoed {len(p.data)} bytes")
+    lab.do("normal session: non-immediate NOP-Out ping (consumes a CmdSN)", lambda: c.nop_ping(immediate=False),
+           lambda p: f"NOP-In ITT 0x{p.itt:x}")
+    data = bytes((i * 13) & 0xFF for i in range(65536))
+    st = ctx.step("normal session: WRITE(10) 64 KiB, 8 KiB immediate data; Data-Out held back")
+    witt, wsn = c.submit_command(sc.cdb_write10(2048, 128), write_data=data)
+    r2t = c.wait_for(lambda p: p.itt == witt)
+    st.result = sc.describe(r2t)
+    t = c.send_abort_task(witt, wsn)
+    lab.do(f"normal session: ABORT TASK for the WRITE (ITT 0x{witt:x}, CmdSN {wsn}) while its R2T is open",
+           lambda: c.wait_for(lambda p: p.itt == t), lambda p: f"TMF response {getattr(p, 'response', '?')}")
+    ctx.data["abort_open_write"] = None
+    st = ctx.step("normal session: 1 s later, send the Data-Out the R2T asked for")
+    ctx.sleep(1.0)
+    late = [p for p in c.backlog if p.itt == witt]
+    if isinstance(r2t, sc.R2T):
+        try:
+            c._answer_r2t(r2t, 1, data)  # the R2T is still open: answer it as an initiator would
+            res = c.complete_command(witt, write_data=data, timeout=2.0)
+            st.result = f"WRITE completed: {_status(res)}" + (f" (after {len(late)} late PDUs)" if late else "")
+            ctx.data["write_after_abort_status"] = res.status
+        except sc.ScriptedError as exc:
+            st.result = f"{type(exc).__name__}: {exc}"
+    t2 = c.send_abort_task(0x7777, wsn)
+    lab.do("normal session: ABORT TASK for ITT 0x7777 (never used)", lambda: c.wait_for(lambda p: p.itt == t2),
+           lambda p: f"TMF response {getattr(p, 'response', '?')}")
+    lab.do("normal session: READ(10)", lambda: c.read10(2048, 8), _status)
+    st = ctx.step("normal session: Text Request SendTargets=All in Full Feature Phase")
+    tx = c.send_text([("SendTargets", "All")])
+    try:
+        rsp = c.wait_for(lambda p: p.itt == tx, 2.0)
+        st.result = sc.describe(rsp)
+        ctx.data["ffp_text"] = "answered"
+    except sc.ConnectionEnded as exc:
+        st.result = f"connection ended by target ({exc.how})"
+        ctx.data["ffp_text"] = f"connection {exc.how}"
+    except sc.ScriptedTimeout:
+        st.result = "no response within 2 s"
+        ctx.data["ffp_text"] = "no response"
+    if c.closed is None:
+        lab.do("normal session: Logout reason 0", lambda: c.logout(), lambda r: f"response {r.response}")
+        lab.wait_closed(c, "normal session", 1.5)
+
+
+body_mcs_two_connections = _scripted(_body_mcs)
+body_session_reinstatement = _scripted(_body_session_reinstatement)
+body_connection_reinstatement = _scripted(_body_connection_reinstatement)
+body_logout_failures = _scripted(_body_logout_failures)
+body_cmdsn_window = _scripted(_body_cmdsn_window)
+body_nop_and_text = _scripted(_body_nop_and_text)
+
+
+# -- checks of the scripted scenarios
+
+def _task_cause(task: dict[str, Any]) -> str:
+    if task.get("in_window") is False:
+        exp, _ = task["window"]
+        below = exp != task["cmdsn"] and ((exp - task["cmdsn"]) & 0xFFFFFFFF) < 0x80000000
+        return "cmdsn_below_window" if below else "cmdsn_above_window"
+    if task.get("after_logout_request"):
+        return "sent_after_logout_request"
+    end = task.get("connection_end") or {}
+    if end.get("closed_by") == "target":
+        return f"connection_{'reset' if end.get('how') == 'rst' else 'closed'}_by_target"
+    if end.get("closed_by") == "initiator":
+        return "connection_closed_by_initiator"
+    return "no_response"
+
+
+def _scripted_expect(facts: CaptureFacts, ctx: LabContext, findings: list[str]) -> ExchangeFacts:
+    """Fill expect["scripted"] and the extra faults from the capture; return the exchange facts."""
+    x = collect_exchanges(facts)
+    unanswered = []
+    for t in x.unanswered:
+        item = {k: t[k] for k in ("tcp_stream", "frame", "t", "opcode", "itt", "cmdsn", "immediate", "window",
+                                  "in_window", "after_logout_request") if k in t}
+        item["cause"] = _task_cause(t)
+        unanswered.append(item)
+        ctx.data.setdefault("extra_faults", []).append(
+            {"kind": "task_unanswered", "opcode": t["opcode"], "itt": t["itt"], "cmdsn": t["cmdsn"],
+             "cause": item["cause"], "tcp_stream": t["tcp_stream"], "frame": t["frame"], "approx_t": t["t"]})
+    ctx.data.setdefault("expect_extra", {})["scripted"] = {
+        "initiator": "analyzer.lab.scripted (raw PDUs over a socket in the lab namespace)",
+        "sessions": x.sessions,
+        "logins": [{k: lg[k] for k in ("tcp_stream", "frame", "t", "isid", "tsih_requested", "cid", "statuses", "tsih")}
+                   for lg in x.logins],
+        "logouts": x.logouts,
+        "unanswered_tasks": unanswered,
+        "tmf": [{k: t.get(k) for k in ("tcp_stream", "frame", "t", "tmf_function", "referenced_itt", "tmf_response",
+                                       "response_t")} for t in x.tasks if t["opcode"] == "Task Management Request"],
+        "tgtd_behaviour": findings,
+    }
+    return x
+
+
+def _conn(x: ExchangeFacts, isid: int, cid: int, nth: int = 0) -> dict[str, Any] | None:
+    """The nth connection (capture order) with this ISID and CID, across sessions and failed logins."""
+    want = f"{isid:012x}"
+    found = [c for s in x.sessions if s["isid"] == want for c in s["connections"]  # type: ignore[union-attr]
+             if c["cid"] == cid]
+    found.sort(key=lambda c: c["tcp_stream"])
+    return found[nth] if len(found) > nth else None
+
+
+def _answered(x: ExchangeFacts, stream: int, opcode: str, after: float = 0.0) -> list[dict[str, Any]]:
+    return [t for t in x.tasks if t["tcp_stream"] == stream and t["opcode"] == opcode and t["answered"]
+            and float(t["t"]) >= after]  # type: ignore[arg-type]
+
+
+def check_mcs_two_connections(facts: CaptureFacts, ctx: LabContext) -> list[str]:
+    """Both connections of one ISID+TSIH, I/O on both; what the close-session Logout did to the other CID."""
+    p = _problems()
+    findings: list[str] = []
+    x = _scripted_expect(facts, ctx, findings)
+    c0, c1 = _conn(x, ISID_MCS, 0), _conn(x, ISID_MCS, 1)
+    _need(p, c0 is not None and c0["login_status"] == "0x0000", f"CID 0 login: {c0}")
+    _need(p, c1 is not None, "no CID 1 login in the capture")
+    if not (c0 and c1):
+        return p
+    login1 = next(lg for lg in x.logins if lg["tcp_stream"] == c1["tcp_stream"])
+    _need(p, login1["tsih_requested"] != "0x0000", "CID 1 login did not carry the session's TSIH")
+    findings.append(f"MaxConnections negotiated on CID 0: {ctx.data.get('negotiated_max_connections')} "
+                    "(tgtd configured with MaxConnections=2)")
+    if c1["login_status"] != "0x0000":
+        findings.append(f"second connection (CID 1, TSIH {login1['tsih_requested']}) rejected with "
+                        f"{c1['login_status']}: tgtd does not support MC/S here")
+        return p
+    sess = next(s for s in x.sessions if s["isid"] == f"{ISID_MCS:012x}")
+    _need(p, len(sess["connections"]) == 2, f"expected 2 connections in session {sess['tsih']}")
+    findings.append(f"second connection CID 1 joined session TSIH {sess['tsih']} (MC/S supported); tgtadm "
+                    f"showed {ctx.data.get('tgtadm_after_second_login')}")
+    for c in (c0, c1):
+        _need(p, len(_answered(x, c["tcp_stream"], "SCSI Command")) >= 2, f"no I/O on CID {c['cid']}")
+    lo = c0["logouts"]
+    _need(p, len(lo) == 1 and lo[0]["reason"] == 0 and lo[0]["response"] == 0,
+          f"CID 0: expected one close-session Logout answered 0, saw {lo}")
+    _need(p, c0["closed_by"] == "target", f"CID 0 closed by {c0['closed_by']}")
+    if not lo:
+        return p
+    t_lo = float(lo[0]["response_t"] or lo[0]["t"])
+    later = _answered(x, c1["tcp_stream"], "SCSI Command", after=t_lo)
+    if c1["closed_by"] == "target" and c1["t_end"] is not None and float(c1["t_end"]) - t_lo < 1.0 and not later:
+        findings.append(f"close-session Logout on CID 0 at t={t_lo}: tgtd also closed CID 1 "
+                        f"({c1['close_kind']}) at t={c1['t_end']} (RFC 7143 §11.14 behaviour)")
+    else:
+        findings.append(f"close-session Logout on CID 0 (answered 0 at t={t_lo}) closed ONLY CID 0; CID 1 stayed "
+                        f"in Full Feature Phase and answered {len(later)} SCSI command(s) afterwards; it ended with "
+                        f"its own Logout (reason {c1['logouts'][0]['reason'] if c1['logouts'] else '-'}) at "
+                        f"t={c1['t_end']}. RFC 7143 §11.14 requires a close-session Logout to end every connection "
+                        "of the session: tgtd ignores the reason code")
+        ctx.data.setdefault("extra_faults", []).append(
+            {"kind": "close_session_left_connection_open", "tcp_stream": c1["tcp_stream"], "cid": 1,
+             "logout_tcp_stream": c0["tcp_stream"], "approx_t": t_lo})
+    return p
+
+
+def check_session_reinstatement(facts: CaptureFacts, ctx: LabContext) -> list[str]:
+    """Session B (same ISID, TSIH 0) logs in; tgtd closes session A's connection."""
+    p = _problems()
+    findings: list[str] = []
+    x = _scripted_expect(facts, ctx, findings)
+    sessions = [s for s in x.sessions if s["isid"] == f"{ISID_REINSTATE:012x}"]
+    _need(p, len(sessions) == 2, f"expected sessions A and B with the same ISID, saw {len(sessions)}")
+    if len(sessions) != 2:
+        return p
+    a, b = sessions[0]["connections"][0], sessions[1]["connections"][0]
+    _need(p, b["tsih_requested"] == "0x0000", "session B's login did not carry TSIH 0")
+    _need(p, b["login_status"] == "0x0000", f"session B login status {b['login_status']}")
+    _need(p, sessions[0]["tsih"] != sessions[1]["tsih"], "session B got the same TSIH as A")
+    _need(p, a["closed_by"] == "target" and a["logouts"] == [], f"session A ended {a['ended_by']} by {a['closed_by']}")
+    t_b = b["t_login"]
+    if a["closed_by"] == "target" and a["t_end"] is not None and t_b is not None:
+        findings.append(
+            f"session B (ISID {sessions[1]['isid']}, TSIH 0 in the request) logged in at t={t_b} and got a NEW TSIH "
+            f"{sessions[1]['tsih']} (A had {sessions[0]['tsih']}); tgtd closed A's connection (stream {a['tcp_stream']}) "
+            f"with {str(a['close_kind']).upper()} at t={a['t_end']}, without any Logout or Async Message: "
+            "implicit logout by session reinstatement (RFC 7143 §6.3.5)")
+        _need(p, abs(float(a["t_end"]) - float(t_b)) < 0.5, "A was not closed at B's login")
+        ctx.data.setdefault("extra_faults", []).append(
+            {"kind": "session_reinstated", "old_tcp_stream": a["tcp_stream"], "new_tcp_stream": b["tcp_stream"],
+             "isid": sessions[0]["isid"], "old_tsih": sessions[0]["tsih"], "new_tsih": sessions[1]["tsih"],
+             "approx_t": t_b})
+    findings.append(f"B's first command after login got status "
+                    f"{next((t.get('scsi_status') for t in x.tasks if t['tcp_stream'] == b['tcp_stream'] and t['opcode'] == 'SCSI Command'), None)} "
+                    "(tgtd reports a fresh Unit Attention for the new session)")
+    return p
+
+
+def check_connection_reinstatement(facts: CaptureFacts, ctx: LabContext) -> list[str]:
+    """RST then same-CID login: part 1 (1-connection session) and part 2/3 (2-connection session)."""
+    p = _problems()
+    findings: list[str] = []
+    x = _scripted_expect(facts, ctx, findings)
+    first, again = _conn(x, ISID_CONN_SINGLE, 0, 0), _conn(x, ISID_CONN_SINGLE, 0, 1)
+    _need(p, first is not None and first["close_kind"] == "rst" and first["closed_by"] == "initiator",
+          f"part 1: first connection did not end with an initiator RST: {first}")
+    _need(p, again is not None and again["tsih_requested"] != "0x0000", "part 1: no reinstatement login with TSIH")
+    if first and again:
+        gap = round(float(again["t_start"]) - float(first["t_end"]), 2)
+        findings.append(
+            f"part 1 (one connection, ERL 0): RST at t={first['t_end']}, reinstatement login (same ISID, TSIH "
+            f"{again['tsih_requested']}, CID 0) {gap}s later answered {again['login_status']}"
+            + (" (Session does not exist): tgtd dropped the whole session when its only connection was reset, "
+               "although DefaultTime2Retain=20 was negotiated" if again["login_status"] == "0x020a" else ""))
+    d0, d1, d1b = _conn(x, ISID_CONN_MCS, 0, 0), _conn(x, ISID_CONN_MCS, 1, 0), _conn(x, ISID_CONN_MCS, 1, 1)
+    d0b = _conn(x, ISID_CONN_MCS, 0, 1)
+    _need(p, None not in (d0, d1, d1b, d0b), "part 2/3: missing connections")
+    if None in (d0, d1, d1b, d0b):
+        return p
+    assert d0 and d1 and d1b and d0b
+    _need(p, d1["close_kind"] == "rst" and d1["closed_by"] == "initiator", "part 2: CID 1 not reset by the initiator")
+    findings.append(f"part 2 (two connections): CID 1 reset at t={d1['t_end']}; reinstatement login with TSIH "
+                    f"{d1b['tsih_requested']} CID 1 answered {d1b['login_status']}"
+                    + (f"; it then served {len(_answered(x, d1b['tcp_stream'], 'SCSI Command'))} SCSI command(s)"
+                       if d1b["login_status"] == "0x0000" else ""))
+    old_closed = ctx.data.get("old_cid0_closed")
+    findings.append(
+        f"part 3: login with CID 0 while the old CID 0 connection (stream {d0['tcp_stream']}) was still open "
+        f"answered {d0b['login_status']}; the old connection was "
+        + (f"closed by tgtd ({d0['close_kind']}) at t={d0['t_end']} (implicit logout, RFC 7143 §6.3.4)"
+           if old_closed else
+           f"NOT closed: tgtd kept two connections with CID 0 in one session (RFC 7143 §6.3.4 requires the old "
+           f"one to be logged out implicitly); tgtadm showed {ctx.data.get('tgtadm_after_live_reinstatement')}"
+           + (f"; the old CID 0 still answered {len(_answered(x, d0['tcp_stream'], 'SCSI Command', float(d0b['t_login'] or 0)))}"
+              " SCSI command(s) after the new login" if d0b["t_login"] else "")))
+    if not old_closed and d0b["login_status"] == "0x0000":
+        ctx.data.setdefault("extra_faults", []).append(
+            {"kind": "duplicate_cid_in_session", "cid": 0, "tcp_streams": [d0["tcp_stream"], d0b["tcp_stream"]],
+             "approx_t": d0b["t_login"]})
+    return p
+
+
+def check_logout_failures(facts: CaptureFacts, ctx: LabContext) -> list[str]:
+    """Logout responses as tgtd gives them, and the requests after a Logout left unanswered."""
+    p = _problems()
+    findings: list[str] = []
+    x = _scripted_expect(facts, ctx, findings)
+
+    def only(n: int, cid: int = 0) -> dict[str, Any] | None:
+        return _conn(x, ISID_LOGOUT + n, cid)
+
+    s1, s2, s4, s5 = only(1), only(2), only(4), only(5)
+    s3a, s3b = only(3, 0), only(3, 1)
+    _need(p, None not in (s1, s2, s3a, s3b, s4, s5), "missing a session")
+    if None in (s1, s2, s3a, s3b, s4, s5):
+        return p
+    assert s1 and s2 and s3a and s3b and s4 and s5
+    for c, reason, cid in ((s1, 1, 7), (s2, 2, 0), (s3a, 1, 1), (s4, 0, 0)):
+        _need(p, bool(c["logouts"]) and c["logouts"][0]["reason"] == reason and c["logouts"][0]["cid"] == cid,
+              f"stream {c['tcp_stream']}: expected Logout reason {reason} CID {cid}, saw {c['logouts']}")
+    r1 = s1["logouts"][0]["response"] if s1["logouts"] else None
+    r2 = s2["logouts"][0]["response"] if s2["logouts"] else None
+    r3 = s3a["logouts"][0]["response"] if s3a["logouts"] else None
+    findings.append(f"Logout reason 1 for CID 7 (no such connection): response {r1}"
+                    + (" (expected 1 'CID not found', RFC 7143 §11.15.1); tgtd then closed the connection the "
+                       f"Logout came on ({s1['close_kind']} at t={s1['t_end']})" if r1 == 0 else ""))
+    findings.append(f"Logout reason 2 (remove for recovery) at ErrorRecoveryLevel=0: response {r2}"
+                    + (" (expected 2 'connection recovery is not supported'); tgtd closed the connection "
+                       f"({s2['close_kind']} at t={s2['t_end']})" if r2 == 0 else ""))
+    carrier_closed = s3a["closed_by"] == "target" and s3a["t_end"] is not None
+    named_alive = bool(_answered(x, s3b["tcp_stream"], "SCSI Command", float(s3a["logouts"][0]["t"])))
+    findings.append(
+        f"MC/S session: Logout reason 1 naming CID 1, sent on CID 0: response {r3}; tgtd closed "
+        + ("the carrier CID 0" if carrier_closed else "nothing")
+        + (" while CID 1 stayed up and kept answering commands" if named_alive else "")
+        + f" (CID 1 ended by {s3b['ended_by']} at t={s3b['t_end']}); RFC 7143 §11.14: the named CID is closed, "
+          "the carrier stays up")
+    _need(p, bool(s4["logouts"]) and s4["logouts"][0]["response"] == 0, "proper close-session logout not answered 0")
+    after = [t for t in x.tasks if t["tcp_stream"] == s5["tcp_stream"] and t["after_logout_request"]]
+    _need(p, len(after) == 2, f"expected 2 requests after the Logout Request on stream {s5['tcp_stream']}")
+    findings.append("requests after a close-session Logout Request (same TCP segment): "
+                    + ", ".join(f"{t['opcode']} ITT {t['itt']} {'answered' if t['answered'] else 'unanswered'}"
+                                for t in after)
+                    + f"; Logout answered {s5['logouts'][0]['response'] if s5['logouts'] else None}, connection "
+                      f"closed by {s5['closed_by']} ({s5['close_kind']})")
+    for c, expected in ((s1, 1), (s2, 2)):
+        if c["logouts"] and c["logouts"][0]["response"] != expected:
+            ctx.data.setdefault("extra_faults", []).append(
+                {"kind": "logout_response_unexpected", "tcp_stream": c["tcp_stream"],
+                 "reason": c["logouts"][0]["reason"], "cid": c["logouts"][0]["cid"],
+                 "response": c["logouts"][0]["response"], "expected": expected, "approx_t": c["logouts"][0]["t"]})
+    if carrier_closed and s3a["logouts"]:
+        ctx.data.setdefault("extra_faults", []).append(
+            {"kind": "logout_closed_wrong_connection", "tcp_stream": s3a["tcp_stream"], "cid_named": 1,
+             "cid_closed": 0, "named_tcp_stream": s3b["tcp_stream"], "approx_t": s3a["logouts"][0]["t"]})
+    for t in after:
+        ctx.data.setdefault("extra_faults", []).append(
+            {"kind": "request_after_logout", "opcode": t["opcode"], "itt": t["itt"], "tcp_stream": t["tcp_stream"],
+             "frame": t["frame"], "approx_t": t["t"]})
+    return p
+
+
+def check_cmdsn_window(facts: CaptureFacts, ctx: LabContext) -> list[str]:
+    """The out-of-window command is never answered; later in-window I/O and the NOP ping are."""
+    p = _problems()
+    findings: list[str] = []
+    x = _scripted_expect(facts, ctx, findings)
+    s1 = _conn(x, ISID_WINDOW + 1, 0)
+    if s1 is None:
+        return [*p, "session 1 missing"]
+    oow = [t for t in x.tasks if t["in_window"] is False and t["tcp_stream"] == s1["tcp_stream"]]
+    _need(p, len(oow) == 1 and oow[0]["opcode"] == "SCSI Command", f"expected one out-of-window command: {oow}")
+    _need(p, all(not t["answered"] for t in oow), "the out-of-window command was answered")
+    pings = [t for t in x.tasks if t["tcp_stream"] == s1["tcp_stream"] and t["opcode"] == "NOP-Out"]
+    _need(p, any(t["answered"] and t["immediate"] for t in pings), "no answered immediate NOP-Out ping")
+    for t in oow:
+        findings.append(f"{t['opcode']} ITT {t['itt']} CmdSN {t['cmdsn']} (outside ExpCmdSN..MaxCmdSN "
+                        f"{ctx.data.get('window_before')}) at t={t['t']}: "
+                        + ("answered" if t["answered"] else "never answered; later in-window commands were "
+                           "(tgtd queues it as a future CmdSN rather than dropping it; the hole is never filled)"))
+    s2 = _conn(x, ISID_WINDOW + 2, 0)
+    if s2 is not None:
+        stale = [t for t in x.tasks if t["tcp_stream"] == s2["tcp_stream"] and t["opcode"] == "SCSI Command"
+                 and t["in_window"] is False]
+        for t in stale:
+            findings.append(f"stale CmdSN {t['cmdsn']} (below ExpCmdSN) at t={t['t']}: "
+                            + ("answered" if t["answered"] else "no response")
+                            + f"; connection ended by {s2['closed_by']} ({s2['close_kind']}) at t={s2['t_end']}"
+                            + (" — tgtd drops the connection instead of ignoring the PDU (RFC 7143 §4.2.2.1)"
+                               if s2["closed_by"] == "target" and not s2["logouts"] else ""))
+    return p
+
+
+def check_nop_and_text(facts: CaptureFacts, ctx: LabContext) -> list[str]:
+    """Discovery Text answered, NOP pings answered, TMF responses, and what the FFP Text Request did."""
+    p = _problems()
+    findings: list[str] = []
+    x = _scripted_expect(facts, ctx, findings)
+    disc, norm = _conn(x, ISID_NOP + 1, 0), _conn(x, ISID_NOP + 2, 0)
+    _need(p, disc is not None and norm is not None, "missing the discovery or the normal session")
+    if not (disc and norm):
+        return p
+    _need(p, bool(_answered(x, disc["tcp_stream"], "Text Request")), "discovery SendTargets not answered")
+    pings = [t for t in x.tasks if t["tcp_stream"] == norm["tcp_stream"] and t["opcode"] == "NOP-Out"]
+    _need(p, len(pings) == 2 and all(t["answered"] for t in pings), f"NOP-Out pings: {pings}")
+    tmfs = [t for t in x.tasks if t["opcode"] == "Task Management Request"]
+    _need(p, len(tmfs) == 2 and all(t["answered"] for t in tmfs), f"TMFs: {tmfs}")
+    for t in tmfs:
+        findings.append(f"ABORT TASK for {t['referenced_itt']} at t={t['t']}: {t.get('tmf_response')}")
+    st = ctx.data.get("write_after_abort_status")
+    findings.append(f"the WRITE whose ABORT TASK got 'task does not exist' was still alive: after its Data-Out it "
+                    f"completed with status {st if st is None else f'0x{st:02x}'} (tgtd only sees tasks that "
+                    "reached its SCSI layer; a WRITE waiting for Data-Out is not one)")
+    texts = [t for t in x.tasks if t["tcp_stream"] == norm["tcp_stream"] and t["opcode"] == "Text Request"]
+    _need(p, len(texts) == 1, "no FFP Text Request")
+    if texts:
+        t = texts[0]
+        findings.append(f"Text Request SendTargets=All in the Normal session's FFP at t={t['t']}: "
+                        + ("answered" if t["answered"] else
+                           f"no Text Response; tgtd ended the connection with {str(norm['close_kind']).upper()} at "
+                           f"t={norm['t_end']} (tgtd only handles Text in discovery/login; RFC 7143 §11.10 allows "
+                           "it in FFP)"))
+        if not t["answered"] and norm["closed_by"] == "target":
+            ctx.data.setdefault("extra_faults", []).append(
+                {"kind": "connection_dropped_on_text_request", "tcp_stream": t["tcp_stream"], "how": norm["close_kind"],
+                 "approx_t": norm["t_end"]})
+    return p
+
+
 def _sc(name: str, description: str, body: Callable[[LabContext], None],
         check: Callable[[CaptureFacts, LabContext], list[str]], **kw: Any) -> Scenario:
     kw.setdefault("targets", (DISK,))
@@ -458,6 +1180,27 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         "and never answers; tgtd tears the connection down.", body_nop_timeout, check_nop_timeout,
         targets=(TargetSpec(1, DISK_IQN, luns=(LunSpec(1, 64),),
                             params=(("nop_interval", "1"), ("nop_count", "3"))),)),
+    _sc("mcs_two_connections", "Scripted initiator, MC/S: tgtd with MaxConnections=2; CID 0 leading login, CID 1 "
+        "joins with the same ISID+TSIH, I/O on both, then a close-session Logout on CID 0 (tgtd keeps CID 1 up).",
+        body_mcs_two_connections, check_mcs_two_connections, targets=(DISK_MC2,), rate=SCRIPTED_RATE),
+    _sc("session_reinstatement", "Scripted initiator: session A logged in with I/O; a new connection logs in with "
+        "the same InitiatorName+ISID and TSIH 0 (RFC 7143 §6.3.5); tgtd closes A and gives B a new TSIH.",
+        body_session_reinstatement, check_session_reinstatement, targets=(DISK_SMALL,), rate=SCRIPTED_RATE),
+    _sc("connection_reinstatement", "Scripted initiator: RST then same-CID login with the TSIH after Time2Wait "
+        "(1-connection session: 0x020a; 2-connection session: accepted), then a CID 0 login while the old CID 0 "
+        "is still open (RFC 7143 §6.3.4).", body_connection_reinstatement, check_connection_reinstatement,
+        targets=(DISK_MC2,), rate=SCRIPTED_RATE),
+    _sc("logout_failures", "Scripted initiator: Logout close-connection for a non-existent CID, remove-for-recovery "
+        "at ERL 0, close-connection for the other CID of an MC/S session, a proper close-session Logout, and a "
+        "NOP-Out + READ(10) sent after a Logout Request.", body_logout_failures, check_logout_failures,
+        targets=(DISK_MC2,), rate=SCRIPTED_RATE),
+    _sc("cmdsn_window", "Scripted initiator: a READ(10) with CmdSN = MaxCmdSN + 1 (never answered), in-window I/O and "
+        "an immediate NOP-Out ping after it, logout; a second session sends a stale CmdSN (tgtd drops the "
+        "connection).", body_cmdsn_window, check_cmdsn_window, targets=(DISK_SMALL,), rate=SCRIPTED_RATE),
+    _sc("nop_and_text", "Scripted initiator: Discovery SendTargets; NOP-Out pings (immediate and not); ABORT TASK for "
+        "a WRITE waiting for Data-Out and for an unknown ITT (both 'task does not exist'); the WRITE then "
+        "completes; Text SendTargets=All in FFP (tgtd resets the connection).", body_nop_and_text,
+        check_nop_and_text, targets=(DISK_SMALL,), rate=SCRIPTED_RATE),
 )}
 
 

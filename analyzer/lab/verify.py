@@ -294,3 +294,236 @@ def collect_facts(path: Path, target_port: int = 3260) -> CaptureFacts:
     for item in facts.tmf + facts.rejects + facts.nop_pings:
         item["t"] = facts.rel(float(item["t"]))  # type: ignore[arg-type]
     return facts
+
+
+# ---------------------------------------------------------------------------------------------------------
+# PDU-level facts for the scripted-initiator scenarios: every PDU (tshark JSON, so several PDUs in one frame
+# stay separate), requests paired with their responses, sessions grouped by ISID+TSIH across connections.
+
+#: Request opcode -> the response opcode that completes it (RFC 7143 §11). A SCSI Command is also
+#: completed by a Data-In with the S bit (§11.7.1).
+RESPONSE_OF: dict[int, int] = {0x00: 0x20, 0x01: 0x21, 0x02: 0x22, 0x03: 0x23, 0x04: 0x24, 0x06: 0x26}
+
+#: Logout Request reasons (§11.14.1) and Logout Response codes (§11.15.1).
+LOGOUT_REASONS: dict[int, str] = {0: "close the session", 1: "close the connection",
+                                  2: "remove the connection for recovery"}
+LOGOUT_RESPONSES: dict[int, str] = {0: "connection or session closed successfully", 1: "CID not found",
+                                    2: "connection recovery is not supported", 3: "cleanup failed"}
+
+
+@dataclass
+class PduFacts:
+    """One iSCSI PDU as tshark decoded it."""
+
+    frame: int
+    t: float  # epoch
+    stream: int
+    from_target: bool
+    opcode: int
+    fields: dict[str, object]
+
+    def get(self, name: str) -> str | None:
+        """A scalar field (first occurrence) or None."""
+        value = self.fields.get(name)
+        if isinstance(value, list):
+            value = value[0] if value else None
+        return value if isinstance(value, str) else None
+
+    def num(self, name: str) -> int | None:
+        """A numeric field (decimal or 0x-hex) or None."""
+        value = self.get(name)
+        return _int(value) if value not in (None, "") else None
+
+    @property
+    def name(self) -> str:
+        """Opcode name as tshark prints it."""
+        return OPCODES.get(self.opcode, f"0x{self.opcode:02x}")
+
+    @property
+    def itt(self) -> int | None:
+        """Initiator Task Tag."""
+        return self.num("iscsi.initiatortasktag")
+
+    @property
+    def immediate(self) -> bool:
+        """I bit (requests only; Login is always immediate)."""
+        return self.opcode == 0x03 or self.get("iscsi.I") in ("1", "True")
+
+
+def _flatten(tree: dict[str, object], out: dict[str, object]) -> None:
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            _flatten(value, out)
+        elif key.startswith(("iscsi.", "scsi.")):
+            out.setdefault(key, value)
+
+
+def collect_pdus(path: Path, target_port: int = 3260, timeout: float = 120.0) -> list[PduFacts]:
+    """Every iSCSI PDU of `path`, in capture order (tshark `-T json`, one object per PDU)."""
+    import json
+
+    out = run(["tshark", "-n", "-r", str(path), "-Y", "iscsi", "-T", "json", "--no-duplicate-keys"],
+              timeout=timeout).stdout
+    pdus: list[PduFacts] = []
+    for pkt in json.loads(out or "[]"):
+        layers = pkt["_source"]["layers"]
+        frame = layers["frame"]
+        tcp = layers["tcp"]
+        stream = int(tcp["tcp.stream"])
+        from_target = int(tcp["tcp.srcport"]) == target_port
+        items = layers["iscsi"] if isinstance(layers["iscsi"], list) else [layers["iscsi"]]
+        for item in items:
+            flat: dict[str, object] = {}
+            _flatten(item, flat)
+            if "iscsi.opcode" not in flat:
+                continue
+            pdus.append(PduFacts(int(frame["frame.number"]), float(frame["frame.time_epoch"]), stream,
+                                 from_target, _int(str(flat["iscsi.opcode"])), flat))
+    return pdus
+
+
+def _sn_lt(a: int, b: int) -> bool:
+    return a != b and ((b - a) & 0xFFFFFFFF) < 0x80000000
+
+
+@dataclass
+class ExchangeFacts:
+    """Requests paired with responses, logouts, logins and sessions (ISID+TSIH) across connections."""
+
+    pdus: list[PduFacts]
+    tasks: list[dict[str, object]]
+    logins: list[dict[str, object]]
+    logouts: list[dict[str, object]]
+    sessions: list[dict[str, object]]
+
+    @property
+    def unanswered(self) -> list[dict[str, object]]:
+        """Tasks whose request got no response in the capture."""
+        return [t for t in self.tasks if not t["answered"]]
+
+
+def collect_exchanges(facts: CaptureFacts, target_port: int = 3260) -> ExchangeFacts:
+    """Pair every request of `facts.path` with its response and group connections into sessions."""
+    pdus = collect_pdus(facts.path, target_port)
+    conns = {s.tcp_stream: s for s in facts.sessions}
+    rel = facts.rel
+    # Per stream: the session key (ISID, TSIH) once a login succeeded, for CmdSN-window bookkeeping.
+    stream_session: dict[int, tuple[str, str]] = {}
+    window: dict[tuple[str, str], tuple[int, int]] = {}
+    pending: dict[tuple[int, int, int], list[dict[str, object]]] = {}
+    tasks: list[dict[str, object]] = []
+    logins: dict[int, dict[str, object]] = {}
+    logouts: list[dict[str, object]] = []
+    logout_sent: dict[int, int] = {}  # stream -> index (in `pdus`) of its first Logout Request
+    for index, p in enumerate(pdus):
+        if not p.from_target:
+            if p.opcode == 0x03:
+                login = logins.setdefault(p.stream, {
+                    "tcp_stream": p.stream, "frame": p.frame, "t": rel(p.t),
+                    "isid": (p.get("iscsi.isid") or "").replace(":", ""),
+                    "tsih_requested": f"0x{p.num('iscsi.tsih') or 0:04x}", "cid": p.num("iscsi.cid"),
+                    "statuses": [], "tsih": None, "ok": False})
+                del login  # only the first request of the stream defines ISID/TSIH/CID
+            if p.opcode == 0x06:
+                logout_sent.setdefault(p.stream, index)
+                logouts.append({"tcp_stream": p.stream, "frame": p.frame, "t": rel(p.t),
+                                "reason": p.num("iscsi.logout.reason"),
+                                "reason_name": LOGOUT_REASONS.get(p.num("iscsi.logout.reason") or 0, "?"),
+                                "cid": p.num("iscsi.cid"), "itt": p.get("iscsi.initiatortasktag"),
+                                "response": None, "response_name": None, "response_frame": None,
+                                "response_t": None})
+            if p.opcode not in RESPONSE_OF or p.itt is None or (p.opcode == 0x00 and p.itt == 0xFFFFFFFF):
+                continue
+            sess = stream_session.get(p.stream)
+            cmdsn = p.num("iscsi.cmdsn")
+            in_window: bool | None = None
+            win = window.get(sess) if sess is not None else None
+            if win is not None and cmdsn is not None and not p.immediate and p.opcode != 0x03:
+                in_window = not _sn_lt(cmdsn, win[0]) and not _sn_lt(win[1], cmdsn)
+            task: dict[str, object] = {
+                "tcp_stream": p.stream, "frame": p.frame, "t": rel(p.t), "opcode": p.name,
+                "itt": f"0x{p.itt:08x}", "cmdsn": cmdsn, "immediate": p.immediate,
+                "window": list(win) if win is not None else None, "in_window": in_window,
+                "after_logout_request": p.stream in logout_sent and index > logout_sent[p.stream]
+                and p.opcode != 0x06,
+                "answered": False, "response_frame": None, "response_t": None}
+            if p.opcode == 0x02:
+                task["tmf_function"] = TMF_FUNCTIONS.get(p.num("iscsi.taskmanfun.function") or 0)
+                task["referenced_itt"] = p.get("iscsi.taskmanfun.referencedtasktag")
+            if p.opcode == 0x04:
+                task["keys"] = p.fields.get("iscsi.keyvalue")
+            tasks.append(task)
+            pending.setdefault((p.stream, p.itt, RESPONSE_OF[p.opcode]), []).append(task)
+            continue
+        # target -> initiator
+        sess = stream_session.get(p.stream)
+        exp, mx = p.num("iscsi.expcmdsn"), p.num("iscsi.maxcmdsn")
+        if p.opcode == 0x23:
+            login = logins.get(p.stream)
+            status = p.num("iscsi.login.status") or 0
+            if login is not None:
+                login["statuses"].append(f"0x{status:04x}")  # type: ignore[union-attr]
+                login["tsih"] = f"0x{p.num('iscsi.tsih') or 0:04x}"
+                final = p.get("iscsi.login.T") == "1" and p.num("iscsi.login.nsg") == 3
+                if status == 0 and final:
+                    login["ok"] = True
+                    login["t_ok"] = rel(p.t)
+                    stream_session[p.stream] = (str(login["isid"]), str(login["tsih"]))
+                    sess = stream_session[p.stream]
+        if sess is not None and exp is not None and mx is not None and (p.opcode != 0x23 or
+                                                                         (p.num("iscsi.login.status") or 0) == 0):
+            old = window.get(sess)
+            if old is None:
+                window[sess] = (exp, mx)
+            else:
+                window[sess] = (exp if _sn_lt(old[0], exp) else old[0], mx if _sn_lt(old[1], mx) else old[1])
+        if p.opcode == 0x26:
+            for lo in logouts:
+                if lo["tcp_stream"] == p.stream and lo["itt"] == p.get("iscsi.initiatortasktag") \
+                        and lo["response"] is None:
+                    resp = p.num("iscsi.logout.response")
+                    lo.update(response=resp, response_name=LOGOUT_RESPONSES.get(resp or 0, "?"),
+                              response_frame=p.frame, response_t=rel(p.t),
+                              time2wait=p.num("iscsi.time2wait"), time2retain=p.num("iscsi.time2retain"))
+                    break
+        itt = p.itt
+        if itt is None:
+            continue
+        completes = p.opcode if p.opcode != 0x25 else (0x21 if p.get("iscsi.scsidata.S") == "1" else None)
+        if completes is None:
+            continue
+        queue = pending.get((p.stream, itt, completes))
+        if queue:
+            task = queue.pop(0)
+            task.update(answered=True, response_frame=p.frame, response_t=rel(p.t), response=p.name)
+            if p.opcode == 0x22:
+                task["tmf_response"] = TMF_RESPONSES.get(p.num("iscsi.taskmanfun.response") or 0)
+            if p.opcode in (0x21, 0x25):
+                task["scsi_status"] = f"0x{p.num('iscsi.scsiresponse.status') or 0:02x}"
+            if p.opcode == 0x23:
+                task["login_status"] = f"0x{p.num('iscsi.login.status') or 0:04x}"
+    for task in tasks:
+        conn = conns.get(int(task["tcp_stream"]))  # type: ignore[call-overload]
+        if not task["answered"] and conn is not None:
+            task["connection_end"] = {"closed_by": conn.closed_by, "how": conn.close_kind,
+                                      "t": rel(conn.t_close) if conn.t_close is not None else None}
+    sessions: dict[tuple[str, str], dict[str, object]] = {}
+    for stream, login in sorted(logins.items()):
+        conn = conns.get(stream)
+        entry = {"tcp_stream": stream, "cid": login["cid"], "tsih_requested": login["tsih_requested"],
+                 "login_status": (login["statuses"] or [None])[-1],  # type: ignore[index]
+                 "t_start": rel(conn.t_syn) if conn and conn.t_syn is not None else None,
+                 "t_login": login.get("t_ok"),
+                 "ended_by": conn.ended_by if conn else None,
+                 "closed_by": conn.closed_by if conn else None, "close_kind": conn.close_kind if conn else None,
+                 "t_end": rel(conn.t_close) if conn and conn.t_close is not None else None,
+                 "logouts": [{k: lo[k] for k in ("frame", "t", "reason", "cid", "response", "response_t")}
+                             for lo in logouts if lo["tcp_stream"] == stream]}
+        key = (str(login["isid"]), str(login["tsih"]) if login["ok"] else f"failed:{stream}")
+        sess_entry = sessions.setdefault(key, {"isid": login["isid"],
+                                               "tsih": login["tsih"] if login["ok"] else None,
+                                               "type": conn.session_type if conn else None,
+                                               "connections": []})
+        sess_entry["connections"].append(entry)  # type: ignore[union-attr]
+    return ExchangeFacts(pdus=pdus, tasks=tasks, logins=[logins[k] for k in sorted(logins)], logouts=logouts,
+                         sessions=list(sessions.values()))

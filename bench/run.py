@@ -51,20 +51,25 @@ def best_of(cmd: list[str], runs: int) -> tuple[float, int]:
 
 
 def ensure_capture(kind: str, size_mb: int) -> Path:
-    path = OUT / f"{kind}_{size_mb}mb.pcap"
-    if path.exists() and path.stat().st_size > size_mb * 1024 * 1024 * 0.9:
-        return path
+    """The lab's benchmark capture of this kind (bench/out/bench_<kind>_*_<N>mb.pcap), made if missing."""
+    def existing() -> Path | None:
+        for p in sorted(OUT.glob(f"bench_{kind}_*mb.pcap")):
+            if p.stat().st_size >= size_mb * 1024 * 1024 * 0.9 and "_quarter" not in p.name:
+                return p
+        return None
+
+    found = existing()
+    if found is not None:
+        return found
     OUT.mkdir(parents=True, exist_ok=True)
     exe = VENV_BIN / "iscsi-analyzer"
     cmd = [str(exe), "lab", "bench", "--kind", kind, "--size-mb", str(size_mb), "--out", str(OUT)]
     print(f"bench: making {kind} capture of {size_mb} MB with the lab ...", flush=True)
     subprocess.run(cmd, check=True)
-    made = sorted(OUT.glob(f"*{kind}*.pcap*"), key=lambda p: p.stat().st_mtime)
-    if not made:
+    found = existing()
+    if found is None:
         raise SystemExit(f"bench: the lab did not write a {kind} capture into {OUT}")
-    if made[-1] != path:
-        made[-1].rename(path)
-    return path
+    return found
 
 
 def quarter_of(path: Path) -> Path:
@@ -86,7 +91,7 @@ def main() -> int:
         if shutil.which(tool) is None:
             print(f"bench: {tool} not found (apt-get install tshark)", file=sys.stderr)
             return 2
-    captures = args.captures or [ensure_capture("seq", args.size_mb), ensure_capture("rand", args.size_mb // 3)]
+    captures = args.captures or [ensure_capture("seq", args.size_mb), ensure_capture("rand", args.size_mb)]
     ours_cmd = [str(VENV_BIN / "iscsi-analyzer"), "pdus", "--format", "csv"]
     results = []
     for cap in captures:

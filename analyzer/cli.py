@@ -73,8 +73,7 @@ def _records(capture: str, options: Any, readers: list[Any]) -> Iterator[Any]:
 def _report_damage(readers: list[Any]) -> None:
     for reader in readers:
         for d in getattr(reader, "damage", ()):
-            click.echo(f"iscsi-analyzer: warning: {d.message} (after frame {d.frame}); "
-                       "everything before it was analyzed", err=True)
+            click.echo(f"iscsi-analyzer: warning: {d.message}; everything before it was analyzed", err=True)
 
 
 @cli.command()
@@ -130,13 +129,13 @@ class _Endpoints:
 @click.option("--max-differences", default=50, show_default=True, help="How many differences to print.")
 def crosscheck(capture: str, ports: tuple[int, ...], max_differences: int) -> None:
     """Compare our PDU decode with tshark's, PDU by PDU; exit 1 when they differ."""
-    from analyzer.capture.tshark import TsharkError
+    from analyzer.capture.tshark import TsharkError, tshark_pdus_union
     from analyzer.crosscheck import compare
 
     readers: list[Any] = []
     records = list(_records(capture, _options(ports, state=False, anomalies=False), readers))
     try:
-        theirs = _tshark_union(capture, ports)
+        theirs = tshark_pdus_union(capture, ports)
     except TsharkError as e:
         raise InputError(str(e)) from e
     res = compare(records, theirs)
@@ -329,28 +328,64 @@ def tasks(capture: str, fmt: str, session_id: str | None, ports: tuple[int, ...]
     _report_damage(readers)
 
 
-def _tshark_union(capture: str, ports: tuple[int, ...]) -> list[Any]:
-    """tshark's PDUs with or without its out-of-order reassembly, each once.
+SEVERITY = click.Choice(["info", "warning", "error"])
 
-    Unlike ``tshark_pdus_union`` (which keys on frame, opcode, ITT and length, and so merges
-    two Data-Out of one task that end in the same frame into one), a key seen k times in one
-    run and j times in the other counts max(k, j) times.
-    """
-    from collections import Counter
 
-    from analyzer.capture.tshark import tshark_pdus
+def _anomaly_block(a: Any) -> str:
+    """A finding for people: headline, message, and where to look (RFC section, Wireshark filter)."""
+    import textwrap
 
-    best: Counter[tuple[int, int, int | None, int | None]] = Counter()
-    merged: list[Any] = []
-    for ooo in (False, True):
-        seen: Counter[tuple[int, int, int | None, int | None]] = Counter()
-        for p in tshark_pdus(capture, ports, out_of_order=ooo):
-            key = (p.frame, p.opcode, p.itt, p.dsl)
-            seen[key] += 1
-            if seen[key] > best[key]:
-                best[key] = seen[key]
-                merged.append(p)
-    return sorted(merged, key=lambda p: p.frame)
+    from analyzer.output import terminal_safe as safe
+    from analyzer.views import ts_iso
+
+    head = f"{a.severity.upper():<8} {a.kind}  frame {a.frame}  {ts_iso(a.ts_ns)}"
+    if a.session:
+        head += f"  session {a.session}"
+    if a.conn:
+        head += f"  {safe(a.conn)}"
+    body = textwrap.fill(safe(a.message), width=110, initial_indent="    ", subsequent_indent="    ")
+    ref = (f"RFC 7143 {a.rfc}   " if a.rfc.startswith("§") else f"{a.rfc}   ") if a.rfc else ""
+    tail = f"    {ref}Wireshark: {a.display_filter}"
+    return f"{head}\n{body}\n{tail}\n"
+
+
+@cli.command()
+@click.argument("capture", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.option("--min-severity", type=SEVERITY, default="info", show_default=True, help="Show findings from this level up.")
+@click.option("--fail-on", type=click.Choice(["warning", "error"]),
+              help="Exit 1 when a finding at or above this severity is found (for scripts and CI).")
+@click.option("--kind", "kinds", multiple=True, help="Only these kinds (repeatable).")
+@port_option
+def anomalies(capture: str, fmt: str, min_severity: str, fail_on: str | None, kinds: tuple[str, ...],
+              ports: tuple[int, ...]) -> None:
+    """What went wrong, when, on which session, with the frames that show it."""
+    from analyzer.anomalies import ANOMALY_COLUMNS, anomaly_row, severity_at_least
+    from analyzer.output import RowWriter
+    from analyzer.records import Anomaly
+
+    readers: list[Any] = []
+    found = 0
+    failing = 0
+    writer = RowWriter(fmt, ANOMALY_COLUMNS) if fmt != "table" else None
+    for rec in _records(capture, _options(ports, state=True, anomalies=True), readers):
+        if type(rec) is not Anomaly:
+            continue
+        if fail_on is not None and severity_at_least(rec.severity, fail_on):
+            failing += 1
+        if not severity_at_least(rec.severity, min_severity) or (kinds and rec.kind not in kinds):
+            continue
+        found += 1
+        if writer is not None:
+            writer.write(anomaly_row(rec))
+        else:
+            click.echo(_anomaly_block(rec))
+    if fmt == "table" and found == 0:
+        click.echo(f"No findings at or above {min_severity}.")
+    _report_damage(readers)
+    if failing:
+        click.echo(f"iscsi-analyzer: {failing} finding(s) at or above {fail_on}", err=True)
+        sys.exit(EXIT_FINDINGS)
 
 
 class _ProgressBar:

@@ -204,6 +204,11 @@ def iter_records(source: Any, options: Options | None = None, *, reader_out: lis
             recs = feed(*seg)
             if recs:
                 yield from recs
+        # Damage ends the reading early: say so in the record stream too (capture_damaged).
+        for damage in getattr(reader, "damage", ()):
+            yield damage
+            if pipeline.detectors is not None:
+                yield from pipeline.detectors.feed(damage)
         yield from pipeline.finish()
     finally:
         reader.close()

@@ -91,10 +91,22 @@ def tshark_pdus(path: str, ports: Iterable[int] = (), timeout: float = 600.0, *,
 
 
 def tshark_pdus_union(path: str, ports: Iterable[int] = (), timeout: float = 600.0) -> list[TsharkPdu]:
-    """The PDUs tshark finds with or without out-of-order reassembly (each once), by frame."""
+    """tshark's PDUs with or without its out-of-order reassembly, each once, by frame.
+
+    A (frame, opcode, ITT, length) key seen k times in one run and j times in the other counts
+    max(k, j) times: two Data-Out of one task can end in the same frame.
+    """
+    from collections import Counter
+
     ports = tuple(ports)
-    seen: dict[tuple[int, int, int | None, int | None], TsharkPdu] = {}
+    best: Counter[tuple[int, int, int | None, int | None]] = Counter()
+    merged: list[TsharkPdu] = []
     for ooo in (False, True):
+        seen: Counter[tuple[int, int, int | None, int | None]] = Counter()
         for p in tshark_pdus(path, ports, timeout, out_of_order=ooo):
-            seen.setdefault((p.frame, p.opcode, p.itt, p.dsl), p)
-    return sorted(seen.values(), key=lambda p: p.frame)
+            key = (p.frame, p.opcode, p.itt, p.dsl)
+            seen[key] += 1
+            if seen[key] > best[key]:
+                best[key] = seen[key]
+                merged.append(p)
+    return sorted(merged, key=lambda p: p.frame)

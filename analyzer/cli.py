@@ -82,45 +82,54 @@ def _report_damage(readers: list[Any]) -> None:
 @port_option
 def pdus(capture: str, fmt: str, ports: tuple[int, ...]) -> None:
     """One row per iSCSI PDU, in capture order."""
+    import csv
+    import json
+
     from analyzer.iscsi.describe import info
-    from analyzer.output import RowWriter
+    from analyzer.output import RowWriter, csv_safe
     from analyzer.records import MalformedPdu, Pdu, TcpOpened
-    from analyzer.views import PDU_COLUMNS, pdu_row
+    from analyzer.views import PDU_COLUMNS, pdu_values
 
     readers: list[Any] = []
     endpoints: dict[str, Any] = {}
-    widths = {"frame": 7, "time": 12, "src": 21, "dst": 21, "opcode_name": 24, "itt": 10, "cmdsn": 10,
-              "statsn": 10, "dsl": 7}
     # Open the capture first: an unreadable one exits 2 before any output (not even a header).
     records = _records(capture, _options(ports, state=False, anomalies=False), readers)
-    writer = RowWriter(fmt, PDU_COLUMNS, table_columns=("frame", "time", "src", "dst", "opcode_name", "itt",
-                                                        "cmdsn", "statsn", "dsl", "info"), widths=widths)
+    out = sys.stdout
+    table = None
+    csv_row = None
+    if fmt == "table":
+        table = RowWriter(fmt, PDU_COLUMNS, table_columns=("frame", "time", "src", "dst", "opcode_name", "itt",
+                                                           "cmdsn", "statsn", "dsl", "info"),
+                          widths={"frame": 7, "time": 12, "src": 21, "dst": 21, "opcode_name": 24, "itt": 10,
+                                  "cmdsn": 10, "statsn": 10, "dsl": 7})
+    elif fmt == "csv":
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(PDU_COLUMNS)
+        csv_row = w.writerow
+    info_at = PDU_COLUMNS.index("info")
     first_ts: int | None = None
     for rec in records:
         t = type(rec)
         if t is TcpOpened:
             endpoints[rec.conn] = rec
             continue
-        if isinstance(rec, (Pdu, MalformedPdu)):
-            ep = endpoints[rec.conn]
-            ep_view = _Endpoints(ep.client, ep.client_port, ep.server, ep.server_port)
-            text = info(rec) if isinstance(rec, Pdu) else f"Malformed PDU: {rec.reason}"
-            row = pdu_row(rec, ep_view, text)
-            if fmt == "table":
-                if first_ts is None:
-                    first_ts = rec.ts_ns
-                row["time"] = f"{(rec.ts_ns - first_ts) / 1e9:.6f}"
-                row["src"] = f"{row['src']}:{row['sport']}"
-                row["dst"] = f"{row['dst']}:{row['dport']}"
-            writer.write(row)
+        if not isinstance(rec, (Pdu, MalformedPdu)):
+            continue
+        text = info(rec) if t is not MalformedPdu else f"Malformed PDU: {rec.reason}"
+        values = pdu_values(rec, endpoints[rec.conn], text)
+        if csv_row is not None:
+            csv_row(values[:info_at] + (csv_safe(text),) + values[info_at + 1:])
+        elif table is None:
+            out.write(json.dumps(dict(zip(PDU_COLUMNS, values)), ensure_ascii=False) + "\n")
+        else:
+            row = dict(zip(PDU_COLUMNS, values))
+            if first_ts is None:
+                first_ts = rec.ts_ns
+            row["time"] = f"{(rec.ts_ns - first_ts) / 1e9:.6f}"
+            row["src"] = f"{row['src']}:{row['sport']}"
+            row["dst"] = f"{row['dst']}:{row['dport']}"
+            table.write(row)
     _report_damage(readers)
-
-
-class _Endpoints:
-    __slots__ = ("client", "client_port", "server", "server_port")
-
-    def __init__(self, client: str, client_port: int, server: str, server_port: int) -> None:
-        self.client, self.client_port, self.server, self.server_port = client, client_port, server, server_port
 
 
 @cli.command()

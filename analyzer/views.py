@@ -39,86 +39,62 @@ def hex32(v: int | None) -> str | None:
     return None if v is None else f"0x{v:08x}"
 
 
-def pdu_row(pdu: Pdu | MalformedPdu, endpoints: Any, info: str) -> dict[str, Any]:
-    """One row of the PDU listing. ``endpoints`` has client/client_port/server/server_port."""
+def _no_extras(pdu: Any) -> tuple[Any, Any, Any, Any, Any]:
+    return None, None, None, None, None
+
+
+#: Per record type: (cdb_opcode, scsi_status, response, datasn, buffer_offset) - one call, no isinstance chain.
+_EXTRAS: Final[dict[type, Any]] = {
+    ScsiCommand: lambda p: (f"0x{p.cdb.opcode:02x}", None, None, None, None),
+    ScsiResponse: lambda p: (None, f"0x{p.status:02x}", f"0x{p.response:02x}", None, None),
+    DataIn: lambda p: (None, None if p.status is None else f"0x{p.status:02x}", None, p.datasn, p.buffer_offset),
+    DataOut: lambda p: (None, None, None, p.datasn, p.buffer_offset),
+    R2T: lambda p: (None, None, None, None, p.buffer_offset),
+    LoginResponse: lambda p: (None, None, f"0x{p.status_class:02x}{p.status_detail:02x}", None, None),
+    LogoutResponse: lambda p: (None, None, f"0x{p.response:02x}", None, None),
+    TaskMgmtResponse: lambda p: (None, None, f"0x{p.response:02x}", None, None),
+}
+
+_OPCODE_NAMES: list[str] = []
+
+
+def _opcode_names() -> list[str]:
+    if not _OPCODE_NAMES:
+        from analyzer.iscsi.opcodes import opcode_name
+
+        _OPCODE_NAMES.extend(opcode_name(op) for op in range(64))
+    return _OPCODE_NAMES
+
+
+def pdu_values(pdu: Pdu | MalformedPdu, endpoints: Any, info: str) -> tuple[Any, ...]:
+    """One row of the PDU listing as a tuple in PDU_COLUMNS order (the fast path for csv).
+
+    ``endpoints`` has client/client_port/server/server_port.
+    """
     if pdu.direction == "i2t":
         src, sport, dst, dport = endpoints.client, endpoints.client_port, endpoints.server, endpoints.server_port
     else:
         src, sport, dst, dport = endpoints.server, endpoints.server_port, endpoints.client, endpoints.client_port
-    if isinstance(pdu, MalformedPdu):
-        return {
-            "frame": pdu.frame, "ts": ts_text(pdu.ts_ns), "src": src, "sport": sport, "dst": dst, "dport": dport,
-            "direction": pdu.direction, "opcode": f"0x{pdu.opcode:02x}", "opcode_name": "Malformed",
-            "itt": None, "ttt": None, "lun": None, "cmdsn": None, "expstatsn": None, "statsn": None,
-            "expcmdsn": None, "maxcmdsn": None, "datasn": None, "buffer_offset": None, "dsl": None,
-            "cdb_opcode": None, "scsi_status": None, "response": None, "header_digest": None,
-            "data_digest": None, "info": info, "first_frame": pdu.first_frame, "conn": pdu.conn,
-        }
-    g = pdu.__getattribute__
-    cdb_opcode = None
-    status = None
-    response: str | None = None
-    if isinstance(pdu, ScsiCommand):
-        cdb_opcode = f"0x{pdu.cdb.opcode:02x}"
-    elif isinstance(pdu, ScsiResponse):
-        status = f"0x{pdu.status:02x}"
-        response = f"0x{pdu.response:02x}"
-    elif isinstance(pdu, DataIn):
-        status = None if pdu.status is None else f"0x{pdu.status:02x}"
-    elif isinstance(pdu, LoginResponse):
-        response = f"0x{pdu.status_class:02x}{pdu.status_detail:02x}"
-    elif isinstance(pdu, (LogoutResponse, TaskMgmtResponse)):
-        response = f"0x{pdu.response:02x}"
-    datasn = buffer_offset = None
-    if isinstance(pdu, (DataIn, DataOut)):
-        datasn = pdu.datasn
-        buffer_offset = pdu.buffer_offset
-    elif isinstance(pdu, R2T):
-        buffer_offset = pdu.buffer_offset
-    ttt = _opt(pdu, "ttt")
-    return {
-        "frame": pdu.frame,
-        "ts": ts_text(pdu.ts_ns),
-        "src": src,
-        "sport": sport,
-        "dst": dst,
-        "dport": dport,
-        "direction": pdu.direction,
-        "opcode": f"0x{pdu.opcode:02x}",
-        "opcode_name": _opcode_name(pdu.opcode),
-        "itt": f"0x{g('itt'):08x}",
-        "ttt": hex32(ttt),
-        "lun": pdu.lun,
-        "cmdsn": _opt(pdu, "cmdsn"),
-        "expstatsn": _opt(pdu, "expstatsn"),
-        "statsn": _opt(pdu, "statsn"),
-        "expcmdsn": _opt(pdu, "expcmdsn"),
-        "maxcmdsn": _opt(pdu, "maxcmdsn"),
-        "datasn": datasn,
-        "buffer_offset": buffer_offset,
-        "dsl": pdu.dsl,
-        "cdb_opcode": cdb_opcode,
-        "scsi_status": status,
-        "response": response,
-        "header_digest": pdu.header_digest,
-        "data_digest": pdu.data_digest,
-        "info": info,
-        "first_frame": pdu.first_frame,
-        "conn": pdu.conn,
-    }
+    ts = pdu.ts_ns
+    ts_s = f"{ts // 1_000_000_000}.{ts % 1_000_000_000:09d}"
+    if type(pdu) is MalformedPdu:
+        return (pdu.frame, ts_s, src, sport, dst, dport, pdu.direction, f"0x{pdu.opcode:02x}", "Malformed",
+                None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None,
+                info, pdu.first_frame, pdu.conn)
+    cdb_opcode, status, response, datasn, buffer_offset = _EXTRAS.get(type(pdu), _no_extras)(pdu)
+    ttt = getattr(pdu, "ttt", None)
+    return (
+        pdu.frame, ts_s, src, sport, dst, dport, pdu.direction, f"0x{pdu.opcode:02x}", _opcode_names()[pdu.opcode],
+        f"0x{pdu.itt:08x}", None if ttt is None else f"0x{ttt:08x}", pdu.lun, getattr(pdu, "cmdsn", None),
+        getattr(pdu, "expstatsn", None), getattr(pdu, "statsn", None), getattr(pdu, "expcmdsn", None),
+        getattr(pdu, "maxcmdsn", None), datasn, buffer_offset, pdu.dsl, cdb_opcode, status, response,
+        pdu.header_digest, pdu.data_digest, info, pdu.first_frame, pdu.conn,
+    )
 
 
-def _opt(pdu: object, name: str) -> Any:
-    return getattr(pdu, name, None)
-
-
-def _opcode_name(op: int) -> str:
-    from analyzer.iscsi.opcodes import opcode_name
-
-    return opcode_name(op)
-
-
-__all__ = ["PDU_COLUMNS", "pdu_row", "ts_text", "hex32", "LoginRequest"]
+def pdu_row(pdu: Pdu | MalformedPdu, endpoints: Any, info: str) -> dict[str, Any]:
+    """One row of the PDU listing as a dict keyed by PDU_COLUMNS."""
+    return dict(zip(PDU_COLUMNS, pdu_values(pdu, endpoints, info)))
 
 
 def ts_iso(ts_ns: int | None) -> str | None:

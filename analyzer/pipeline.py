@@ -81,6 +81,12 @@ class Pipeline:
                                               payload)
         if not items:
             return []
+        if len(items) == 1 and self.tracker is None:
+            item = items[0]
+            if type(item) is tuple and item[0] == DATA:
+                # Hot path (PDU listing): one in-order chunk straight to its framer.
+                framer = self.framers.get((item[1], item[2]))
+                return framer.feed(item[3], item[4], item[5]) if framer is not None else []
         return self._dispatch(items)
 
     def finish(self) -> list[Record]:

@@ -232,11 +232,15 @@ class PduFramer:
 
     def feed(self, frame: int, ts_ns: int, data: bytes | bytearray | memoryview) -> list[Record]:
         """Feed the next in-order bytes of the stream; returns completed PDU records."""
-        out: list[Record] = []
-        mv = data if isinstance(data, memoryview) else memoryview(data)
-        n = len(mv)
+        n = len(data)
         self.last_frame = frame
         self.last_ts = ts_ns
+        if n < self.data_left and self.mode == _DATA and self.keep is None and self.data_crc is None:
+            # Hot path: the middle of a data segment we skip (Data-In/Data-Out payload).
+            self.data_left -= n
+            return []
+        out: list[Record] = []
+        mv = data if isinstance(data, memoryview) else memoryview(data)
         pos = 0
         while pos < n:
             mode = self.mode

@@ -1149,8 +1149,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     _sc("initiator_killed", "Random reads, then SIGKILL of the initiator mid-I/O: no logout, the kernel closes "
         "the socket; capture continues 2 s.", body_initiator_killed, check_initiator_killed,
         initiator_close_label="initiator_killed"),
-    _sc("admin_drop", "Random reads, then tgtadm deletes the connection (target RST); libiscsi reconnects "
-        "with a new session and finally logs out.", body_admin_drop, check_admin_drop, rate="3mbit"),
+    _sc("admin_drop", "Random reads, then tgtadm deletes the connection (the target closes it with FIN, then "
+        "RSTs what still arrives); libiscsi reconnects with a new session and finally logs out.", body_admin_drop, check_admin_drop, rate="3mbit"),
     _sc("login_failures", "Login to an unknown target (0x0203), CHAP target without credentials and with a "
         "wrong secret (0x0201 each), then a good CHAP login, reads and logout.", body_login_failures,
         check_login_failures, targets=(DISK, SECURE)),

@@ -181,7 +181,7 @@ def _parse_time(text: str, capture: str) -> int:
     except ValueError as e:
         raise click.BadParameter(f"{text!r}: use epoch seconds, +SECONDS or an ISO time") from e
     if d.tzinfo is None:
-        d = d.replace(tzinfo=dt.timezone.utc)
+        d = d.replace(tzinfo=dt.UTC)
     return int(d.timestamp() * 1e9)
 
 
@@ -199,7 +199,7 @@ def _session_block(s: Any, conns: list[Any], show_secrets: bool = False) -> str:
                                                               if s.initiator_alias else ""),
         f"  Target        {safe(s.target_name or '-')}" + (f"  alias {safe(s.target_alias)}" if s.target_alias else ""),
         f"  ISID          {('0x' + s.isid) if s.isid else '?'}   TPGT {s.tpgt if s.tpgt is not None else '?'}   "
-        f"TSIH {('0x%04x' % s.tsih) if s.tsih is not None else '?'}   SSID {s.ssid or '?'}",
+        f"TSIH {f'0x{s.tsih:04x}' if s.tsih is not None else '?'}   SSID {s.ssid or '?'}",
         f"  Portals       {', '.join(s.portals) or '?'}   from {', '.join(s.initiator_addresses) or '?'}",
         f"  Time          {ts_iso(s.start_ts_ns)} (frame {s.start_frame}) -> {ts_iso(s.end_ts_ns)} "
         f"(frame {s.end_frame}), {dur:.3f} s, {s.tasks} tasks",
@@ -422,7 +422,7 @@ class _ProgressBar:
             self.task = self.bar.add_task(self.label, total=total or None)
         self.bar.update(self.task, completed=done, total=total or None)
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.__exit__(*exc)
 
@@ -491,6 +491,15 @@ def _register_lab() -> None:
     from analyzer.lab.cli import lab
 
     cli.add_command(lab)
+
+
+def _register_live() -> None:
+    from analyzer.live_cli import live
+
+    cli.add_command(live)
+
+
+_register_live()
 
 
 try:

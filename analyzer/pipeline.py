@@ -89,6 +89,21 @@ class Pipeline:
                 return framer.feed(item[3], item[4], item[5]) if framer is not None else []
         return self._dispatch(items)
 
+    def tick(self, ts_ns: int) -> list[Record]:
+        """Time passes without traffic (live capture): fire the timeouts due by ``ts_ns``.
+
+        The tracker's inferred timeouts (cleanup deadlines, session timeouts) and the anomaly
+        engine's time-based rules (unanswered tasks and NOPs) run from the capture clock.
+        """
+        out: list[Record] = []
+        if self.tracker is not None:
+            out.extend(self._post_state(self.tracker.tick(ts_ns)))
+        if self.detectors is not None:
+            tick = getattr(self.detectors, "tick", None)
+            if tick is not None:
+                out.extend(tick(ts_ns))
+        return out
+
     def finish(self) -> list[Record]:
         frame, ts = self.last_frame, self.last_ts
         out = self._dispatch(self.reassembler.finish(frame, ts))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar, dataclass_transform
+from typing import Final, TypeVar, dataclass_transform
 
 _T = TypeVar("_T")
 
@@ -34,10 +34,7 @@ FROZEN_RECORDS: Final = os.environ.get("ISCSI_ANALYZER_FROZEN_RECORDS", "") == "
 @dataclass_transform(frozen_default=True)
 def record(cls: type[_T]) -> type[_T]:
     """Class decorator for records: a slotted dataclass, frozen when FROZEN_RECORDS (see above)."""
-    return dataclass(frozen=FROZEN_RECORDS, slots=True, unsafe_hash=not FROZEN_RECORDS)(cls)  # type: ignore[no-any-return]
-
-
-_ = Any
+    return dataclass(frozen=FROZEN_RECORDS, slots=True, unsafe_hash=not FROZEN_RECORDS)(cls)
 
 #: Direction of bytes on a TCP connection carrying iSCSI.
 I2T: Final = "i2t"  #: initiator to target

@@ -9,14 +9,13 @@ from __future__ import annotations
 from typing import Any, Final
 
 from analyzer.records import (
+    R2T,
     DataIn,
     DataOut,
-    LoginRequest,
     LoginResponse,
     LogoutResponse,
     MalformedPdu,
     Pdu,
-    R2T,
     ScsiCommand,
     ScsiResponse,
     TaskMgmtResponse,
@@ -81,6 +80,7 @@ def pdu_values(pdu: Pdu | MalformedPdu, endpoints: Any, info: str) -> tuple[Any,
         return (pdu.frame, ts_s, src, sport, dst, dport, pdu.direction, f"0x{pdu.opcode:02x}", "Malformed",
                 None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None,
                 info, pdu.first_frame, pdu.conn)
+    assert isinstance(pdu, Pdu)
     cdb_opcode, status, response, datasn, buffer_offset = _EXTRAS.get(type(pdu), _no_extras)(pdu)
     ttt = getattr(pdu, "ttt", None)
     return (
@@ -103,7 +103,7 @@ def ts_iso(ts_ns: int | None) -> str | None:
         return None
     import datetime as _dt
 
-    d = _dt.datetime.fromtimestamp(ts_ns // 1_000_000_000, tz=_dt.timezone.utc)
+    d = _dt.datetime.fromtimestamp(ts_ns // 1_000_000_000, tz=_dt.UTC)
     return d.strftime("%Y-%m-%d %H:%M:%S") + f".{(ts_ns % 1_000_000_000) // 1000:06d}"
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 import pandas as pd
@@ -358,7 +358,7 @@ def _conform_series(kind: str, s: pd.Series) -> pd.Series:
     if kind == "ts":
         if not isinstance(s.dtype, pd.DatetimeTZDtype):
             s = pd.to_datetime(s, utc=True, format="ISO8601")
-        return s.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+        return cast("pd.Series[Any]", s.dt.tz_convert("UTC").astype("datetime64[ns, UTC]"))
     if kind == "td":
         if not pd.api.types.is_timedelta64_dtype(s.dtype):
             s = pd.to_timedelta(s)

@@ -18,10 +18,15 @@ import html as _html
 import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import numpy as np
 import pandas as pd
+
+
+def _rows(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """DataFrame rows as dicts keyed by column name."""
+    return cast(list[dict[str, Any]], df.to_dict("records"))
 
 from analyzer.iscsi.text_keys import mask_secret
 from analyzer.reports.frames import params_dict
@@ -356,14 +361,14 @@ def _sessions(c: _Ctx) -> str:
     if not len(a.sessions) and not len(a.connections):
         return _section("sessions", "Sessions", _empty("No iSCSI sessions in this capture."))
     conns_by_session: dict[Any, list[dict[str, Any]]] = {}
-    for row in a.connections.to_dict("records"):
+    for row in _rows(a.connections):
         key = None if _na(row["session"]) else row["session"]
         conns_by_session.setdefault(key, []).append(row)
     keys_by_conn: dict[str, list[dict[str, Any]]] = {}
-    for row in a.keys.to_dict("records"):
+    for row in _rows(a.keys):
         keys_by_conn.setdefault(str(row["conn"]), []).append(row)
     parts = []
-    for s in a.sessions.to_dict("records"):
+    for s in _rows(a.sessions):
         parts.append(_session_card(c, s, conns_by_session.get(s["session"], []), keys_by_conn))
     orphans = conns_by_session.get(None, [])
     if orphans:
@@ -558,7 +563,7 @@ def _timeline(c: _Ctx) -> str:
     if not len(trs):
         return _section("timeline", "State timeline", _empty("No state transitions (no iSCSI connections)."))
     by_lane: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for r in trs.sort_values(["ts", "frame"], kind="stable").to_dict("records"):
+    for r in _rows(trs.sort_values(["ts", "frame"], kind="stable")):
         if r["machine"] == "connection" and not _na(r["conn"]):
             key = ("conn", str(r["conn"]), str(r["side"]))
         elif r["machine"] == "session" and not _na(r["session"]):
@@ -568,7 +573,7 @@ def _timeline(c: _Ctx) -> str:
         else:
             continue
         by_lane.setdefault(key, []).append(r)
-    conn_info = {str(r["conn"]): r for r in a.connections.to_dict("records")}
+    conn_info = {str(r["conn"]): r for r in _rows(a.connections)}
     # lane order: per session, its session lanes then its connections; then orphan connections
     order: list[tuple[str, str]] = []  # (kind, id)
     seen_conns: set[str] = set()
@@ -656,7 +661,7 @@ def _timeline(c: _Ctx) -> str:
     markers: list[str] = []
     shown = 0
     if len(a.anomalies):
-        for r in a.anomalies.sort_values(["ts", "frame"]).to_dict("records"):
+        for r in _rows(a.anomalies.sort_values(["ts", "frame"])):
             if shown >= MAX_MARKERS:
                 break
             lane: tuple[str, str] | None = None
@@ -717,7 +722,7 @@ def _transition_list(c: _Ctx) -> str:
             f"{e(r['from_state'])} → <b>{e(r['to_state'])}</b>",
             e(r["event"]) + (" <span class='muted'>(inferred)</span>" if r["inferred"] else ""),
         ]
-        for r in shown.to_dict("records")
+        for r in _rows(shown)
     ]
     more = (
         f"<p class='muted'>{len(trs) - len(shown):,} more in transitions.csv.</p>"
@@ -861,7 +866,7 @@ def _latency(c: _Ctx) -> str:
         rows.append(
             [
                 e(op),
-                e(None if _na(lun) else int(lun)),
+                e(None if _na(lun) else int(cast(Any, lun))),
                 _int(len(v)),
                 _fmt_ms(p50),
                 _fmt_ms(p95),
@@ -1173,7 +1178,7 @@ def _anomalies(c: _Ctx) -> str:
         for r in kinds.sort_values(["_r", "n"], ascending=[True, False]).itertuples()
     ]
     rows = []
-    for r in df.head(MAX_ANOMALY_ROWS).to_dict("records"):
+    for r in _rows(df.head(MAX_ANOMALY_ROWS)):
         frames_list = str(r["frames"]).split() if not _na(r["frames"]) else []
         fr = " ".join(frames_list[:12]) + (f" … (+{len(frames_list) - 12})" if len(frames_list) > 12 else "")
         rows.append(

@@ -41,9 +41,11 @@ from analyzer.records import (
 from analyzer.state.events import (
     CleanupDeadline,
     CleanupEnded,
+    Deviation,
     NegotiationIssue,
     Reinstatement,
     SequenceEvent,
+    SessionIdentified,
     TaskRecord,
     Transition,
     Violation,
@@ -249,8 +251,10 @@ class Context:
         t = type(rec)
         if t is Transition:
             self._transition(rec)  # type: ignore[arg-type]
-        elif t in (TaskRecord, SequenceEvent, CleanupDeadline, CleanupEnded, NegotiationIssue, Violation):
+        elif t in (TaskRecord, SequenceEvent, CleanupDeadline, CleanupEnded, NegotiationIssue, Violation, Deviation):
             self.link(getattr(rec, "conn", None), getattr(rec, "session", None))
+        elif t is SessionIdentified:
+            self._identified(rec)  # type: ignore[arg-type]
         elif t is Reinstatement:
             self.link(rec.conn, rec.session)  # type: ignore[attr-defined]
         elif t is TcpGap:
@@ -319,9 +323,6 @@ class Context:
             c.state[t.side] = t.to_state
             if t.to_state in FFP_STATES:
                 c.ever_ffp = True
-                if t.session is not None:
-                    s = self.session(t.session)
-                    self._identify(s, c)
         elif t.machine == "session" and t.session is not None and t.side == "target":
             s = self.session(t.session)
             if s.before is None or s.before[0] != t.frame:
@@ -331,18 +332,21 @@ class Context:
                 s.logged_in_ts = t.ts_ns
                 s.login_seen = True
 
-    def _identify(self, s: SessInfo, c: ConnInfo) -> None:
-        keys = c.login_keys
-        if keys.get("InitiatorName") and s.initiator_name is None:
-            s.initiator_name = keys["InitiatorName"]
-        if keys.get("TargetName") and s.target_name is None:
-            s.target_name = keys["TargetName"]
-        if keys.get("SessionType") and s.session_type is None:
-            s.session_type = keys["SessionType"]
-        if c.login_isid is not None and s.isid is None:
-            s.isid = c.login_isid
-        if c.tpgt is not None and s.tpgt is None:
-            s.tpgt = c.tpgt
+    def _identified(self, rec: SessionIdentified) -> None:
+        """The state layer's SessionIdentified record: who the session is (no Login-key parsing here)."""
+        self.link(rec.conn, rec.session)
+        s = self.session(rec.session)
+        s.initiator_name = rec.initiator_name or s.initiator_name
+        s.target_name = rec.target_name or s.target_name
+        if rec.session_type != "unknown":
+            s.session_type = rec.session_type
+        if rec.isid is not None:
+            try:
+                s.isid = int(rec.isid, 16)
+            except ValueError:
+                pass
+        if rec.tpgt is not None:
+            s.tpgt = rec.tpgt
 
     # ------------------------------------------------------------------ deferral
 

@@ -82,6 +82,33 @@ CATALOGUE: Final[tuple[Kind, ...]] = (
        "waited >= 2 s, else not reported (the capture just stopped).",
        "Whether the target is hung or overloaded; whether the initiator closed TCP without waiting for the "
        "response; what the target logged for that connection."),
+    _k(_LOGOUT, "logout_response_unexpected", "warning", "§11.15.1", "Unexpected Logout Response",
+       "The target answered a Logout Request with a code the request or the session did not allow: 0 (closed "
+       "successfully) for a CID no connection of the session has (expected 1, CID not found), or 0 for a "
+       "'remove the connection for recovery' Logout at ErrorRecoveryLevel 0 (expected 2, connection recovery "
+       "not supported). The initiator believes something happened that did not.",
+       "From the state layer's Deviation records: warning. A CID on a connection the capture does not contain "
+       "(another portal) would also explain the first case; not reported for sessions seen only mid-stream.",
+       "The Logout Request's reason and CID (frames listed), the session's ErrorRecoveryLevel and connections, "
+       "and the target's logout handling (target software version)."),
+    _k(_LOGOUT, "logout_closed_wrong_connection", "warning", "§11.14", "Logout closed the wrong connection",
+       "A successful Logout naming another connection's CID (sent on a different connection) did not close the "
+       "named connection: the target closed the connection that carried the Logout instead, and/or kept the "
+       "named one in full feature phase. The initiator's view of its connections no longer matches the "
+       "target's.",
+       "Target closed the carrier right after answering 0 (no PDU in between): warning. Target sent PDUs on "
+       "the named connection after answering 0: warning.",
+       "Which connections the initiator still uses afterwards, and the target's CID handling (some targets "
+       "ignore the CID and always close the connection the Logout arrived on)."),
+    _k(_LOGOUT, "close_session_left_connection_open", "warning", "§11.14",
+       "Close-session Logout left a connection open",
+       "After a successful 'close the session' Logout the target kept another connection of the session in full "
+       "feature phase (it sent PDUs on it). RFC 7143 ends every connection of the session; the analyzer keeps "
+       "the connection LOGGED_IN as the wire shows and its tasks are not counted as terminated.",
+       "The target sent a PDU on another connection of the session after the close-session Logout Response: "
+       "warning (once per connection).",
+       "Whether the initiator also kept using the connection (request_after_logout), and the target's logout "
+       "implementation (it may handle the reason code as 'close the connection')."),
     _k(_LOGOUT, "request_after_logout", "warning", "§11.14", "Request after Logout",
        "The initiator sent a new request on a connection after its Logout Request (or on any connection of the "
        "session after a close-session Logout). RFC 7143 forbids it; the target will not execute it.",
@@ -132,6 +159,14 @@ CATALOGUE: Final[tuple[Kind, ...]] = (
        "info.",
        "What broke the old connection (look just before), and whether its tasks were recovered (ERL>0) or "
        "retried."),
+    _k(_CONN, "duplicate_cid_in_session", "warning", "§6.3.4", "Two connections with the same CID",
+       "A login with an existing CID succeeded (connection reinstatement), but the target kept answering on the "
+       "old connection with that CID: the session now has two connections with one CID, which RFC 7143 rules "
+       "out (the reinstatement logs the old connection out implicitly).",
+       "The target sent a PDU on the replaced connection after the reinstatement's final Login Response: "
+       "warning.",
+       "Why the initiator reused a CID that was still in use, and which connection each side now uses for that "
+       "CID; target software version."),
     _k(_CONN, "duplicate_session", "warning", "§6.3.5, §11.12.5 (ISID)", "Duplicate or parallel sessions",
        "Warning: the same InitiatorName + ISID is logging in to the same target portal group from two hosts, "
        "or keeps reinstating a live session (a reinstatement fight: each login kills the other's session). "
@@ -143,6 +178,17 @@ CATALOGUE: Final[tuple[Kind, ...]] = (
        "above 1 (reported each time it reaches a new maximum; the paths are listed).",
        "Cloned VMs/hosts with the same InitiatorName, initiator ISID configuration, multipath setup "
        "(expected number of paths)."),
+    _k(_CONN, "connection_dropped_on_request", "warning", "§4.2.2.1, §11.10, §11.17",
+       "Connection dropped in answer to a request",
+       "The target closed or reset a connection right after one request (the only one outstanding, sent "
+       "within the last second, with no target PDU since) without answering it: apparently its reaction to "
+       "that request, where RFC 7143 wants an answer, a Reject, or (for a command outside the CmdSN window) "
+       "silence.",
+       "From the state layer's Deviation records: warning. The message names the request and what the RFC "
+       "expected (stale or out-of-window CmdSN: ignore it, §4.2.2.1; Text in full feature phase: answer or "
+       "reject it, §11.10/§11.17).",
+       "The request (frames listed) and the target's logs at that time; whether the initiator recovered "
+       "(reconnect, reinstatement)."),
     _k(_CONN, "async_event", "info", "§11.9.1", "Asynchronous Message",
        "The target sent an Async Message: a SCSI asynchronous event, a request to log out, an announcement that "
        "it will drop one or all connections, a request to renegotiate, or a vendor event.",
@@ -176,12 +222,21 @@ CATALOGUE: Final[tuple[Kind, ...]] = (
        "Which task was aborted and why it was slow (task_slow, task_unanswered just before), LUN health."),
     _k(_TASK, "task_unanswered", "warning", "§11.3, §11.14", "Task got no response",
        "Commands (SCSI, task management, text) got no response before their connection dropped or the capture "
-       "ended. Tasks a successful logout terminated (§11.14) and tasks whose response may be in a capture gap "
-       "are not counted.",
+       "ended. Tasks a successful logout terminated (§11.14), tasks whose response may be in a capture gap and "
+       "commands the target never accepted (CmdSN outside the window, or sent after a Logout Request: see "
+       "cmdsn_out_of_window and request_after_logout) are not counted.",
        "One finding per connection drop (all tasks open at that moment) and one per connection at capture "
        "end for tasks that had waited >= 1 s: warning.",
        "The connection_dropped finding at the same time; target latency (task_slow); whether the target "
        "silently discarded out-of-window commands (cmdsn_out_of_window)."),
+    _k(_TASK, "tmf_response_inconsistent", "warning", "§11.5.1, §11.6.1", "Inconsistent task management response",
+       "The target answered ABORT TASK with 'Task does not exist' for a task it had already sent PDUs for (an "
+       "R2T or Data-In), or answered the task after saying it does not exist. The abort did not happen: the "
+       "initiator may reuse the ITT or retry the command while the target still executes the original.",
+       "'Task does not exist' for a task with target PDUs already seen: warning. The task answered afterwards: "
+       "warning.",
+       "How the target tracks tasks (some only know tasks that reached their SCSI layer, not writes waiting "
+       "for Data-Out), and what the initiator did with the ITT after the TMF."),
     _k(_TASK, "task_slow", "warning", "§11.3", "Task far slower than its peers",
        "A command took far longer than other commands of the same operation on the same target portal and "
        "LUN.",
@@ -303,6 +358,12 @@ CATALOGUE: Final[tuple[Kind, ...]] = (
        "gaps, or the machine is the session/cleanup machine and the state was inferred. Rate-limited per "
        "connection, state and input.",
        "The sequence of PDUs before it; whether capture loss hid a PDU that would explain it."),
+    _k(_STATE, "target_protocol_deviation", "warning", "§6.3.5, §8", "Protocol deviation",
+       "A peer deviated from RFC 7143 in a way the state machines absorbed (they follow what the wire shows), "
+       "for which no more specific kind exists; e.g. the target kept using a connection of a session that a "
+       "session reinstatement replaced.",
+       "From the state layer's Deviation records without a more specific kind: warning.",
+       "The frames listed and the RFC section in the message; the peer's implementation."),
     _k(_STATE, "negotiation_issue", "warning", "§6.2, §13", "Key negotiation problem",
        "A login or text key exchange broke the negotiation rules, or a key got a special answer (Reject, "
        "NotUnderstood, Irrelevant).",

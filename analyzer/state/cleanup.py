@@ -21,6 +21,10 @@ Where a passive observer deviates from the RFC:
   successful close-session Logout Response on a sibling connection, or from a successful
   session reinstatement (its implicit logout reason is "close the session", §11.14.1).
 * ``stays`` tolerates a late TIMEOUT in R2 (the cleanup already started) and anything in R3.
+* R3 is S1: when a cleanup machine reaches R3 the tracker moves that side's connection
+  machine from CLEANUP_WAIT to FREE (a connection transition labelled M1/M4).
+* A Login Response 0x020a "Session does not exist" shows the target had already discarded
+  the session: its cleanup machines go to R3 through an inferred M1 (outcome "discarded").
 
 All four rows are verified against RFC 3720 wording (notes §1.3), assumed unchanged.
 """

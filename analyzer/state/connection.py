@@ -24,7 +24,12 @@ Where a passive observer deviates from the RFC:
 * "Other-connection close-session success" (T2/T7/T8/T13/T18) is an internal event; we
   derive it from a successful close-session Logout Response seen on a sibling connection
   of the same session (§11.14). "Successful/failed reinstatement" (target T7/T8/T13/T15..
-  T18) is derived from the outcome of a reinstatement login on another connection.
+  T18) is derived from the outcome of a reinstatement login on another connection. The
+  tracker applies these to a connection still in full feature phase only when its own TCP
+  connection closes (or at capture end): a target that keeps sending on it kept it open,
+  which is a Deviation, not a state change (see ``tracker.py``).
+* S8 is left when the cleanup machine reaches R3 (R3 is S1, §8.2): the tracker then emits
+  a connection transition CLEANUP_WAIT -> FREE labelled with the cleanup label (M1/M4).
 * ``stays`` (not RFC rows) lists the inputs legal in a state without a transition, so
   e.g. a SCSI Command while IN_LOGIN is a Violation while one in LOGGED_IN is not. In
   IN_LOGOUT and CLEANUP_WAIT we tolerate in-flight FFP PDUs of both directions (requests
@@ -33,7 +38,7 @@ Where a passive observer deviates from the RFC:
   "request logout" that crosses the initiator's Logout Request (target in IN_LOGOUT) is
   tolerated as a race.
 * S8 is left only through the cleanup machine (§8.2, ``cleanup.py``); this table has no
-  row out of CLEANUP_WAIT.
+  row out of CLEANUP_WAIT (see above for the transition the tracker emits at R3).
 
 [unverified] rows (notes §1.2 only verify T1-T7 and the target events of T15/T16):
 target T7 "successful reinstatement", T8/T13/T18 "successful reinstatement",

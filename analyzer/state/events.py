@@ -13,7 +13,7 @@ capture began mid-stream.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from analyzer.records import Record, record
 
@@ -49,6 +49,10 @@ class Violation(Record):
     state: str
     input: str  #: the input enum's name, e.g. "FFP_REQUEST"
     detail: str
+    #: True when the violation may be an artefact of what we could observe rather than a real
+    #: protocol violation: the machine's state was UNKNOWN (mid-stream start) or inferred (session
+    #: and cleanup machines), or the connection lost capture data.
+    observer_limited: bool = False
 
 
 @record
@@ -124,6 +128,12 @@ class TaskRecord(Record):
     reject_reason: int | None = None
     partial: bool = False  #: the task began before the capture (or in a capture gap)
     note: str = ""
+    #: the ITT of the task management request that ended this task (outcome "aborted")
+    aborted_by_itt: int | None = None
+    #: target NOP-In pings (kind "nop_in"): the Target Transfer Tag the NOP-Out must echo; ``itt`` is 0xffffffff
+    ttt: int | None = None
+    #: why a task got no response (see UNANSWERED_CAUSES); None for answered tasks
+    unanswered_cause: str | None = None
 
 
 #: Values of :attr:`TaskRecord.outcome`.
@@ -137,6 +147,24 @@ TASK_OUTCOMES = (
     "open_at_capture_end",
     "rejected",
     "lost_in_capture_gap",
+    "not_accepted",  #: never accepted by the target: CmdSN outside the window (§4.2.2.1) or sent after a Logout Request (§11.14)
+)
+
+#: Values of :attr:`TaskRecord.unanswered_cause`.
+UNANSWERED_CAUSES = (
+    "cmdsn_above_window",  #: non-immediate CmdSN > MaxCmdSN: silently discarded (§4.2.2.1)
+    "cmdsn_below_window",  #: non-immediate CmdSN < ExpCmdSN (stale): silently discarded (§4.2.2.1)
+    "sent_after_logout_request",  #: sent on a connection after a Logout Request closing it (§11.14)
+    "logout",  #: terminated by a successful logout (close-session, close-connection, recovery)
+    "reinstatement",  #: terminated by a connection or session reinstatement (§6.3.4, §6.3.5)
+    "task_management",  #: ended by a task management function
+    "connection_closed_by_target",  #: its connection ended (FIN) without an answer
+    "connection_closed_by_initiator",
+    "connection_reset_by_target",  #: its connection ended (RST) without an answer
+    "connection_reset_by_initiator",
+    "connection_failed",  #: its connection left full feature phase otherwise (Async drop, inferred timeout)
+    "capture_end",  #: still open when the capture ended
+    "capture_gap",  #: the answer may be in data the capture lost
 )
 
 
@@ -151,6 +179,8 @@ class SequenceEvent(Record):
     observed: int | None
     detail: str
     itt: int | None = None
+    #: "login" or "ffp" for max_recv_dsl_exceeded (the login-phase limit is the 8192 default); else None
+    phase: str | None = None
 
 
 #: Values of :attr:`SequenceEvent.kind`.
@@ -200,6 +230,64 @@ class Reinstatement(Record):
     cid: int
     start_frame: int
     start_ts_ns: int
+    #: the replaced session's (kind "session") or connection's (kind "connection") state on each side
+    #: when the reinstatement login began (RFC spelling; None when unknown)
+    old_state_initiator: str | None = None
+    old_state_target: str | None = None
+
+
+@record
+class SessionIdentified(Record):
+    """A session's identity became known: at the final Login Response of its leading login (or of
+    the first login of a session we only know from a non-zero TSIH), or when a session seen only
+    mid-stream was placed. Emitted once per session, before the transitions of that frame."""
+
+    session: str
+    conn: str | None  #: the connection whose login (or traffic) identified it
+    session_type: str  #: "Normal", "Discovery" or "unknown"
+    isid: str | None  #: 12 hex digits
+    tsih: int | None
+    tpgt: int | None
+    initiator_name: str | None
+    target_name: str | None
+    initiator_alias: str | None
+    target_alias: str | None
+    mid_stream: bool  #: identity partly inferred: the session's leading login is not in the capture
+
+
+@record
+class Deviation(Record):
+    """The wire shows a peer deviating from RFC 7143 in a way the state machines absorb.
+
+    Not a table :class:`Violation`: the machines follow what the wire shows (a connection that
+    keeps exchanging PDUs stays in full feature phase), and this record says what the RFC
+    expected instead. ``start_frame`` is the earlier event the deviation relates to (e.g. the
+    Logout Response whose consequence did not happen).
+    """
+
+    session: str | None
+    conn: str | None
+    side: str  #: who deviated: "target" or "initiator"
+    kind: str  #: see DEVIATION_KINDS
+    rfc: str  #: RFC 7143 section
+    detail: str
+    start_frame: int
+    itt: int | None = None
+    cid: int | None = None
+    expected: int | None = None
+    observed: int | None = None
+
+
+#: Values of :attr:`Deviation.kind`.
+DEVIATION_KINDS = (
+    "close_session_left_connection_open",  #: another connection stayed in FFP after a close-session logout (§11.14)
+    "logout_response_unexpected",  #: Logout Response code the request/session did not allow (§11.15.1)
+    "logout_closed_wrong_connection",  #: a logout naming CID N closed another connection or left CID N open
+    "duplicate_cid_in_session",  #: the old connection kept working after a connection reinstatement (§6.3.4)
+    "reinstated_session_left_open",  #: the old session kept working after a session reinstatement (§6.3.5)
+    "tmf_response_inconsistent",  #: "task does not exist" for a task the target knew/answered (§11.6.1)
+    "connection_dropped_on_request",  #: the target closed the connection right after one request, unanswered
+)
 
 
 @record
@@ -231,7 +319,7 @@ class CleanupEnded(Record):
     cid: int | None
     side: str
     label: str  #: "M1" or "M4"
-    outcome: str  #: "timed_out", "reinstated", "logged_out", "session_closed", "session_reinstated"
+    outcome: str  #: "timed_out", "reinstated", "logged_out", "session_closed", "session_reinstated", "discarded"
     inferred: bool
     waited_ns: int  #: time spent since entering CLEANUP_WAIT
 

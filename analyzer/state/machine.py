@@ -49,6 +49,8 @@ class Context:
     conn: str | None
     event: str
     inferred: bool = False
+    #: copied into a Violation: the state may be a guess (mid-stream, inferred) or capture data was lost
+    observer_limited: bool = False
 
 
 def step(spec: Spec[S, I], state: S, inp: I, ctx: Context) -> Transition | Violation | None:
@@ -66,7 +68,8 @@ def step(spec: Spec[S, I], state: S, inp: I, ctx: Context) -> Transition | Viola
     if inp in spec.stays.get(state, frozenset()):
         return None
     return Violation(ctx.frame, ctx.ts_ns, ctx.session, ctx.conn, spec.machine, spec.side,
-                     state.value, inp.name, f"{inp.name} not allowed in {state.value}: {ctx.event}")
+                     state.value, inp.name, f"{inp.name} not allowed in {state.value}: {ctx.event}",
+                     ctx.observer_limited or state is spec.unknown)
 
 
 def advance(spec: Spec[S, I], state: S, inp: I, ctx: Context) -> tuple[S, list[Transition | Violation]]:

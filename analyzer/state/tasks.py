@@ -112,6 +112,13 @@ class Task:
     logout_cid: int | None = None
     tmf_function: int | None = None
     ref_task_tag: int | None = None
+    ttt: int | None = None  #: target NOP-In ping: the TTT the initiator's NOP-Out must echo
+    #: "cmdsn_above_window" / "cmdsn_below_window": the CmdSN was outside the window when sent (§4.2.2.1)
+    cmdsn_cause: str | None = None
+    after_logout: bool = False  #: sent after a Logout Request that closes its connection (§11.14)
+    #: (TMF ITT, frame) of a TMF answered "task does not exist" for this task while it was open (§11.6.1)
+    tmf_missing: tuple[int, int] | None = None
+    target_frame: int | None = None  #: first target PDU for the task (R2T, Data-In): the target has it
 
     @property
     def bidi(self) -> bool:
@@ -127,11 +134,18 @@ class Task:
                response: int | None = None, response_name: str | None = None, sense: Sense | None = None,
                overflow: bool = False, underflow: bool = False, residual: int | None = None,
                login_status: tuple[int, int] | None = None, reject_reason: int | None = None,
-               note: str = "") -> TaskRecord:
-        """Freeze the task into its record."""
-        if frame > self.last_frame:
-            self.touch(frame, ts_ns)
-        end = max(ts_ns, self.start_ts_ns)
+               note: str = "", aborted_by_itt: int | None = None, cause: str | None = None) -> TaskRecord:
+        """Freeze the task into its record.
+
+        ``not_accepted`` tasks were never a task at the target: their latency is 0 and their
+        end is their start (the record's ``frame``/``ts_ns`` still say when we decided).
+        """
+        if outcome == "not_accepted":
+            end = self.start_ts_ns
+        else:
+            if frame > self.last_frame:
+                self.touch(frame, ts_ns)
+            end = max(ts_ns, self.start_ts_ns)
         if response_name is None and response is not None:
             response_name = {"scsi": SCSI_RESPONSE, "tmf": TMF_RESPONSE, "logout": LOGOUT_RESPONSE}.get(
                 self.kind, {}).get(response)
@@ -155,6 +169,7 @@ class Task:
             tmf_function=self.tmf_function,
             tmf_function_name=TMF_FUNCTION.get(self.tmf_function) if self.tmf_function is not None else None,
             ref_task_tag=self.ref_task_tag, reject_reason=reject_reason, partial=self.partial, note=note,
+            aborted_by_itt=aborted_by_itt, ttt=self.ttt, unanswered_cause=cause,
         )
 
 

@@ -26,6 +26,21 @@ places them with inferred transitions (see ``connection.py``). Responses whose I
 never saw are not flagged on such connections (their command predates the capture), nor
 after a capture gap in the initiator->target direction; partial tasks are made instead.
 
+The wire is the truth. Some closes RFC 7143 derives from an event on *another* connection
+(the other connections of a session closed by a close-session Logout, §11.14; the old
+connection of a connection reinstatement, §6.3.4, or of a session reinstatement, §6.3.5; the
+connection a Logout names from another connection) are *pending* on the connection: applied
+(T8/T7/T13/T18, or T9+T13 inferred for a named logout) when its own TCP connection closes, or
+at capture end (inferred, at the implying event's frame). If the target sends a PDU on it
+first, it kept the connection: the pending close is dropped, the connection stays in full
+feature phase and a :class:`Deviation` says what the RFC expected. Likewise a target that closes
+the connection carrying a Logout for another CID is taken as having applied the Logout to the
+carrier (a Deviation). Tasks follow: a task answered is completed whatever was assumed; a task
+still open when its connection closes gets the connection's end outcome, except commands the
+target never accepted (CmdSN outside the window, §4.2.2.1; sent after a Logout Request,
+§11.14), which are ``not_accepted``; every unanswered task carries an ``unanswered_cause``.
+Cleanup reaching FREE (R3) moves the connection machine to FREE too (§8.2: R3 is S1).
+
 Memory: open tasks live on their session and are evicted when their record is emitted;
 the per-session CmdSN history is bounded.
 """
@@ -40,6 +55,7 @@ from analyzer.records import (
     I2T,
     R2T,
     RESERVED_TAG,
+    T2I,
     AsyncMessage,
     DataIn,
     DataOut,
@@ -76,9 +92,11 @@ from analyzer.state.events import (
     CleanupEnded,
     ConnectionParams,
     ConnectionSummary,
+    Deviation,
     NegotiationIssue,
     Reinstatement,
     SequenceEvent,
+    SessionIdentified,
     SessionSummary,
     TrackerError,
     Transition,
@@ -89,6 +107,7 @@ from analyzer.state.sequence import CmdWindow, StatSn, serial_add, serial_gt
 from analyzer.state.session import LIVE_STATES, SessInput, SessState
 from analyzer.state.tasks import (
     ASYNC_EVENT,
+    LOGIN_STATUS,
     LOGOUT_REASON,
     LOGOUT_RESPONSE,
     REJECT_REASON,
@@ -138,6 +157,24 @@ class _Login:
     neg: Negotiation = field(default_factory=Negotiation)
     old_conn: _Conn | None = None
     old_session: _Session | None = None
+    #: the replaced connection's / session's state per side when the login began (Reinstatement record)
+    old_states: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True, eq=False)
+class _Pending:
+    """A close the RFC derives from an event on *another* connection (or a reinstatement), not
+    yet confirmed by this connection's own wire: applied when its TCP connection closes (or at
+    capture end, inferred); cancelled, as a :class:`Deviation`, when the target sends on it."""
+
+    kind: str  #: "close_session", "named_logout", "carrier_logout", "conn_reinstated", "sess_reinstated"
+    frame: int  #: the event that implies the close (Logout Response, final Login Response)
+    ts: int
+    carrier: str  #: the connection that carried that event
+    what: str  #: the event, in words, for transition events and deviation details
+    reason: int = 0  #: Logout reason (named_logout, carrier_logout)
+    cid: int | None = None  #: the CID a logout named (carrier_logout)
+    by: str | None = None  #: reinstating connection / session id
 
 
 @dataclass(slots=True, eq=False)
@@ -172,10 +209,19 @@ class _Conn:
     mrdsl_initiator: int = 8192
     mrdsl_target: int = 8192
     statsn: StatSn = field(default_factory=StatSn)
-    no_new_requests: bool = False
+    #: why new requests are not allowed any more ("after a Logout Request (§11.14)"), "" if they are
+    no_new_requests: str = ""
     closure: bool = False  #: the connection is leaving FFP through a close-connection logout
     end_outcome: str = "open_at_conn_drop"  #: outcome for tasks still open when it leaves FFP
     end_note: str = ""
+    end_cause: str | None = None  #: unanswered_cause for those tasks (None: from how TCP ended)
+    pending: _Pending | None = None
+    pings: dict[int, Task] = field(default_factory=dict)  #: open target NOP-In pings by TTT
+    closed_by: tuple[str, str] | None = None  #: (side, "fin"/"rst") of the first FIN/RST
+    lossy: bool = False  #: the capture lost data of this connection (either direction)
+    last_pdu_frame: int = 0
+    last_pdu_dir: str = ""
+    last_t2i_frame: int = 0
     ended: str = "open"
     tcp_end: str | None = None
     tcp_down: bool = False
@@ -220,6 +266,7 @@ class _Session:
     task_count: int = 0
     discovered_targets: list[str] = field(default_factory=list)
     indexed: bool = False
+    identified: bool = False  #: SessionIdentified emitted
 
     def live(self) -> bool:
         return any(st in LIVE_STATES for st in self.state.values())
@@ -267,6 +314,8 @@ class SessionTracker:
         self._last_ts = 0
         self._finished = False
         self._session_by_id: dict[str, _Session] = {}
+        #: old session id -> connection carrying a running session-reinstatement login for it
+        self._reinstating: dict[str, _Conn] = {}
 
     # ------------------------------------------------------------------ public API
 
@@ -326,9 +375,10 @@ class SessionTracker:
     # ------------------------------------------------------------------ helpers: machines
 
     def _ctx(self, c: _Conn | None, s: _Session | None, frame: int, ts: int, event: str,
-             inferred: bool = False) -> Context:
+             inferred: bool = False, observer_limited: bool = False) -> Context:
         sess = s if s is not None else (c.session if c is not None else None)
-        return Context(frame, ts, sess.id if sess else None, c.id if c else None, event, inferred)
+        limited = observer_limited or (c is not None and (c.lossy or c.mid_stream))
+        return Context(frame, ts, sess.id if sess else None, c.id if c else None, event, inferred, limited)
 
     def _conn_step(self, c: _Conn, side: str, inp: ConnInput, frame: int, ts: int, event: str,
                    inferred: bool = False) -> bool:
@@ -350,7 +400,8 @@ class SessionTracker:
         st = c.cleanup[side]
         if st is None:
             return
-        new, recs = advance(_CLEANUP_SPECS[side], st, inp, self._ctx(c, None, frame, ts, event, inferred))
+        # cleanup states are inferred from the connection machine: a violation says more about us
+        new, recs = advance(_CLEANUP_SPECS[side], st, inp, self._ctx(c, None, frame, ts, event, inferred, True))
         self._out.extend(recs)
         c.cleanup[side] = new
         if new is _R1 and st is _R2:  # M3: back to waiting; the original deadline still holds
@@ -361,11 +412,18 @@ class SessionTracker:
             label = next((r.label for r in recs if isinstance(r, Transition)), None) or "M1"
             self._out.append(CleanupEnded(frame, ts, c.session.id if c.session else None, c.id, c.cid, side,
                                           label, outcome, inferred, ts - c.cleanup_entered.get(side, ts)))
+            if c.state[side] is _S8:  # §8.2: R1 is S8 and R3 is S1; the connection machine follows
+                c.state[side] = _S1
+                self._out.append(Transition(frame, ts, c.session.id if c.session else None, c.id, "connection",
+                                            side, _S8.value, _S1.value, label,
+                                            f"cleanup machine reached FREE ({label}: {event}); R3 is S1 (§8.2)",
+                                            inferred))
 
     def _sess_step(self, s: _Session, side: str, inp: SessInput, frame: int, ts: int, event: str,
                    inferred: bool = False) -> bool:
         old = s.state[side]
-        new, recs = advance(_SESS_SPECS[side], old, inp, self._ctx(None, s, frame, ts, event, inferred))
+        # session states are derived from connection states, often inferred (mid-stream, timeouts)
+        new, recs = advance(_SESS_SPECS[side], old, inp, self._ctx(None, s, frame, ts, event, inferred, True))
         self._out.extend(recs)
         s.state[side] = new
         if new is not old and not s.live():
@@ -395,6 +453,7 @@ class SessionTracker:
             if ffp and not c.was_ffp[side]:
                 c.was_ffp[side] = True
                 if s is not None and s.state[side] is SessState.UNKNOWN:
+                    self._identified(s, c, frame, ts)
                     self._sess_step(s, side, SessInput.CONN_LOGGED_IN, frame, ts,
                                     f"connection {c.id} seen in {c.state[side].value}", True)
             elif not ffp and c.was_ffp[side]:
@@ -411,13 +470,14 @@ class SessionTracker:
         awaiting = any(x.cleanup[side] in (_R1, _R2) for x in s.conns)
         if c.closure and not awaiting:
             self._sess_step(s, side, SessInput.SESSION_CLOSED, frame, ts,
-                            f"close-connection Logout of the last connection {c.id}")
+                            f"graceful closure: the last full-feature connection {c.id} was logged out "
+                            f"({c.end_note or 'close the connection'})")
             s.ended = "logout"
         else:
             self._sess_step(s, side, SessInput.SESSION_FAILED, frame, ts,
                             f"last full-feature connection {c.id} left LOGGED_IN ({cause})")
-            if s.ended == "open":
-                s.ended = "connection_dropped"
+            if s.ended == "open":  # a recovery logout (§6.3.6) fails the session too
+                s.ended = "logout" if c.ended == "logout" else "connection_dropped"
             self._schedule_session_timeout(s, side, ts)
 
     def _enter_cleanup(self, c: _Conn, side: str, frame: int, ts: int, cause: str) -> None:
@@ -532,9 +592,9 @@ class SessionTracker:
         return s
 
     def _seq_event(self, r: Pdu, s: _Session | None, kind: str, expected: int | None, observed: int | None,
-                   detail: str, itt: int | None = None) -> None:
+                   detail: str, itt: int | None = None, phase: str | None = None) -> None:
         self._out.append(SequenceEvent(r.frame, r.ts_ns, s.id if s else None, r.conn, kind, expected, observed,
-                                       detail, itt))
+                                       detail, itt, phase))
 
     def _issues(self, c: _Conn, r: Record, issues: list[Issue]) -> None:
         sid = c.session.id if c.session else None
@@ -543,19 +603,66 @@ class SessionTracker:
                                               i.answer, i.detail))
 
     def _emit_task(self, s: _Session, t: Task, rec: Record) -> None:
-        s.tasks.pop(t.itt, None)
-        s.task_count += 1
         c = self._conns.get(t.conn)
+        if t.kind == "nop_in":
+            if c is not None and t.ttt is not None and c.pings.get(t.ttt) is t:
+                del c.pings[t.ttt]
+        elif s.tasks.get(t.itt) is t:
+            del s.tasks[t.itt]
+        s.task_count += 1
         if c is not None:
             c.tasks += 1
         self._out.append(rec)
+
+    @staticmethod
+    def _unanswered(t: Task, outcome: str, cause: str | None) -> tuple[str, str | None]:
+        """Outcome and cause of a task that got no response: a capture gap may hide the answer; a
+        command outside the CmdSN window (§4.2.2.1) or sent after a Logout Request (§11.14) was
+        never accepted; else ``outcome``."""
+        if t.damaged:
+            return "lost_in_capture_gap", "capture_gap"
+        if t.cmdsn_cause is not None:
+            return "not_accepted", t.cmdsn_cause
+        if t.after_logout:
+            return "not_accepted", "sent_after_logout_request"
+        return outcome, cause
+
+    def _end_unanswered(self, s: _Session, t: Task, frame: int, ts: int, outcome: str, cause: str | None,
+                        note: str = "") -> None:
+        out, why = self._unanswered(t, outcome, cause)
+        self._emit_task(s, t, t.finish(frame, ts, out, note=note, cause=why))
+
+    @staticmethod
+    def _drop_cause(c: _Conn) -> str:
+        if c.closed_by is None:
+            return "connection_failed"
+        side, how = c.closed_by
+        return f"connection_{'reset' if how == 'rst' else 'closed'}_by_{side}"
 
     def _close_conn_tasks(self, c: _Conn, frame: int, ts: int, outcome: str, note: str) -> None:
         s = c.session
         if s is None:
             return
-        for t in [t for t in s.tasks.values() if t.conn == c.id]:
-            self._emit_task(s, t, t.finish(frame, ts, _unless_damaged(t, outcome), note=note))
+        cause = self._drop_cause(c) if outcome == "open_at_conn_drop" else (c.end_cause or "logout")
+        for t in [t for t in s.tasks.values() if t.conn == c.id] + list(c.pings.values()):
+            self._end_unanswered(s, t, frame, ts, outcome, cause, note)
+
+    def _deviation(self, c: _Conn | None, s: _Session | None, frame: int, ts: int, kind: str, rfc: str,
+                   detail: str, start_frame: int, *, side: str = "target", itt: int | None = None,
+                   cid: int | None = None, expected: int | None = None, observed: int | None = None) -> None:
+        sess = s if s is not None else (c.session if c is not None else None)
+        self._out.append(Deviation(frame, ts, sess.id if sess else None, c.id if c else None, side, kind, rfc,
+                                   detail, start_frame, itt, cid, expected, observed))
+
+    def _identified(self, s: _Session, c: _Conn | None, frame: int, ts: int) -> None:
+        """Emit SessionIdentified once per session (before the transitions of ``frame``)."""
+        if s.identified:
+            return
+        s.identified = True
+        stype = s.session_type or ("unknown" if s.mid_stream else "Normal")
+        self._out.append(SessionIdentified(frame, ts, s.id, c.id if c else None, stype, _isid_hex(s.isid), s.tsih,
+                                           s.tpgt, s.initiator_name, s.target_name, s.initiator_alias,
+                                           s.target_alias, s.mid_stream))
 
     @staticmethod
     def _events(pdu: Pdu, what: str) -> dict[str, str]:
@@ -564,6 +671,9 @@ class SessionTracker:
         return {side: f"{what} {'sent' if side == sender else 'received'} (frame {pdu.frame})" for side in SIDES}
 
     def _damage(self, c: _Conn, direction: str) -> None:
+        c.lossy = True
+        for p in c.pings.values():
+            p.damaged = True
         if direction == I2T:
             c.lossy_i2t = True
         else:
@@ -614,18 +724,188 @@ class SessionTracker:
         if inp is None:
             return
         c.tcp_down = True
+        rst = inp is ConnInput.TRANSPORT_RESET
+        by: str | None = None
         if isinstance(r, TcpClosed):
-            what = f"transport {'reset' if inp is ConnInput.TRANSPORT_RESET else 'disconnect'} (connection closed)"
+            what = f"transport {'reset' if rst else 'disconnect'} (connection closed)"
         else:
-            who = "initiator" if r.direction == I2T else "target"
-            what = f"{'RST' if isinstance(r, TcpRst) else 'FIN'} from the {who}"
+            by = "initiator" if r.direction == I2T else "target"
+            what = f"{'RST' if rst else 'FIN'} from the {by}"
+            if c.closed_by is None:
+                c.closed_by = (by, "rst" if rst else "fin")
+        if c.pending is not None and self._resolve_pending(c, r.frame, r.ts_ns, f"{what} (frame {r.frame})",
+                                                           False, inp, by):
+            return
+        if by == "target" and any(c.state[side] in FFP_STATES for side in SIDES):
+            self._dropped_on_request(c, r.frame, r.ts_ns, rst)
+            if self._closed_for_reinstatement(c, r.frame, r.ts_ns, inp, what):
+                return
         self._conn_both(c, inp, r.frame, r.ts_ns, {side: what for side in SIDES})
+
+    def _closed_for_reinstatement(self, c: _Conn, frame: int, ts: int, inp: ConnInput, what: str) -> bool:
+        """The target closed a connection of a session whose reinstatement login is running: the
+        implicit logout of the old session (§6.3.5; target T8 "successful reinstatement"), done as
+        soon as the login began (tgtd does this) rather than when it succeeds."""
+        s = c.session
+        x = self._reinstating.get(s.id) if s is not None else None
+        if s is None or x is None or x.login is None:
+            return False
+        by = x.session.id if x.session is not None else "?"
+        ev_t = (f"{what}: the target closed the old session's connection for the session reinstatement login "
+                f"on {x.id} (frame {x.login.start_frame}), an implicit logout (§6.3.5)")
+        c.closure = True
+        c.end_outcome, c.end_note, c.end_cause = "terminated_by_logout", f"session reinstated by {by}", "reinstatement"
+        self._conn_step(c, "target", ConnInput.REINSTATEMENT_SUCCEEDED, frame, ts, ev_t)
+        self._conn_step(c, "initiator", inp, frame, ts, what)
+        self._settle(c, frame, ts, ev_t)
+        return True
+
+    def _dropped_on_request(self, c: _Conn, frame: int, ts: int, rst: bool) -> None:
+        """The target closes a connection right after one request it did not answer: its answer to it."""
+        s = c.session
+        if s is None or c.last_pdu_dir != I2T:
+            return
+        open_ = [t for t in s.tasks.values() if t.conn == c.id]
+        if len(open_) != 1:
+            return
+        t = open_[0]
+        if t.kind not in ("scsi", "text", "tmf", "nop") or c.last_t2i_frame >= t.first_frame or t.damaged:
+            return
+        if ts - t.start_ts_ns > _NS:
+            return
+        name = {"scsi": t.cdb_name or "SCSI Command", "text": "Text Request", "tmf": "Task Management Request",
+                "nop": "NOP-Out ping"}[t.kind]
+        detail = (f"the target {'reset (RST)' if rst else 'closed (FIN)'} the connection "
+                  f"{(ts - t.start_ts_ns) / 1e6:.1f} ms after the {name} (ITT {t.itt:#x}, frame {t.first_frame}), "
+                  f"the only outstanding request, without answering it")
+        if t.cmdsn_cause is not None:
+            where = "below ExpCmdSN (stale)" if t.cmdsn_cause == "cmdsn_below_window" else "above MaxCmdSN"
+            detail += (f": its CmdSN {t.cmdsn} was {where}, and RFC 7143 §4.2.2.1 says the target must silently "
+                       f"ignore such a command, not drop the connection")
+            rfc = "§4.2.2.1"
+        elif t.kind == "text":
+            detail += (": RFC 7143 §11.10 allows Text Requests in full feature phase; a target that cannot "
+                       "handle one should answer it or reject it (§11.17)")
+            rfc = "§11.10, §11.17"
+        else:
+            detail += " or sending a Reject (§11.17)"
+            rfc = "§11.17"
+        self._deviation(c, s, frame, ts, "connection_dropped_on_request", rfc, detail, t.first_frame, itt=t.itt,
+                        cid=c.cid)
+
+    # ------------------------------------------------------------------ pending closes
+
+    def _resolve_pending(self, c: _Conn, frame: int, ts: int, how: str, inferred: bool,
+                         inp: ConnInput | None, by: str | None) -> bool:
+        """Apply ``c.pending`` (its TCP connection closed, or the capture ended). False: not applied."""
+        p = c.pending
+        c.pending = None
+        if p is None or (p.kind == "carrier_logout" and by != "target"):
+            return False
+        ev = {side: f"{p.what}; {how}" for side in SIDES}
+        if p.kind == "close_session":
+            c.closure = True
+            c.end_outcome, c.end_note, c.end_cause = "terminated_by_logout", "close the session", "logout"
+            for side in SIDES:
+                if c.state[side] in FFP_STATES or c.state[side] in (ConnState.S2_XPT_WAIT, _S4):
+                    self._conn_step(c, side, ConnInput.OTHER_CONN_CLOSE_SESSION, frame, ts, ev[side], inferred)
+            if c.ended in ("open", "dropped"):
+                c.ended = "session_closed"
+        elif p.kind in ("named_logout", "carrier_logout"):
+            c.closure = p.reason == 1
+            c.end_outcome, c.end_note, c.end_cause = "terminated_by_logout", LOGOUT_REASON.get(p.reason, ""), "logout"
+            for side in SIDES:
+                if c.state[side] in (ConnState.S5_LOGGED_IN, ConnState.S7_LOGOUT_REQUESTED):
+                    self._conn_step(c, side, ConnInput.LOGOUT_REQUEST, frame, ts,
+                                    f"{p.what}, taken as closing this connection", True)
+                if c.state[side] is ConnState.S6_IN_LOGOUT:
+                    self._conn_step(c, side, ConnInput.LOGOUT_RESPONSE_OK, frame, ts, ev[side], True)
+            c.ended = "logout"
+            if p.kind == "carrier_logout":
+                cid = f"CID {c.cid}" if c.cid is not None else "the carrier"
+                self._deviation(c, None, frame, ts, "logout_closed_wrong_connection", "§11.14",
+                                f"the target closed the connection that carried the Logout ({cid}) after {p.what}; "
+                                f"a Logout naming another CID closes that connection only, the carrier stays up",
+                                p.frame, cid=p.cid, expected=p.cid, observed=c.cid)
+        else:  # conn_reinstated, sess_reinstated
+            sess = p.kind == "sess_reinstated"
+            c.closure = sess
+            c.end_outcome, c.end_cause = "terminated_by_logout", "reinstatement"
+            c.end_note = f"session reinstated by {p.by}" if sess else "implicit logout by connection reinstatement"
+            if c.state["target"] not in (_S1, _S8, ConnState.UNKNOWN):
+                self._conn_step(c, "target", ConnInput.REINSTATEMENT_SUCCEEDED, frame, ts, ev["target"], inferred)
+            if c.state["initiator"] in FFP_STATES:
+                if inp is None:  # no wire event: the initiator must have considered it failed (§6.3.4/§6.3.5)
+                    self._conn_step(c, "initiator", ConnInput.TRANSPORT_TIMEOUT, frame, ts,
+                                    f"{p.what}: the initiator must have considered this connection failed", True)
+                else:
+                    self._conn_step(c, "initiator", inp, frame, ts, how, inferred)
+            self._settle(c, frame, ts, ev["target"])
+            for side in SIDES:
+                if c.cleanup[side] is not _R1:
+                    continue
+                if sess:
+                    self._cleanup_step(c, side, CleanupInput.CLOSE_SESSION_SUCCESS, frame, ts, ev[side], inferred,
+                                       "session_reinstated")
+                else:
+                    self._cleanup_step(c, side, CleanupInput.CLEANUP_STARTED, frame, ts, ev[side], True)
+                    self._cleanup_step(c, side, CleanupInput.CLEANUP_SUCCEEDED, frame, ts, ev[side], inferred,
+                                       "reinstated")
+            c.ended = "reinstated"
+            if not sess:
+                c.reinstated_by = p.by
+        self._settle(c, frame, ts, ev["target"])
+        old = c.session
+        if p.kind == "sess_reinstated" and old is not None and not any(x.pending for x in old.conns):
+            self._complete_session_reinstatement(old, p.by or "?", frame, ts, p.what, inferred)
+        return True
+
+    def _pending_pdu(self, c: _Conn, pdu: Pdu) -> None:
+        """A PDU on a connection with a pending close: the target kept it (a Deviation), or the
+        carrier of a logout for another CID goes on."""
+        p = c.pending
+        if p is None:
+            return
+        if p.kind == "carrier_logout":
+            c.pending = None
+            return
+        if pdu.direction != T2I:
+            return  # the initiator's requests are request_after_logout; the target decides
+        c.pending = None
+        if not any(c.state[side] in FFP_STATES for side in SIDES):
+            return
+        name = _PDU_NAMES.get(type(pdu).__name__, "PDU")
+        cid = f"CID {c.cid}" if c.cid is not None else "this connection"
+        sent = f"it sent a {name} on it (frame {pdu.frame})"
+        if p.kind == "close_session":
+            kind, rfc = "close_session_left_connection_open", "§11.14"
+            detail = (f"the target kept {cid} in full feature phase after {p.what}: {sent}; a successful "
+                      f"close-session Logout ends every connection of the session")
+        elif p.kind == "named_logout":
+            kind, rfc = "logout_closed_wrong_connection", "§11.14"
+            detail = (f"the target kept {cid} in full feature phase after {p.what}: {sent}; the named connection "
+                      f"should have been closed")
+        elif p.kind == "conn_reinstated":
+            kind, rfc = "duplicate_cid_in_session", "§6.3.4"
+            detail = (f"the target kept the old {cid} connection in full feature phase after {p.what}: {sent}; "
+                      f"the session now has two connections with {cid} (a connection reinstatement logs the old "
+                      f"connection out implicitly)")
+        else:
+            kind, rfc = "reinstated_session_left_open", "§6.3.5"
+            detail = (f"the target kept this connection of the old session in full feature phase after {p.what}: "
+                      f"{sent}; a session reinstatement logs the old session out implicitly")
+        self._deviation(c, None, pdu.frame, pdu.ts_ns, kind, rfc, detail, p.frame, cid=c.cid)
 
     # ------------------------------------------------------------------ PDUs
 
     def _pdu(self, pdu: Pdu) -> None:
         c = self._conn_for(pdu)
         c.pdus += 1
+        if c.pending is not None:
+            self._pending_pdu(c, pdu)
+        if pdu.direction == T2I:
+            c.last_t2i_frame = pdu.frame
+        c.last_pdu_frame, c.last_pdu_dir = pdu.frame, pdu.direction
         if isinstance(pdu, LoginRequest):
             self._login_request(c, pdu)
             return
@@ -642,16 +922,17 @@ class SessionTracker:
     def _check_dsl(self, c: _Conn, s: _Session | None, pdu: Pdu) -> None:
         """§13.12: a data segment must not exceed what the receiver declared."""
         if c.login is not None or isinstance(pdu, (LoginRequest, LoginResponse)):
-            limit, who = 8192, "default (login phase) MaxRecvDataSegmentLength 8192 [unverified]"
+            limit, who, phase = 8192, "default (login phase) MaxRecvDataSegmentLength 8192 [unverified]", "login"
         elif c.params_known:
             limit = c.mrdsl_target if pdu.direction == I2T else c.mrdsl_initiator
             who = f"the {'target' if pdu.direction == I2T else 'initiator'}'s MaxRecvDataSegmentLength"
+            phase = "ffp"
         else:
             return
         if pdu.dsl > limit:
             self._seq_event(pdu, s, "max_recv_dsl_exceeded", limit, pdu.dsl,
                             f"{_PDU_NAMES.get(type(pdu).__name__, 'PDU')} DataSegmentLength {pdu.dsl} > {who}",
-                            pdu.itt)
+                            pdu.itt, phase)
 
     # ---------------------------------------------------------------- login
 
@@ -690,6 +971,8 @@ class SessionTracker:
             old = self._by_nexus.get((iname, pdu.isid, tname))
             if old is not None and old.live():
                 login.kind, login.old_session = "session_reinstatement", old
+                login.old_states = {side: old.state[side].value for side in SIDES}
+                self._reinstating[old.id] = c
             s = self._new_session(pdu.frame, pdu.ts_ns, False)
             s.isid, s.initiator_name, s.target_name = pdu.isid, iname, tname
             s.session_type = stype or "Normal"
@@ -712,6 +995,7 @@ class SessionTracker:
                               and x.ended not in ("logout", "session_closed", "reinstated")), None)
                 if old_c is not None:
                     login.kind, login.old_conn, c.role = "connection_reinstatement", old_c, "reinstatement"
+                    login.old_states = {side: old_c.state[side].value for side in SIDES}
                     c.reinstates = old_c.id
                 elif s.state["target"] is _Q4 or s.state["initiator"] is _Q4:
                     login.kind, c.role = "continuation", "added"
@@ -728,13 +1012,10 @@ class SessionTracker:
         if login is None or login.old_conn is None:
             return
         old = login.old_conn
-        for side in SIDES:
-            if side == "initiator" and old.state[side] in FFP_STATES:
-                # The initiator may reinstate only a connection in CLEANUP_WAIT (§6.3.4).
-                self._conn_step(old, side, ConnInput.TRANSPORT_TIMEOUT, pdu.frame, pdu.ts_ns,
-                                f"connection-reinstatement login on {c.id}: the old connection must have failed",
-                                True)
-        self._settle(old, pdu.frame, pdu.ts_ns, "connection reinstatement login")
+        if any(old.state[side] in FFP_STATES for side in SIDES):
+            # The old connection still looks alive. §6.3.4 implies the initiator considers it failed,
+            # but whether it really goes away is decided by its own wire (see _conn_reinstated).
+            return
         for side in SIDES:
             if old.cleanup[side] is _R1:
                 self._cleanup_step(old, side, CleanupInput.CLEANUP_STARTED, pdu.frame, pdu.ts_ns,
@@ -837,6 +1118,8 @@ class SessionTracker:
                             s.t2_source = "negotiated"
                         except ValueError:
                             pass
+        if login is not None and login.kind in ("leading", "session_reinstatement", "unknown"):
+            self._identified(s, c, pdu.frame, pdu.ts_ns)
         ev = self._events(pdu, "final Login Response, Status-Class 0,")
         self._conn_both(c, ConnInput.LOGIN_RESPONSE_FINAL_OK, pdu.frame, pdu.ts_ns, ev, settle=False)
         c.login_status = (0, 0)
@@ -854,6 +1137,7 @@ class SessionTracker:
             if login.old_conn is not None:
                 self._conn_reinstated(c, login, pdu)
             if login.old_session is not None:
+                self._reinstating.pop(login.old_session.id, None)
                 self._session_reinstated(c, s, login, pdu)
         self._settle(c, pdu.frame, pdu.ts_ns, ev["target"])
 
@@ -875,8 +1159,7 @@ class SessionTracker:
                     response=pdu.status_class << 8 | pdu.status_detail,
                     response_name=login_status_name(pdu.status_class, pdu.status_detail)))
             else:
-                self._emit_task(s, task, task.finish(frame, ts, _unless_damaged(task, "open_at_conn_drop"),
-                                                     note=cause))
+                self._end_unanswered(s, task, frame, ts, "open_at_conn_drop", self._drop_cause(c), cause)
         if login.old_conn is not None:
             old = login.old_conn
             for side in SIDES:
@@ -888,8 +1171,11 @@ class SessionTracker:
                                     f"connection reinstatement on {c.id} failed")
             self._settle(old, frame, ts, "failed reinstatement")
             self._out.append(self._reinst_record(c, login, frame, ts, "failed"))
+        if pdu is not None and (pdu.status_class, pdu.status_detail) == (2, 0x0A) and login.kind != "leading":
+            self._session_gone(s, frame, ts, pdu)
         if login.old_session is not None:
             old_s = login.old_session
+            self._reinstating.pop(old_s.id, None)
             for x in old_s.conns:
                 if x.state["target"] in FFP_STATES:
                     self._conn_step(x, "target", ConnInput.REINSTATEMENT_FAILED, frame, ts,
@@ -901,19 +1187,51 @@ class SessionTracker:
         if s.mid_stream is False and s.state["target"] is _Q1 and s.state["initiator"] is _Q1:
             self._unindex(s)
 
+    def _session_gone(self, s: _Session, frame: int, ts: int, pdu: LoginResponse) -> None:
+        """Login Status 0x020a "Session does not exist" for a session we thought FAILED (or alive):
+        the target has discarded it and its connections' state (§11.13.5); its side is FREE."""
+        why = (f"the target answered Login Status 0x020a ({LOGIN_STATUS[0x020A]}) at frame {pdu.frame}: "
+               f"it no longer has this session")
+        for x in s.conns:
+            if x.cleanup["target"] is _R2:
+                self._cleanup_step(x, "target", CleanupInput.CLEANUP_FAILED, frame, ts, why)
+            if x.cleanup["target"] is _R1:
+                self._cleanup_step(x, "target", CleanupInput.STATE_TIMEOUT, frame, ts,
+                                   f"{why}; its connection state was discarded", True, "discarded")
+        if s.state["target"] is SessState.Q5_IN_CONTINUE:
+            self._sess_step(s, "target", SessInput.LOGIN_FAILED, frame, ts, why)
+        if s.state["target"] is _Q4:
+            self._sess_step(s, "target", SessInput.SESSION_TIMEOUT, frame, ts, f"{why}: session state discarded",
+                            True)
+
     def _reinst_record(self, c: _Conn, login: _Login, frame: int, ts: int, outcome: str) -> Reinstatement:
         kind = "connection" if login.old_conn is not None else "session"
         old_s = login.old_session.id if login.old_session is not None else (
             c.session.id if c.session is not None else None)
         return Reinstatement(frame, ts, kind, outcome, c.session.id if c.session else None, old_s, c.id,
                              login.old_conn.id if login.old_conn is not None else None,
-                             _isid_hex(login.isid) or "", login.tsih, login.cid, login.start_frame, login.start_ts)
+                             _isid_hex(login.isid) or "", login.tsih, login.cid, login.start_frame, login.start_ts,
+                             login.old_states.get("initiator"), login.old_states.get("target"))
 
     def _conn_reinstated(self, c: _Conn, login: _Login, pdu: LoginResponse) -> None:
-        """§6.3.4: the old connection is implicitly logged out; CSM-I succeeded (M4)."""
+        """§6.3.4: the old connection is implicitly logged out; CSM-I succeeded (M4).
+
+        An old connection still in full feature phase gets a pending close (target T8, initiator
+        T15 + M2/M4), applied when its TCP connection closes; if the target keeps answering on it
+        instead, the session has two connections with one CID (a Deviation).
+        """
         old = login.old_conn
         assert old is not None
+        if any(old.state[side] in FFP_STATES for side in SIDES):
+            old.pending = _Pending("conn_reinstated", pdu.frame, pdu.ts_ns, c.id,
+                                   f"the successful connection reinstatement of CID {login.cid} on {c.id} "
+                                   f"(frame {pdu.frame})", by=c.id)
+            old.no_new_requests = (f"on a connection replaced by the connection reinstatement on {c.id} "
+                                   f"(frame {pdu.frame}) (§6.3.4)")
+            self._out.append(self._reinst_record(c, login, pdu.frame, pdu.ts_ns, "succeeded"))
+            return
         old.end_outcome, old.end_note = "terminated_by_logout", "implicit logout by connection reinstatement"
+        old.end_cause = "reinstatement"
         for side in SIDES:
             if old.cleanup[side] in (_R1, _R2):
                 if old.cleanup[side] is _R1:  # reinstatement started before we saw the drop
@@ -929,23 +1247,27 @@ class SessionTracker:
         self._out.append(self._reinst_record(c, login, pdu.frame, pdu.ts_ns, "succeeded"))
 
     def _session_reinstated(self, c: _Conn, s: _Session, login: _Login, pdu: LoginResponse) -> None:
-        """§6.3.5: the old session is implicitly logged out ("close the session"), its tasks terminated."""
+        """§6.3.5: the old session is implicitly logged out ("close the session"), its tasks terminated.
+
+        Old connections already out of full feature phase are cleaned up now (M1); ones still in
+        it get a pending close (applied when their TCP connection closes, or at capture end), and
+        the old session's machines finish once none is left.
+        """
         old = login.old_session
         assert old is not None
         ev_t = f"successful session reinstatement by {s.id} (implicit close-session logout, §6.3.5)"
+        what = f"the successful session reinstatement by {s.id} on {c.id} (frame {pdu.frame})"
         for x in old.conns:
-            x.end_outcome, x.end_note = "terminated_by_logout", f"session reinstated by {s.id}"
+            if any(x.state[side] in FFP_STATES for side in SIDES):
+                if x.pending is None:
+                    x.pending = _Pending("sess_reinstated", pdu.frame, pdu.ts_ns, c.id, what, by=s.id)
+                    x.no_new_requests = f"on a connection of a session reinstated by {s.id} (frame {pdu.frame}) (§6.3.5)"
+                continue
+            x.end_outcome, x.end_note, x.end_cause = "terminated_by_logout", f"session reinstated by {s.id}", \
+                "reinstatement"
             x.closure = True
-            if x.state["initiator"] in FFP_STATES:
-                self._conn_step(x, "initiator", ConnInput.TRANSPORT_TIMEOUT, pdu.frame, pdu.ts_ns,
-                                f"session reinstatement by {s.id}: the old session must have failed", True)
-            if x.state["target"] not in (_S1, _S8, ConnState.UNKNOWN):
+            if x.state["target"] is _S4:
                 self._conn_step(x, "target", ConnInput.REINSTATEMENT_SUCCEEDED, pdu.frame, pdu.ts_ns, ev_t)
-        for side in SIDES:
-            if old.state[side] in (_Q3, SessState.UNKNOWN) and side == "initiator":
-                self._sess_step(old, side, SessInput.SESSION_FAILED, pdu.frame, pdu.ts_ns,
-                                "session reinstatement: the old session must have failed", True)
-        for x in old.conns:
             for side in SIDES:
                 if x.state[side] is _S8 and x.cleanup[side] is None:
                     self._enter_cleanup(x, side, pdu.frame, pdu.ts_ns, "session reinstatement")
@@ -953,41 +1275,66 @@ class SessionTracker:
                                    outcome="session_reinstated")
             if x.ended in ("open", "dropped"):
                 x.ended = "reinstated"
-        for side in SIDES:
-            st = old.state[side]
-            if st in (_Q4, SessState.Q5_IN_CONTINUE):
-                self._sess_step(old, side, SessInput.SESSION_REINSTATED, pdu.frame, pdu.ts_ns, ev_t)
-            elif st in (_Q3, SessState.UNKNOWN, SessState.Q2_ACTIVE):
-                self._sess_step(old, side, SessInput.SESSION_CLOSED, pdu.frame, pdu.ts_ns, ev_t)
-        for x in old.conns:
-            x.was_ffp = {side: x.state[side] in FFP_STATES for side in SIDES}
             self._settle(x, pdu.frame, pdu.ts_ns, ev_t)
-        for t in list(old.tasks.values()):
-            self._emit_task(old, t, t.finish(pdu.frame, pdu.ts_ns, "terminated_by_logout",
-                                             note=f"session reinstated by {s.id}"))
-        old.ended, old.reinstated_by, s.reinstated_from = "reinstated", s.id, old.id
+        old.reinstated_by, s.reinstated_from = s.id, old.id
+        if not any(x.pending for x in old.conns):
+            self._complete_session_reinstatement(old, s.id, pdu.frame, pdu.ts_ns, what, False)
         self._unindex(old)
         self._index(s)
         self._out.append(self._reinst_record(c, login, pdu.frame, pdu.ts_ns, "succeeded"))
 
+    def _complete_session_reinstatement(self, old: _Session, by: str, frame: int, ts: int, what: str,
+                                        inferred: bool) -> None:
+        """The old session's machines once none of its connections is in full feature phase any more."""
+        ev_t = f"{what}: the old session is cleared (implicit close-session logout, §6.3.5)"
+        for x in old.conns:
+            x.was_ffp = {side: x.state[side] in FFP_STATES for side in SIDES}
+        if old.state["initiator"] in (_Q3, SessState.UNKNOWN):
+            self._sess_step(old, "initiator", SessInput.SESSION_FAILED, frame, ts,
+                            "session reinstatement: the old session must have failed", True)
+        for side in SIDES:
+            st = old.state[side]
+            if st in (_Q4, SessState.Q5_IN_CONTINUE):
+                self._sess_step(old, side, SessInput.SESSION_REINSTATED, frame, ts, ev_t, inferred)
+            elif st in (_Q3, SessState.UNKNOWN, SessState.Q2_ACTIVE):
+                self._sess_step(old, side, SessInput.SESSION_CLOSED, frame, ts, ev_t, inferred)
+        for t in list(old.tasks.values()):
+            self._end_unanswered(old, t, frame, ts, "terminated_by_logout", "reinstatement",
+                                 f"session reinstated by {by}")
+        old.ended = "reinstated"
+
     # ---------------------------------------------------------------- requests (initiator -> target)
 
-    def _check_cmdsn(self, s: _Session, pdu: Pdu, cmdsn: int) -> None:
-        """§4.2.2.1: non-immediate CmdSN within [ExpCmdSN, MaxCmdSN], no reuse by another ITT."""
+    def _check_cmdsn(self, s: _Session, pdu: Pdu, cmdsn: int) -> str | None:
+        """§4.2.2.1: non-immediate CmdSN within [ExpCmdSN, MaxCmdSN], no reuse by another ITT.
+
+        Returns "cmdsn_above_window" / "cmdsn_below_window" when the target must silently
+        discard the command (its task becomes ``not_accepted`` unless it is answered anyway).
+        """
         if pdu.immediate:
-            return
+            return None
         prev = s.recent_cmdsn.get(cmdsn)
+        cause = None
+        if s.window.contains(cmdsn) is False and s.window.max is not None:
+            cause = "cmdsn_above_window" if serial_gt(cmdsn, s.window.max) else "cmdsn_below_window"
+        window = f"[ExpCmdSN {s.window.exp}, MaxCmdSN {s.window.max}]"
         if prev is not None and prev != pdu.itt:
-            self._seq_event(pdu, s, "cmdsn_duplicate", s.window.exp, cmdsn,
-                            f"CmdSN {cmdsn} already used by ITT {prev:#x}", pdu.itt)
-        elif prev is None and s.window.contains(cmdsn) is False:
-            self._seq_event(pdu, s, "cmdsn_out_of_window", s.window.exp, cmdsn,
-                            f"CmdSN {cmdsn} outside [ExpCmdSN {s.window.exp}, MaxCmdSN {s.window.max}]",
+            if cause == "cmdsn_below_window":  # a stale CmdSN: the window moved past it (§4.2.2.1)
+                self._seq_event(pdu, s, "cmdsn_out_of_window", s.window.exp, cmdsn,
+                                f"CmdSN {cmdsn} below {window} (stale: already used by ITT {prev:#x})", pdu.itt)
+            else:
+                self._seq_event(pdu, s, "cmdsn_duplicate", s.window.exp, cmdsn,
+                                f"CmdSN {cmdsn} already used by ITT {prev:#x}", pdu.itt)
+        elif prev is None and cause is not None:
+            self._seq_event(pdu, s, "cmdsn_out_of_window", s.window.exp, cmdsn, f"CmdSN {cmdsn} outside {window}",
                             pdu.itt)
+        elif prev == pdu.itt:
+            cause = None  # a retry keeps its CmdSN (§4.2.2.1)
         if prev is None:
             s.recent_cmdsn[cmdsn] = pdu.itt
             if len(s.recent_cmdsn) > _CMDSN_HISTORY:
                 del s.recent_cmdsn[next(iter(s.recent_cmdsn))]
+        return cause
 
     def _request(self, c: _Conn, s: _Session, pdu: Pdu) -> None:
         inp = connection.classify_pdu(pdu, own_cid=c.cid, logout_for_self=True)
@@ -996,9 +1343,14 @@ class SessionTracker:
             isinstance(pdu, TextRequest) and pdu.itt not in s.tasks)
         if new_task and c.no_new_requests:
             self._seq_event(pdu, s, "request_after_logout", None, None,
-                            f"{_PDU_NAMES[type(pdu).__name__]} after a Logout Request (§11.14)", pdu.itt)
+                            f"{_PDU_NAMES[type(pdu).__name__]} {c.no_new_requests}", pdu.itt)
+        cause = None
         if isinstance(pdu, (ScsiCommand, TaskMgmtRequest, TextRequest, LogoutRequest, NopOut)):
-            self._check_cmdsn(s, pdu, pdu.cmdsn)
+            cause = self._check_cmdsn(s, pdu, pdu.cmdsn)
+        if isinstance(pdu, NopOut) and pdu.ttt != RESERVED_TAG:  # answers the target's NOP-In ping (§11.18)
+            ping = c.pings.get(pdu.ttt)
+            if ping is not None:
+                self._emit_task(s, ping, ping.finish(pdu.frame, pdu.ts_ns, "completed"))
         if isinstance(pdu, ScsiCommand):
             self._scsi_command(c, s, pdu)
         elif isinstance(pdu, DataOut):
@@ -1023,6 +1375,9 @@ class SessionTracker:
             return
         elif isinstance(pdu, Snack):
             pass
+        if new_task and (t := s.tasks.get(pdu.itt)) is not None and t.first_frame == pdu.first_frame:
+            t.cmdsn_cause = cause
+            t.after_logout = bool(c.no_new_requests)
         if inp is not None and not self._stays(c, inp):
             self._conn_both(c, inp, pdu.frame, pdu.ts_ns, self._events(pdu, _PDU_NAMES[type(pdu).__name__]))
 
@@ -1106,10 +1461,11 @@ class SessionTracker:
         ev = self._events(pdu, what)
         if pdu.reason == 0:
             for x in s.conns:
-                x.no_new_requests = True
+                if x is not c and not x.no_new_requests:
+                    x.no_new_requests = f"after the close-session Logout Request on {c.id} (frame {pdu.frame}) (§11.14)"
         inp = connection.classify_pdu(pdu, own_cid=c.cid, logout_for_self=True)
         if inp is ConnInput.LOGOUT_REQUEST:
-            c.no_new_requests = True
+            c.no_new_requests = "after a Logout Request (§11.14)"
             self._conn_both(c, inp, pdu.frame, pdu.ts_ns, ev)
             return
         # CSM-E (§8.2): a Logout for another CID riding this connection.
@@ -1118,13 +1474,11 @@ class SessionTracker:
         if named is None:
             return
         x = named
-        x.no_new_requests = True
-        for side in SIDES:
-            if x.state[side] in FFP_STATES:
-                self._conn_step(x, side, ConnInput.TRANSPORT_TIMEOUT, pdu.frame, pdu.ts_ns,
-                                f"Logout for CID {pdu.cid} arrived on {c.id}: the connection must have failed",
-                                True)
-        self._settle(x, pdu.frame, pdu.ts_ns, "explicit logout from another connection")
+        x.no_new_requests = f"after the Logout Request naming its CID {pdu.cid} on {c.id} (frame {pdu.frame}) (§11.14)"
+        if any(x.state[side] in FFP_STATES for side in SIDES):
+            # §11.14 expects such a Logout for a CID whose TCP connection is gone; this one still
+            # looks alive, so the Logout Response and its own wire decide (see _logout_response).
+            return
         for side in SIDES:
             if x.cleanup[side] is _R1:
                 self._cleanup_step(x, side, CleanupInput.CLEANUP_STARTED, pdu.frame, pdu.ts_ns,
@@ -1179,6 +1533,14 @@ class SessionTracker:
             self._advance_statsn(c, s, pdu, pdu.statsn, pdu.itt != RESERVED_TAG)
             if pdu.itt != RESERVED_TAG and (t := self._task_for(c, s, pdu, "nop")) is not None:
                 self._emit_task(s, t, t.finish(pdu.frame, pdu.ts_ns, "completed"))
+            elif pdu.itt == RESERVED_TAG and pdu.ttt != RESERVED_TAG:
+                # §11.19: a target ping; the initiator's NOP-Out must echo the TTT (tracked on the connection)
+                ping = c.pings.get(pdu.ttt)
+                if ping is None:
+                    c.pings[pdu.ttt] = Task(s.id, c.id, RESERVED_TAG, "nop_in", pdu.first_frame, pdu.ts_ns, True,
+                                            None, pdu.lun, last_frame=pdu.frame, last_ts_ns=pdu.ts_ns, ttt=pdu.ttt)
+                else:
+                    ping.touch(pdu.frame, pdu.ts_ns)
         elif isinstance(pdu, TaskMgmtResponse):
             self._advance_statsn(c, s, pdu, pdu.statsn, True)
             self._tmf_response(c, s, pdu)
@@ -1212,14 +1574,26 @@ class SessionTracker:
         t = self._task_for(c, s, pdu, "scsi")
         if t is None:
             return
+        if t.target_frame is None:
+            t.target_frame = pdu.frame
         t.data_in_pdus += 1
         t.bytes_in += pdu.dsl
         self._check_datasn_in(s, t, pdu, pdu.datasn, "datasn_gap", "Data-In DataSN")
         if pdu.status_present:
             status = pdu.status if pdu.status is not None else 0
+            self._answered_after_tmf(c, s, t, pdu)
             self._emit_task(s, t, t.finish(pdu.frame, pdu.ts_ns, scsi_outcome(0, status), status=status,
                                            response=0, overflow=pdu.overflow, underflow=pdu.underflow,
                                            residual=pdu.residual))
+
+    def _answered_after_tmf(self, c: _Conn, s: _Session, t: Task, pdu: Pdu) -> None:
+        if t.tmf_missing is None:
+            return
+        tmf_itt, tmf_frame = t.tmf_missing
+        self._deviation(c, s, pdu.frame, pdu.ts_ns, "tmf_response_inconsistent", "§11.6.1",
+                        f"the target answered task ITT {t.itt:#x} (frame {pdu.frame}) after it had answered the "
+                        f"ABORT TASK for it (TMF ITT {tmf_itt:#x}, frame {tmf_frame}) with 'Task does not exist'",
+                        tmf_frame, itt=t.itt)
 
     def _check_datasn_in(self, s: _Session, t: Task, pdu: Pdu, sn: int, kind: str, what: str) -> None:
         """§4.2.2.3: Data-In DataSN per command; R2TSN per command; shared for bidirectional commands."""
@@ -1237,6 +1611,8 @@ class SessionTracker:
         t = self._task_for(c, s, pdu, "scsi")
         if t is None:
             return
+        if t.target_frame is None:
+            t.target_frame = pdu.frame
         t.r2t_count += 1
         self._check_datasn_in(s, t, pdu, pdu.r2tsn, "r2tsn_gap", "R2TSN")
         mbl = s.param_int("MaxBurstLength") if s.params_known else None
@@ -1255,6 +1631,7 @@ class SessionTracker:
             if pdu.expdatasn != expected:
                 self._seq_event(pdu, s, "expdatasn_mismatch", expected, pdu.expdatasn,
                                 "SCSI Response ExpDataSN differs from the R2T + Data-In PDUs seen", pdu.itt)
+        self._answered_after_tmf(c, s, t, pdu)
         self._emit_task(s, t, t.finish(pdu.frame, pdu.ts_ns, scsi_outcome(pdu.response, pdu.status),
                                        status=pdu.status if pdu.response == 0 else None, response=pdu.response,
                                        sense=pdu.sense, overflow=pdu.overflow, underflow=pdu.underflow,
@@ -1266,6 +1643,16 @@ class SessionTracker:
             return
         self._emit_task(s, t, t.finish(pdu.frame, pdu.ts_ns, "completed" if pdu.response == 0 else "failed",
                                        response=pdu.response))
+        if pdu.response == 1 and t.tmf_function == 1 and t.ref_task_tag is not None:
+            ref = s.tasks.get(t.ref_task_tag)
+            if ref is not None and ref.kind == "scsi":
+                # §11.6.1: "Task does not exist" for a task we see open: provisional, decided by what follows
+                ref.tmf_missing = (t.itt, pdu.frame)
+                if ref.target_frame is not None:
+                    self._deviation(c, s, pdu.frame, pdu.ts_ns, "tmf_response_inconsistent", "§11.6.1",
+                                    f"the target answered ABORT TASK (TMF ITT {t.itt:#x}) for ITT {ref.itt:#x} with "
+                                    f"'Task does not exist' although it had already sent PDUs for that task "
+                                    f"(frame {ref.target_frame})", ref.first_frame, itt=ref.itt)
         if pdu.response != 0 or t.tmf_function is None:
             return
         # §11.5.1: tasks ended by the function (no SCSI Response follows for them).
@@ -1281,7 +1668,8 @@ class SessionTracker:
             victims = [v for v in s.tasks.values() if v.kind == "scsi" and v.start_ts_ns <= t.start_ts_ns]
         for v in victims:
             self._emit_task(s, v, v.finish(pdu.frame, pdu.ts_ns, "aborted",
-                                           note=f"{TMF_FUNCTION.get(fn, fn)} by TMF ITT {t.itt:#x}"))
+                                           note=f"{TMF_FUNCTION.get(fn, fn)} by TMF ITT {t.itt:#x}",
+                                           aborted_by_itt=t.itt, cause="task_management"))
 
     def _text_response(self, c: _Conn, s: _Session, pdu: TextResponse) -> None:
         t = self._task_for(c, s, pdu, "text")
@@ -1328,21 +1716,51 @@ class SessionTracker:
         if t is not None:
             self._emit_task(s, t, t.finish(pdu.frame, pdu.ts_ns, "completed" if ok else "failed",
                                            response=pdu.response))
+        erl = s.params.get("ErrorRecoveryLevel") if s.params_known else None
+        if ok and reason == 2 and erl == "0":
+            self._deviation(c, s, pdu.frame, pdu.ts_ns, "logout_response_unexpected", "§11.15.1",
+                            f"the target answered 0 (closed successfully) to a Logout Request removing CID {cid} "
+                            f"for recovery although ErrorRecoveryLevel is 0; it should answer 2 (connection "
+                            f"recovery is not supported)", t.first_frame if t is not None else pdu.frame,
+                            itt=pdu.itt, cid=cid, expected=2, observed=0)
+        if not ok:  # the connection(s) stay in use: new requests are fine again
+            for y in (s.conns if reason == 0 else [c]):
+                y.no_new_requests = ""
         if not for_self:
             # CSM-E outcome for the named connection (§8.2: M4 / M3).
             self._conn_both(c, ConnInput.FFP_RESPONSE, pdu.frame, pdu.ts_ns, ev)
             x = self._conn_by_cid(s, cid, exclude=c) if cid is not None else None
+            req = f"frame {t.first_frame}, " if t is not None else ""
+            carrier = _Pending("carrier_logout", pdu.frame, pdu.ts_ns, c.id,
+                               f"the Logout ({LOGOUT_REASON.get(reason, reason)}) naming CID {cid} on this connection "
+                               f"({req}answered 0 at frame {pdu.frame})", reason, cid)
             if x is None:
+                if ok:
+                    if not s.mid_stream:
+                        self._deviation(c, s, pdu.frame, pdu.ts_ns, "logout_response_unexpected", "§11.15.1",
+                                        f"the target answered 0 (closed successfully) to a Logout Request for CID "
+                                        f"{cid}, which no connection of the session has (none in the capture); it "
+                                        f"should answer 1 (CID not found)", t.first_frame if t is not None else pdu.frame,
+                                        itt=pdu.itt, cid=cid, expected=1, observed=0)
+                    c.pending = carrier
                 return
-            for side in SIDES:
-                if x.cleanup[side] is _R2:
-                    self._cleanup_step(x, side, CleanupInput.CLEANUP_SUCCEEDED if ok else CleanupInput.CLEANUP_FAILED,
-                                       pdu.frame, pdu.ts_ns, f"CSM-E: {ev[side]} on {c.id}", outcome="logged_out")
-            if ok:
-                x.ended = "logout"
+            if any(x.cleanup[side] is _R2 for side in SIDES):
+                for side in SIDES:
+                    if x.cleanup[side] is _R2:
+                        self._cleanup_step(x, side,
+                                           CleanupInput.CLEANUP_SUCCEEDED if ok else CleanupInput.CLEANUP_FAILED,
+                                           pdu.frame, pdu.ts_ns, f"CSM-E: {ev[side]} on {c.id}", outcome="logged_out")
+                if ok:
+                    x.ended = "logout"
+            elif ok and any(x.state[side] in FFP_STATES for side in SIDES):
+                x.pending = _Pending("named_logout", pdu.frame, pdu.ts_ns, c.id,
+                                     f"the successful Logout ({LOGOUT_REASON.get(reason, reason)}) naming CID {cid} "
+                                     f"on {c.id} (frame {pdu.frame})", reason, cid)
+                c.pending = carrier
             return
         if ok:
             c.end_outcome, c.end_note = "terminated_by_logout", LOGOUT_REASON.get(reason, "")
+            c.end_cause = "logout"
             c.ended = "logout"
             if reason == 0:
                 self._close_session(c, s, pdu, ev)
@@ -1355,31 +1773,40 @@ class SessionTracker:
         self._conn_both(c, ConnInput.LOGOUT_RESPONSE_FAIL, pdu.frame, pdu.ts_ns, ev)
 
     def _close_session(self, c: _Conn, s: _Session, pdu: LogoutResponse, ev: dict[str, str]) -> None:
-        """§11.14: a successful close-session logout closes every connection of the session."""
+        """§11.14: a successful close-session logout closes every connection of the session.
+
+        Connections in CLEANUP_WAIT are cleaned up at once (M1/M4). Connections still in (or
+        logging in to) full feature phase get a pending close (T8/T7/T13/T18), applied when their
+        own TCP connection closes; if the target sends on one instead, it kept it open (a
+        Deviation) and it stays in full feature phase. The session is closed when its last
+        full-feature connection is gone.
+        """
         self._conn_both(c, ConnInput.LOGOUT_RESPONSE_OK, pdu.frame, pdu.ts_ns, ev, settle=False)
+        c.closure = True
         other = {side: f"close-session Logout Response "
                        f"{'received' if side == 'initiator' else 'sent'} on {c.id} (frame {pdu.frame})"
                  for side in SIDES}
+        cid = f"CID {c.cid} ({c.id})" if c.cid is not None else c.id
+        what = f"the successful close-session Logout on {cid} (frame {pdu.frame})"
         for x in s.conns:
             if x is c:
                 continue
-            x.end_outcome, x.end_note = "terminated_by_logout", "close the session"
+            if any(x.state[side] in FFP_STATES or x.state[side] in (ConnState.S2_XPT_WAIT, _S4) for side in SIDES):
+                if x.pending is None or x.pending.kind != "close_session":
+                    x.pending = _Pending("close_session", pdu.frame, pdu.ts_ns, c.id, what)
+                continue
+            cleaning = any(x.cleanup[side] in (_R1, _R2) for side in SIDES)
             for side in SIDES:
-                if x.state[side] in (ConnState.S2_XPT_WAIT, _S4) or x.state[side] in FFP_STATES:
-                    self._conn_step(x, side, ConnInput.OTHER_CONN_CLOSE_SESSION, pdu.frame, pdu.ts_ns, other[side])
                 self._cleanup_step(x, side, CleanupInput.CLOSE_SESSION_SUCCESS, pdu.frame, pdu.ts_ns, other[side],
                                    outcome="session_closed")
-            if x.ended in ("open", "dropped"):
+            if cleaning and x.ended in ("open", "dropped"):
                 x.ended = "session_closed"
-        for x in s.conns:
-            x.was_ffp = {side: x.state[side] in FFP_STATES for side in SIDES}
-        self._sess_both(s, SessInput.SESSION_CLOSED, pdu.frame, pdu.ts_ns,
-                        f"close-session Logout succeeded on {c.id} (frame {pdu.frame})")
-        s.ended = "logout"
-        for x in s.conns:
-            self._settle(x, pdu.frame, pdu.ts_ns, other["target"])
+        self._settle(c, pdu.frame, pdu.ts_ns, other["target"])
         for t in list(s.tasks.values()):
-            self._emit_task(s, t, t.finish(pdu.frame, pdu.ts_ns, "terminated_by_logout", note="close the session"))
+            tc = self._conns.get(t.conn)
+            if tc is None or (tc.pending is None and not any(tc.state[sd] in FFP_STATES for sd in SIDES)):
+                self._end_unanswered(s, t, pdu.frame, pdu.ts_ns, "terminated_by_logout", "logout",
+                                     "close the session")
 
     def _async(self, c: _Conn, s: _Session, pdu: AsyncMessage) -> None:
         """§11.9.1: event 1 requests logout (T11/T12/T14); 2/3 announce drops (T15/T16/T17)."""
@@ -1415,10 +1842,16 @@ class SessionTracker:
         for c in self._conns.values():
             if c.login is not None and (c.login.old_conn is not None or c.login.old_session is not None):
                 self._out.append(self._reinst_record(c, c.login, frame, ts, "incomplete"))
+        for c in list(self._conns.values()):
+            p = c.pending
+            if p is not None and p.kind == "carrier_logout":
+                c.pending = None
+            elif p is not None:  # nothing contradicted the implied close: apply it where it was implied
+                self._resolve_pending(c, p.frame, p.ts, "nothing more was seen on this connection (inferred at "
+                                      "capture end)", True, None, "target")
         for s in self._sessions:
-            for t in list(s.tasks.values()):
-                self._emit_task(s, t, t.finish(max(frame, t.last_frame), ts,
-                                               _unless_damaged(t, "open_at_capture_end")))
+            for t in list(s.tasks.values()) + [p for c in s.conns for p in c.pings.values()]:
+                self._end_unanswered(s, t, max(frame, t.last_frame), ts, "open_at_capture_end", "capture_end")
             if s.ended == "open":
                 s.ended = "capture_end"
         for c in self._conns.values():
@@ -1455,8 +1888,3 @@ class SessionTracker:
             c.login_status[0] if c.login_status else None, c.login_status[1] if c.login_status else None,
             c.reinstated_by, c.reinstates, c.pdus, c.tasks)
 
-
-def _unless_damaged(t: Task, outcome: str) -> str:
-    """A task that was open when a capture gap hit its connection has its end in doubt: its
-    response may be among the missing bytes, so it is neither unanswered nor terminated."""
-    return "lost_in_capture_gap" if t.damaged else outcome

@@ -25,6 +25,14 @@ FAULT_KINDS = {
     "nop_unanswered": "nop_unanswered",
     "reject": "reject",
     "tcp_lost_segment": "capture_gap",
+    # target deviations the scripted lab captures provoke (tgtd 1.0.85)
+    "request_after_logout": "request_after_logout",
+    "logout_response_unexpected": "logout_response_unexpected",
+    "logout_closed_wrong_connection": "logout_closed_wrong_connection",
+    "close_session_left_connection_open": "close_session_left_connection_open",
+    "duplicate_cid_in_session": "duplicate_cid_in_session",
+    "connection_dropped_on_text_request": "connection_dropped_on_request",
+    "session_reinstated": "session_reinstated",
 }
 
 

@@ -26,8 +26,8 @@ def _emitted_kinds() -> set[str]:
     found: set[str] = set()
     for path in RULES_DIR.glob("*.py"):
         found |= set(re.findall(r'emit\(\s*"([a-z0-9_]+)"', path.read_text()))
-    from analyzer.anomalies.rules.protocol import SEQUENCE_KIND_MAP
-    return found | set(SEQUENCE_KIND_MAP.values())
+    from analyzer.anomalies.rules.protocol import DEVIATION_KIND_MAP, SEQUENCE_KIND_MAP
+    return found | set(SEQUENCE_KIND_MAP.values()) | set(DEVIATION_KIND_MAP.values()) | {"target_protocol_deviation"}
 
 
 def test_catalogue_entries_complete() -> None:

@@ -45,9 +45,13 @@ def test_every_sequence_kind_is_mapped() -> None:
 
 
 def test_max_recv_dsl_in_login_is_warning() -> None:
-    a = one(direct([seq("max_recv_dsl_exceeded", "Login Request DataSegmentLength 9000 > default (login phase) "
-                                                 "MaxRecvDataSegmentLength 8192")]), "max_recv_data_segment_exceeded")
+    ev = seq("max_recv_dsl_exceeded", "Login Request DataSegmentLength 9000 > default (login phase) "
+                                      "MaxRecvDataSegmentLength 8192")
+    # the structured phase decides, not the wording of the detail
+    a = one(direct([replace(ev, phase="login")]), "max_recv_data_segment_exceeded")
     assert a.severity == "warning"
+    a = one(direct([replace(ev, phase="ffp")]), "max_recv_data_segment_exceeded")
+    assert a.severity == "error"
 
 
 def test_cmdsn_window_stale_after_target_loss_is_info() -> None:
@@ -97,6 +101,9 @@ def test_state_violation_severity() -> None:
     assert a.severity == "warning" and "LOGIN REQUEST in state LOGGED_IN" in a.message
     a = one(direct([replace(v, state="UNKNOWN")]), "state_violation")
     assert a.severity == "info" and "mid-connection" in a.message
+    # the state layer's observer_limited flag (inferred states, capture loss) lowers it to info
+    a = one(direct([replace(v, observer_limited=True)]), "state_violation")
+    assert a.severity == "info"
     gap = TcpGap(29, 3 * S - 1, CONN, T2I, 0, 10)
     a = one(direct([gap, v]), "state_violation")
     assert a.severity == "info" and "lost data" in a.message
@@ -137,3 +144,38 @@ def test_rule_crash_becomes_analyzer_error(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 _ = (kinds,)
+
+
+@pytest.mark.parametrize(("dev_kind", "kind"), [
+    ("close_session_left_connection_open", "close_session_left_connection_open"),
+    ("logout_response_unexpected", "logout_response_unexpected"),
+    ("logout_closed_wrong_connection", "logout_closed_wrong_connection"),
+    ("duplicate_cid_in_session", "duplicate_cid_in_session"),
+    ("tmf_response_inconsistent", "tmf_response_inconsistent"),
+    ("connection_dropped_on_request", "connection_dropped_on_request"),
+    ("reinstated_session_left_open", "target_protocol_deviation"),
+    ("something_new", "target_protocol_deviation"),
+])
+def test_deviations_become_findings(dev_kind: str, kind: str) -> None:
+    from analyzer.state.events import Deviation
+    d = Deviation(40, 4 * S, "s1", CONN, "target", dev_kind, "§11.14", "the target did X", 30, cid=1)
+    a = one(direct([d]), kind)
+    assert a.severity == "warning" and a.rfc == "§11.14" and "the target did X" in a.message
+    assert set(a.frames) == {30, 40} and a.session == "s1"
+
+
+def test_every_deviation_kind_is_mapped() -> None:
+    from analyzer.anomalies import KINDS
+    from analyzer.anomalies.rules.protocol import DEVIATION_KIND_MAP
+    from analyzer.state.events import DEVIATION_KINDS
+    assert set(DEVIATION_KINDS) <= set(DEVIATION_KIND_MAP)
+    assert set(DEVIATION_KIND_MAP.values()) <= set(KINDS)
+
+
+def test_deviations_through_the_tracker() -> None:
+    w = Wire()
+    f, recs = logged_in(w)
+    lo = f.logout_req(reason=1, cid=7)
+    out = pipe(recs + [lo, f.logout_rsp(lo.itt), f.fin(T2I)])
+    assert kinds(out)["logout_response_unexpected"] == 1 and kinds(out)["logout_closed_wrong_connection"] == 1
+    assert "connection_dropped" not in kinds(out) and "session_failed" not in kinds(out)

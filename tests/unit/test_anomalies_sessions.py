@@ -396,3 +396,26 @@ def test_session_failed_direct_without_a_visible_drop() -> None:
 
 
 from dataclasses import replace
+
+
+def test_session_identity_comes_from_session_identified() -> None:
+    from analyzer.state.events import SessionIdentified
+    si = SessionIdentified(5, S, "s1", CONN, "Normal", "400001370000", 0x12, 1, "iqn.a:init", "iqn.b:tgt", None,
+                           None, False)
+    t = Transition(40, 4 * S, "s1", None, "session", "target", "LOGGED_IN", "FAILED", "N5", "x", False)
+    a = one(direct([si, t]), "session_failed")
+    assert "(iqn.a:init -> iqn.b:tgt)" in a.message
+
+
+def test_failed_continuation_is_not_a_second_session_failure() -> None:
+    t = Transition(40, 4 * S, "s1", None, "session", "target", "IN_CONTINUE", "FAILED", "N8", "login failed", False)
+    assert "session_failed" not in kinds(direct([t]))
+
+
+def test_reinstatement_uses_the_old_state_it_carries() -> None:
+    r = Reinstatement(20, 2 * S, "session", "succeeded", "s2", "s1", CONN2, None, "400001370000", 0, 0, 18, S,
+                      "LOGGED_IN", "LOGGED_IN")
+    a = one(direct([r]), "session_reinstated")
+    assert a.severity == "warning" and "LOGGED_IN" in a.message
+    a = one(direct([replace(r, old_state_target="FAILED", old_state_initiator="FAILED")]), "session_reinstated")
+    assert a.severity == "info" and "already failed" in a.message

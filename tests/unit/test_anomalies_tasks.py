@@ -256,3 +256,25 @@ def test_reject_named_and_limited() -> None:
 
 
 _ = (replace,)
+
+
+def test_aborted_tasks_are_matched_by_aborted_by_itt_not_by_note() -> None:
+    tmf = task("completed", kind="tmf", itt=0x20, frame=12, tmf_function=1, ref_task_tag=0x10, response=0)
+    victim = task("aborted", itt=0x10, frame=12, aborted_by_itt=0x20, note="")
+    other = task("aborted", itt=0x11, frame=12, aborted_by_itt=0x21, note="ABORT TASK by TMF ITT 0x20")
+    a = one(direct([victim, other, tmf]), "task_management")
+    assert "1 task aborted" in a.message
+
+
+def test_target_ping_tasks_are_not_lost_io() -> None:
+    w = Wire()
+    f, recs = logged_in(w)
+    out = pipe(recs + [f.nop_in(ttt=0x9), f.fin(T2I)])
+    drop = one(out, "connection_dropped")
+    assert "no task was in flight" in drop.message
+    assert one(out, "nop_unanswered").severity == "warning"
+
+
+def test_not_accepted_tasks_are_not_unanswered() -> None:
+    out = direct([task("not_accepted", unanswered_cause="cmdsn_above_window", latency=0)], end_ts=100 * S)
+    assert "task_unanswered" not in kinds(out)

@@ -15,6 +15,7 @@ from state_helpers import (
     Flow,
     Reinstatement,
     S,
+    SequenceEvent,
     TaskRecord,
     Transition,
     Wire,
@@ -28,7 +29,13 @@ from state_helpers import (
 )
 
 from analyzer.records import I2T, T2I
-from analyzer.state.events import ConnectionSummary, SessionSummary, TrackerError
+from analyzer.state.events import (
+    ConnectionSummary,
+    Deviation,
+    SessionIdentified,
+    SessionSummary,
+    TrackerError,
+)
 from analyzer.state.tracker import SessionTracker
 
 CONN_A = "10.0.0.1:40000->10.0.0.2:3260"
@@ -200,17 +207,44 @@ def test_target_drop_then_connection_reinstatement() -> None:
 
 
 def test_reinstatement_login_while_target_still_thinks_logged_in() -> None:
-    """Killed initiator, no FIN seen: the initiator's old connection must have failed (inferred T15);
-    the target closes the old connection on the successful reinstatement (T8)."""
+    """Killed initiator, no FIN seen before the reinstatement: the old connection's close is
+    pending until its own wire confirms it (here the target's FIN): target T8 (successful
+    reinstatement), initiator T15 then CSM-I M2/M4 and R3 = S1. (Until 2026-11 this happened at
+    the final Login Response; a connection the target keeps using must not be FREE.)"""
+    w, tr = Wire(), SessionTracker()
+    a, out = _logged_in(tr, w)
+    b = Flow(w, nums=a.nums, conn=CONN_B)
+    rsp = b.login_rsp(tsih=0x12)
+    out += run(tr, [b.opened(), b.login_req((("InitiatorName", INAME),), tsih=0x12, cid=0), rsp])
+    assert transitions(out, "connection", conn=CONN_A)[-1].to_state == "LOGGED_IN"
+    fin = a.fin(T2I)
+    out += run(tr, [fin])
+    old = transitions(out, "connection", conn=CONN_A)
+    assert [(t.side, t.label, t.inferred) for t in old if t.label in ("T15", "T8")] == [
+        ("target", "T8", False), ("initiator", "T15", False)]
+    assert all(t.frame == fin.frame for t in old if t.label in ("T15", "T8"))
+    assert [t.label for t in transitions(out, "cleanup", "initiator", CONN_A)] == ["M2", "M4"]
+    assert tr.connections()[0].state_initiator == "FREE" and tr.connections()[0].ended == "reinstated"
+    assert violations(out) == []
+
+
+def test_reinstated_connection_kept_by_the_target_is_a_deviation() -> None:
+    """The target answers on the old connection after a successful connection reinstatement: it
+    stays LOGGED_IN, its task completes, and a duplicate_cid_in_session Deviation says why."""
     w, tr = Wire(), SessionTracker()
     a, out = _logged_in(tr, w)
     b = Flow(w, nums=a.nums, conn=CONN_B)
     out += run(tr, [b.opened(), b.login_req((("InitiatorName", INAME),), tsih=0x12, cid=0), b.login_rsp(tsih=0x12)])
-    old = transitions(out, "connection", conn=CONN_A)
-    assert [(t.side, t.label, t.inferred) for t in old if t.label in ("T15", "T8")] == [
-        ("initiator", "T15", True), ("target", "T8", False)]
-    assert [t.label for t in transitions(out, "cleanup", "initiator", CONN_A)] == ["M2", "M4"]
-    assert violations(out) == []
+    itt = a.new_itt()
+    out += run(tr, [a.scsi_cmd(itt), a.data_in(itt, status=0)])
+    (dev,) = of(out, Deviation)
+    assert (dev.kind, dev.conn, dev.cid, dev.side) == ("duplicate_cid_in_session", CONN_A, 0, "target")
+    (task,) = [t for t in of(out, TaskRecord) if t.itt == itt]
+    assert task.outcome == "completed"
+    assert seq_kinds(out) == ["request_after_logout"]  # the initiator used a replaced connection
+    end = tr.finish(w.ts)
+    assert _summary(end, ConnectionSummary, "conn", CONN_A).state_target == "LOGGED_IN"
+    assert violations(out + end) == []
 
 
 def test_session_reinstatement_with_tsih_zero_and_same_isid() -> None:
@@ -222,13 +256,19 @@ def test_session_reinstatement_with_tsih_zero_and_same_isid() -> None:
     out2 = run(tr, [b.opened(), *login(b, tsih=0, tsih_assigned=0x13)])
     (ri,) = of(out2, Reinstatement)
     assert (ri.kind, ri.outcome, ri.session, ri.old_session, ri.conn) == ("session", "succeeded", "s2", "s1", CONN_B)
+    assert (ri.old_state_initiator, ri.old_state_target) == ("LOGGED_IN", "LOGGED_IN")
+    # A's connection still looks alive: its close waits for its own wire (here its FIN; until
+    # 2026-11 it was applied at the final Login Response)
+    assert transitions(out2, "connection", conn=CONN_A) == []
+    out2 += run(tr, [a.fin(T2I)])
     old_sess = transitions(out2, "session")
     assert [(t.session, t.side, t.label) for t in old_sess if t.session == "s1"] == [
-        ("s1", "initiator", "N3"), ("s1", "initiator", "N5"), ("s1", "target", "N3")]
+        ("s1", "initiator", "N3"), ("s1", "target", "N3"), ("s1", "initiator", "N5")]
     assert [(t.side, t.label) for t in transitions(out2, "connection", conn=CONN_A)] == [
-        ("initiator", "T15"), ("target", "T8")]
+        ("target", "T8"), ("initiator", "T15"), ("initiator", "M1")]  # M1: R3 is S1 (§8.2)
     (task,) = [t for t in of(out2, TaskRecord) if t.kind == "scsi"]
     assert task.outcome == "terminated_by_logout" and task.session == "s1"
+    assert task.unanswered_cause == "reinstatement"
     end = tr.finish(w.ts)
     s1, s2 = (_summary(end, SessionSummary, "session", sid) for sid in ("s1", "s2"))
     assert (s1.ended, s1.reinstated_by, s1.state_target, s1.state_initiator) == ("reinstated", "s2", "FREE", "FREE")
@@ -337,11 +377,15 @@ def test_mcs_two_connections_close_session_logout_frees_the_other() -> None:
                     b.data_in(i2, status=0)])
     lo = a.logout_req(reason=0, cid=0)
     rsp = a.logout_rsp(lo.itt)
-    out += run(tr, [lo, rsp, a.fin(T2I), b.fin(T2I)])
+    b_fin = b.fin(T2I)
+    out += run(tr, [lo, rsp, a.fin(T2I), b_fin])
     at = [(t.conn, t.side, t.label) for t in transitions(out, "connection") if t.frame == rsp.frame]
-    assert at == [(CONN_A, "initiator", "T13"), (CONN_A, "target", "T13"),
-                  (CONN_B, "initiator", "T8"), (CONN_B, "target", "T8")]
+    assert at == [(CONN_A, "initiator", "T13"), (CONN_A, "target", "T13")]
+    # B's T8 waits for B's own wire (its FIN); until 2026-11 it was applied at the Logout Response
+    at = [(t.conn, t.side, t.label) for t in transitions(out, "connection") if t.frame == b_fin.frame]
+    assert at == [(CONN_B, "initiator", "T8"), (CONN_B, "target", "T8")]
     assert labels(out, "session", "initiator")[-1] == "N2" and labels(out, "session", "target")[-1] == "N3"
+    assert transitions(out, "session")[-1].frame == b_fin.frame
     assert violations(out) == [] and seq_kinds(out) == []
     open_task = [t for t in of(out, TaskRecord) if t.itt == i3]
     assert open_task[0].outcome == "terminated_by_logout"
@@ -660,3 +704,249 @@ def test_login_with_the_cid_of_a_timed_out_connection_is_not_a_reinstatement() -
     out += run(tr, [c.opened(), c.login_req((("InitiatorName", INAME),), tsih=0x12, cid=1), c.login_rsp(tsih=0x12)])
     assert of(out, Reinstatement) == []
     assert tr.connections()[2].role == "added" and violations(out) == []
+
+
+# ---------------------------------------------------------------------------- the wire decides (target deviations)
+#
+# RFC 7143 derives some closes from events on *other* connections (close-session logout,
+# reinstatement, a Logout naming another CID). They are applied when the connection's own wire
+# confirms them (its TCP close, or capture end); a target that keeps using the connection gets a
+# Deviation instead, and the connection stays where the wire shows it.
+
+
+
+def _two_connections(tr: SessionTracker, w: Wire) -> tuple[Flow, Flow, list]:  # type: ignore[type-arg]
+    a, out = _logged_in(tr, w)
+    b = Flow(w, nums=a.nums, conn=CONN_B)
+    out += run(tr, [b.opened(), b.login_req((("InitiatorName", INAME),), tsih=0x12, cid=1), b.login_rsp(tsih=0x12)])
+    return a, b, out
+
+
+def test_close_session_left_open_by_the_target_is_a_deviation() -> None:
+    w, tr = Wire(), SessionTracker()
+    a, b, out = _two_connections(tr, w)
+    lo = a.logout_req(reason=0, cid=0)
+    rsp = a.logout_rsp(lo.itt)
+    out += run(tr, [lo, rsp, a.fin(T2I)])
+    assert transitions(out, conn=CONN_B)[-1].to_state == "LOGGED_IN"
+    assert labels(out, "session", "target")[-1] == "N2"  # still LOGGED_IN: B is in full feature phase
+    itt = 0x500  # session-wide ITTs: keep clear of A's
+    out += run(tr, [b.scsi_cmd(itt), b.data_in(itt, status=0)])
+    (dev,) = of(out, Deviation)
+    assert (dev.kind, dev.conn, dev.cid, dev.start_frame) == ("close_session_left_connection_open", CONN_B, 1,
+                                                               rsp.frame)
+    assert [t.outcome for t in of(out, TaskRecord) if t.itt == itt] == ["completed"]
+    assert seq_kinds(out) == ["request_after_logout"]
+    lo2 = b.logout_req(reason=0, cid=1, itt=0x501)
+    rsp2 = b.logout_rsp(lo2.itt)
+    out += run(tr, [lo2, rsp2, b.fin(T2I)])
+    assert [(t.label, t.frame) for t in transitions(out, "session", "target")][-1] == ("N3", rsp2.frame)
+    assert violations(out) == []
+
+
+def test_close_session_sibling_silent_until_capture_end_is_closed_where_implied() -> None:
+    w, tr = Wire(), SessionTracker()
+    a, b, out = _two_connections(tr, w)
+    itt = 0x500
+    lo = a.logout_req(reason=0, cid=0)
+    rsp = a.logout_rsp(lo.itt)
+    out += run(tr, [b.scsi_cmd(itt), lo, rsp])
+    end = tr.finish(w.ts + 10 * S)
+    t8 = [t for t in transitions(end, "connection", conn=CONN_B)]
+    assert [(t.side, t.label, t.frame, t.inferred) for t in t8] == [("initiator", "T8", rsp.frame, True),
+                                                                    ("target", "T8", rsp.frame, True)]
+    (task,) = [t for t in of(end, TaskRecord) if t.itt == itt]
+    assert (task.outcome, task.unanswered_cause) == ("terminated_by_logout", "logout")
+    assert _summary(end, SessionSummary, "session", "s1").state_target == "FREE"
+    assert _summary(end, ConnectionSummary, "conn", CONN_B).ended == "session_closed"
+
+
+def test_logout_for_a_cid_that_does_not_exist_then_carrier_closed() -> None:
+    w, tr = Wire(), SessionTracker()
+    a, out = _logged_in(tr, w)
+    lo = a.logout_req(reason=1, cid=7)
+    out += run(tr, [lo, a.logout_rsp(lo.itt)])
+    (dev,) = of(out, Deviation)
+    assert (dev.kind, dev.expected, dev.observed, dev.cid) == ("logout_response_unexpected", 1, 0, 7)
+    fin = a.fin(T2I)
+    out2 = run(tr, [fin])
+    assert [(t.side, t.label, t.inferred) for t in transitions(out2, "connection")] == [
+        ("initiator", "T9", True), ("initiator", "T13", True), ("target", "T9", True), ("target", "T13", True)]
+    assert [d.kind for d in of(out2, Deviation)] == ["logout_closed_wrong_connection"]
+    assert labels(out2, "session", "target") == ["N3"]
+    end = tr.finish(w.ts)
+    assert _summary(end, SessionSummary, "session", "s1").ended == "logout"
+    assert violations(out + out2) == []
+
+
+def test_recovery_logout_answered_0_at_erl_0() -> None:
+    w, tr = Wire(), SessionTracker()
+    a, out = _logged_in(tr, w)  # ErrorRecoveryLevel=0
+    lo = a.logout_req(reason=2, cid=0)
+    out += run(tr, [lo, a.logout_rsp(lo.itt)])
+    (dev,) = of(out, Deviation)
+    assert (dev.kind, dev.expected, dev.observed) == ("logout_response_unexpected", 2, 0)
+
+
+def test_logout_naming_a_live_cid_waits_for_its_wire() -> None:
+    w, tr = Wire(), SessionTracker()
+    a, b, out = _two_connections(tr, w)
+    lo = a.logout_req(reason=1, cid=1)
+    out += run(tr, [lo, a.logout_rsp(lo.itt)])
+    assert transitions(out, conn=CONN_B)[-1].to_state == "LOGGED_IN" and labels(out, "cleanup") == []
+    out += run(tr, [a.nop_out(), b.fin(T2I)])  # the carrier goes on; the named connection closes
+    assert [(t.side, t.label) for t in transitions(out, conn=CONN_B)][-4:] == [
+        ("initiator", "T9"), ("initiator", "T13"), ("target", "T9"), ("target", "T13")]
+    assert of(out, Deviation) == [] and violations(out) == []
+    assert tr.connections()[1].ended == "logout" and tr.connections()[0].state_target == "LOGGED_IN"
+
+
+def test_target_closing_the_old_session_during_its_reinstatement_is_t8() -> None:
+    w, tr = Wire(), SessionTracker()
+    a, out = _logged_in(tr, w)
+    b = Flow(w, conn=CONN_B)
+    out += run(tr, [b.opened(), b.login_req(LEADING_KEYS_I, tsih=0)])
+    fin = a.fin(T2I)
+    out += run(tr, [fin])
+    at = {t.side: t for t in transitions(out, "connection", conn=CONN_A) if t.frame == fin.frame}
+    assert (at["target"].label, at["target"].to_state) == ("T8", "FREE")
+    assert at["initiator"].label == "T15"
+    assert [t.to_state for t in transitions(out, "session", "target") if t.session == "s1"][-1] == "FREE"
+    out += run(tr, [b.login_rsp(LEADING_KEYS_T, tsih=0x13)])
+    c = tr.connections()[0]
+    assert (c.state_initiator, c.cleanup_initiator, c.state_target) == ("FREE", "FREE", "FREE")
+    assert violations(out) == []
+
+
+def test_session_does_not_exist_frees_the_target_side() -> None:
+    w, tr = Wire(), SessionTracker()
+    a, out = _logged_in(tr, w)
+    out += run(tr, [a.rst(I2T)])
+    b = Flow(w, nums=a.nums, conn=CONN_B)
+    out += run(tr, [b.opened(), b.login_req((("InitiatorName", INAME),), tsih=0x12, cid=0),
+                    b.login_rsp(status_class=2, status_detail=0x0A, transit=False, nsg=0)])
+    assert labels(out, "session", "target")[-2:] == ["N8", "N6"]
+    ended = [e for e in of(out, CleanupEnded) if e.side == "target"]
+    assert [(e.label, e.outcome) for e in ended] == [("M1", "discarded")]
+    old = tr.connections()[0]
+    assert (old.state_target, old.cleanup_target, old.cleanup_initiator) == ("FREE", "FREE", "CLEANUP_WAIT")
+    assert tr.sessions()[0].state_target == "FREE"
+
+
+def test_cleanup_reaching_free_moves_the_connection_to_free() -> None:
+    w, tr = Wire(), SessionTracker()
+    f, _out = _logged_in(tr, w)
+    rst = f.rst(T2I)
+    run(tr, [rst])
+    late = tr.finish(rst.ts_ns + 30 * S)
+    conn = [(t.side, t.label, t.from_state, t.to_state) for t in transitions(late, "connection")]
+    assert conn == [("initiator", "M1", "CLEANUP_WAIT", "FREE"), ("target", "M1", "CLEANUP_WAIT", "FREE")]
+    c = _summary(late, ConnectionSummary, "conn", CONN_A)
+    assert (c.state_target, c.cleanup_target) == ("FREE", "FREE")
+
+
+def test_out_of_window_command_is_not_accepted() -> None:
+    w, tr = Wire(), SessionTracker()
+    f, out = _logged_in(tr, w)
+    far = f.scsi_cmd(cmdsn=f.nums.cmdsn + 100)
+    lo = f.logout_req(reason=0)
+    out += run(tr, [far, lo, f.logout_rsp(lo.itt)])
+    (t,) = [t for t in of(out, TaskRecord) if t.itt == far.itt]
+    assert (t.outcome, t.unanswered_cause, t.latency_ns, t.last_frame) == (
+        "not_accepted", "cmdsn_above_window", 0, far.frame)
+
+
+def test_stale_cmdsn_then_target_drop() -> None:
+    w, tr = Wire(), SessionTracker()
+    f, out = _logged_in(tr, w)
+    ok = f.new_itt()
+    out += run(tr, [f.scsi_cmd(ok), f.data_in(ok, status=0)])
+    stale = f.scsi_cmd(cmdsn=f.nums.cmdsn - 1)
+    out += run(tr, [stale, f.fin(T2I)])
+    (e,) = [x for x in of(out, SequenceEvent) if x.kind == "cmdsn_out_of_window"]
+    assert "stale" in e.detail and e.observed == stale.cmdsn
+    (dev,) = of(out, Deviation)
+    assert (dev.kind, dev.itt, dev.rfc) == ("connection_dropped_on_request", stale.itt, "§4.2.2.1")
+    (t,) = [t for t in of(out, TaskRecord) if t.itt == stale.itt]
+    assert (t.outcome, t.unanswered_cause) == ("not_accepted", "cmdsn_below_window")
+
+
+def test_requests_after_logout_request_are_not_accepted() -> None:
+    w, tr = Wire(), SessionTracker()
+    f, out = _logged_in(tr, w)
+    lo = f.logout_req(reason=0)
+    cmd = f.scsi_cmd()
+    out += run(tr, [lo, cmd, f.logout_rsp(lo.itt)])
+    (t,) = [t for t in of(out, TaskRecord) if t.itt == cmd.itt]
+    assert (t.outcome, t.unanswered_cause) == ("not_accepted", "sent_after_logout_request")
+
+
+def test_tmf_task_does_not_exist_for_a_task_with_an_r2t() -> None:
+    w, tr = Wire(), SessionTracker()
+    f, out = _logged_in(tr, w)
+    wr = f.new_itt()
+    tmf = f.tmf_req(1, ref=wr)
+    out += run(tr, [f.scsi_cmd(wr, opcode=0x2A, read=False, write=True, edtl=4096), f.r2t(wr), tmf,
+                    f.tmf_rsp(tmf.itt, response=1)])
+    (d1,) = of(out, Deviation)
+    assert (d1.kind, d1.itt) == ("tmf_response_inconsistent", wr)
+    out2 = run(tr, [f.data_out(wr, ttt=0x100), f.scsi_rsp(wr)])
+    (d2,) = of(out2, Deviation)
+    assert (d2.kind, d2.itt, d2.start_frame) == ("tmf_response_inconsistent", wr, d1.frame)
+    assert [t.outcome for t in of(out2, TaskRecord)] == ["completed"]
+
+
+def test_aborted_task_names_its_tmf() -> None:
+    w, tr = Wire(), SessionTracker()
+    f, out = _logged_in(tr, w)
+    victim = f.new_itt()
+    tmf = f.tmf_req(1, ref=victim)
+    out += run(tr, [f.scsi_cmd(victim), tmf, f.tmf_rsp(tmf.itt)])
+    (v,) = [t for t in of(out, TaskRecord) if t.itt == victim]
+    assert (v.outcome, v.aborted_by_itt, v.unanswered_cause) == ("aborted", tmf.itt, "task_management")
+
+
+def test_target_nop_in_pings_are_tasks() -> None:
+    w, tr = Wire(), SessionTracker()
+    f, out = _logged_in(tr, w)
+    out += run(tr, [f.nop_in(ttt=0x77), f.nop_out(0xFFFFFFFF, ttt=0x77), f.nop_in(ttt=0x78), f.fin(T2I)])
+    pings = [t for t in of(out, TaskRecord) if t.kind == "nop_in"]
+    assert [(t.itt, t.ttt, t.outcome) for t in pings] == [(0xFFFFFFFF, 0x77, "completed"),
+                                                          (0xFFFFFFFF, 0x78, "open_at_conn_drop")]
+    assert pings[1].unanswered_cause == "connection_closed_by_target"
+
+
+def test_session_identified_once_before_logged_in() -> None:
+    w, tr = Wire(), SessionTracker()
+    _f, out = _logged_in(tr, w)
+    (si,) = of(out, SessionIdentified)
+    assert (si.session, si.isid, si.tsih, si.tpgt, si.initiator_name, si.target_name, si.session_type,
+            si.mid_stream) == ("s1", f"{ISID:012x}", 0x12, 1, INAME, TNAME, "Normal", False)
+    first = next(i for i, r in enumerate(out) if isinstance(r, Transition) and r.to_state == "LOGGED_IN")
+    assert out.index(si) < first
+    w2, tr2 = Wire(), SessionTracker()
+    g = Flow(w2)
+    mid = run(tr2, [g.opened(handshake=False), g.nop_in()])
+    (si2,) = of(mid, SessionIdentified)
+    assert si2.mid_stream and si2.isid is None and si2.session_type == "unknown"
+
+
+def test_max_recv_dsl_phase_is_structured() -> None:
+    w, tr = Wire(), SessionTracker()
+    f = Flow(w)
+    out = run(tr, [f.opened(), f.login_req(LEADING_KEYS_I)])
+    big = f.login_req(LEADING_KEYS_I)
+    out += run(tr, [type(big)(**{**{k: getattr(big, k) for k in big.__dataclass_fields__}, "dsl": 9000})])
+    (e,) = [x for x in of(out, SequenceEvent) if x.kind == "max_recv_dsl_exceeded"]
+    assert e.phase == "login"
+
+
+def test_violation_says_when_it_is_an_observer_limitation() -> None:
+    w, tr = Wire(), SessionTracker()
+    f = Flow(w)
+    out = run(tr, [f.opened(), f.login_req(LEADING_KEYS_I, transit=False, nsg=1), f.scsi_cmd()])
+    assert {v.observer_limited for v in violations(out)} == {False}
+    w2, tr2 = Wire(), SessionTracker()
+    g = Flow(w2)
+    out2 = run(tr2, [g.opened(), g.gap(I2T), g.login_req(LEADING_KEYS_I, transit=False, nsg=1), g.scsi_cmd()])
+    assert violations(out2) and {v.observer_limited for v in violations(out2)} == {True}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from analyzer.anomalies.rules.base import Rule
-from analyzer.anomalies.rules.protocol import DigestRule, SequenceRule, StateRule
+from analyzer.anomalies.rules.protocol import DeviationRule, DigestRule, SequenceRule, StateRule
 from analyzer.anomalies.rules.sessions import (
     AsyncRule,
     ConnectionRule,
@@ -18,7 +18,7 @@ from analyzer.anomalies.rules.transport import FramingRule, TransportRule
 RULES: tuple[type[Rule], ...] = (
     LoginRule, LogoutRule, ConnectionRule, ReinstatementRule, AsyncRule,
     TaskRule, NopRule, RejectRule,
-    SequenceRule, DigestRule, StateRule,
+    SequenceRule, DeviationRule, DigestRule, StateRule,
     TransportRule, FramingRule,
 )
 

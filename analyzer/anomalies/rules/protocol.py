@@ -4,7 +4,10 @@
 Kinds: cmdsn_out_of_window, cmdsn_duplicate, statsn_gap, datasn_gap, expdatasn_mismatch,
 r2t_overrun, max_recv_data_segment_exceeded, burst_length_exceeded,
 unsolicited_data_not_negotiated, request_after_logout, unexpected_response, itt_reused,
-digest_error, state_violation, negotiation_issue, unknown_opcode, analyzer_error.
+digest_error, state_violation, negotiation_issue, unknown_opcode, analyzer_error; from the state
+layer's Deviation records: close_session_left_connection_open, logout_response_unexpected,
+logout_closed_wrong_connection, duplicate_cid_in_session, tmf_response_inconsistent,
+connection_dropped_on_request, target_protocol_deviation.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from analyzer.anomalies.context import direction_word
 from analyzer.anomalies.rules.base import Handler, Rule
 from analyzer.iscsi.opcodes import opcode_name
 from analyzer.records import T2I, Pdu, UnknownPdu
-from analyzer.state.events import NegotiationIssue, SequenceEvent, TrackerError, Violation
+from analyzer.state.events import Deviation, NegotiationIssue, SequenceEvent, TrackerError, Violation
 
 #: SequenceEvent.kind -> anomaly kind
 SEQUENCE_KIND_MAP = {
@@ -77,7 +80,7 @@ class SequenceRule(Rule):
                 limit_key = (ev.conn, ev.kind, "stale")
             else:
                 msg += "; the target must silently discard it, so it will not be answered"
-        elif ev.kind == "max_recv_dsl_exceeded" and "login" in ev.detail:
+        elif ev.kind == "max_recv_dsl_exceeded" and ev.phase == "login":
             sev = "warning"
         ctx.emit(kind, ev.frame, ev.ts_ns, msg + ".", session=ev.session, conn=ev.conn, severity=sev,
                  limit_key=limit_key, limit=5)
@@ -94,6 +97,44 @@ class SequenceRule(Rule):
             if loss is not None and loss >= c.last_pdu_ts.get(T2I, 0):
                 return True
         return False
+
+
+#: Deviation.kind -> anomaly kind (kinds not listed become target_protocol_deviation)
+DEVIATION_KIND_MAP = {
+    "close_session_left_connection_open": "close_session_left_connection_open",
+    "logout_response_unexpected": "logout_response_unexpected",
+    "logout_closed_wrong_connection": "logout_closed_wrong_connection",
+    "duplicate_cid_in_session": "duplicate_cid_in_session",
+    "tmf_response_inconsistent": "tmf_response_inconsistent",
+    "connection_dropped_on_request": "connection_dropped_on_request",
+    "reinstated_session_left_open": "target_protocol_deviation",
+}
+
+_DEVIATION_LEADS = {
+    "close_session_left_connection_open": "Close-session Logout left a connection open",
+    "logout_response_unexpected": "Unexpected Logout Response",
+    "logout_closed_wrong_connection": "Logout closed the wrong connection",
+    "duplicate_cid_in_session": "Two connections with the same CID",
+    "tmf_response_inconsistent": "Inconsistent task management response",
+    "connection_dropped_on_request": "Connection dropped in answer to a request",
+    "reinstated_session_left_open": "Reinstated session left open",
+}
+
+
+class DeviationRule(Rule):
+    """The state layer's Deviation records (a peer deviating from RFC 7143 in a way the state
+    machines absorbed), as findings."""
+
+    def handlers(self) -> dict[type, Handler]:
+        return {Deviation: self.deviation}
+
+    def deviation(self, d: Deviation) -> None:
+        kind = DEVIATION_KIND_MAP.get(d.kind, "target_protocol_deviation")
+        lead = _DEVIATION_LEADS.get(d.kind, "Protocol deviation")
+        who = "" if d.side == "target" else f" ({d.side})"
+        frames = [d.frame] + ([d.start_frame] if d.start_frame else [])
+        self.ctx.emit(kind, d.frame, d.ts_ns, f"{lead}{who}: {d.detail}.", session=d.session, conn=d.conn,
+                      frames=frames, rfc=d.rfc, limit_key=(d.session, d.kind), limit=10)
 
 
 class DigestRule(Rule):
@@ -126,7 +167,7 @@ class StateRule(Rule):
         ctx = self.ctx
         c = ctx.conns.get(v.conn) if v.conn else None
         lossy = c is not None and bool(c.last_loss_ts)
-        observer = v.state == "UNKNOWN" or lossy or v.machine != "connection"
+        observer = v.observer_limited or lossy or v.state == "UNKNOWN"
         why = ""
         if v.state == "UNKNOWN":
             why = " (the capture began mid-connection, so the state is a guess)"

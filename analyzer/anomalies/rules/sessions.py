@@ -228,11 +228,13 @@ class ConnectionRule(Rule):
                 ep.in_cleanup = t.to_state == "IN_CLEANUP"
                 ep.frames.append(t.frame)
         elif (t.machine == "session" and t.side == "target" and t.session is not None
-              and t.to_state == "FAILED" and not t.inferred):
+              and t.to_state == "FAILED" and not t.inferred and t.from_state in ("LOGGED_IN", "UNKNOWN")):
+            # (IN_CONTINUE -> FAILED is a failed continuation of an already failed session)
             self.ctx.defer(lambda: self._session_failed(t))
 
     def task(self, t: TaskRecord) -> None:
-        if t.outcome in ("open_at_conn_drop", "lost_in_capture_gap") and t.kind not in ("login", "logout"):
+        # target NOP-In pings are nop_unanswered's business, not tasks lost by a drop
+        if t.outcome in ("open_at_conn_drop", "lost_in_capture_gap") and t.kind not in ("login", "logout", "nop_in"):
             lst = self._dropped_tasks.setdefault(t.conn, [])
             if lst and lst[-1].frame != t.frame:
                 # tasks cut by capture gaps earlier are not part of a later drop: keep memory bounded
@@ -393,6 +395,8 @@ class ReinstatementRule(Rule):
         super().__init__(ctx)
         self._fights: dict[tuple[object, ...], list[int]] = {}
         self._live: dict[tuple[str, str], set[str]] = {}
+        #: sessions a successful session reinstatement replaced (their close may be confirmed later)
+        self._replaced: set[str] = set()
         self._max_reported: dict[tuple[str, str], int] = {}
 
     def handlers(self) -> dict[type, Handler]:
@@ -403,7 +407,10 @@ class ReinstatementRule(Rule):
         frames = [r.start_frame, r.frame]
         if r.kind == "session":
             old = r.old_session
-            pre = ctx.session_state_before(old, r.frame) if old else "UNKNOWN"
+            if r.outcome == "succeeded" and old is not None:
+                self._replaced.add(old)
+            # the old session's target-side state when the reinstatement login began
+            pre = r.old_state_target or (ctx.session_state_before(old, r.frame) if old else "UNKNOWN")
             ident = f"InitiatorName and ISID {r.isid}"
             s = ctx.sessions.get(old) if old else None
             if s is not None and s.initiator_name:
@@ -432,7 +439,7 @@ class ReinstatementRule(Rule):
                 self._fight(r, old, ident)
         else:
             old_c = r.old_conn
-            pre = ctx.conn_state_before(old_c, r.frame) if old_c else "UNKNOWN"
+            pre = r.old_state_target or (ctx.conn_state_before(old_c, r.frame) if old_c else "UNKNOWN")
             if r.outcome == "failed":
                 ctx.emit("connection_reinstated", r.start_frame, r.start_ts_ns,
                          f"Connection reinstatement of CID {r.cid} (replacing {old_c}) failed.",
@@ -444,7 +451,8 @@ class ReinstatementRule(Rule):
                          f"when the capture ended.", session=r.session, conn=r.conn, frames=frames, severity="info")
                 return
             live = pre in FFP_STATES
-            state = ("the target still had the old connection " + pre + ", so it failed silently" if live
+            state = ("the target still had the old connection " + pre + ", so it failed silently (unless the "
+                     "target keeps using it: see duplicate_cid_in_session)" if live
                      else "the old connection had already failed" if pre in ("CLEANUP_WAIT", "FREE")
                      else f"the old connection's state was {pre}")
             ctx.emit("connection_reinstated", r.start_frame, r.start_ts_ns,
@@ -491,7 +499,8 @@ class ReinstatementRule(Rule):
 
     def _parallel(self, key: tuple[str, str], t: Transition) -> None:
         ctx = self.ctx
-        live = sorted((sid for sid in self._live.get(key, ()) if ctx.sessions[sid].state == "LOGGED_IN"),
+        live = sorted((sid for sid in self._live.get(key, ())
+                       if ctx.sessions[sid].state == "LOGGED_IN" and sid not in self._replaced),
                       key=lambda sid: int(sid[1:]) if sid[1:].isdigit() else 0)
         if len(live) < 2 or len(live) <= self._max_reported.get(key, 1):
             return

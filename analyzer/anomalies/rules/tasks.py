@@ -182,7 +182,7 @@ class TaskRule(Rule):
         ref = (f" for ITT 0x{t.ref_task_tag:x}" if t.tmf_function in (1, 8, 9) and t.ref_task_tag is not None
                and t.ref_task_tag != RESERVED_TAG else "")
         victims = self._aborted.pop((t.session, t.frame), [])
-        mine = [v for v in victims if f"TMF ITT {t.itt:#x}" in v.note]
+        mine = [v for v in victims if v.aborted_by_itt == t.itt]
         aborted = f"; {_plural(len(mine), 'task')} aborted" if mine else ""
         self.ctx.emit("task_management", t.first_frame, t.start_ts_ns,
                       f"{fn}{_lun(t)}{ref} answered '{resp}' after {secs(t.latency_ns)}{aborted}.",

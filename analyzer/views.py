@@ -123,7 +123,7 @@ TASK_COLUMNS: Final = (
     "session", "connection", "itt", "kind", "lun", "operation", "cdb_opcode", "lba", "transfer_length", "read",
     "write", "edtl", "bytes_in", "bytes_out", "r2t_count", "status", "response", "sense", "residual",
     "first_frame", "last_frame", "start_ts", "end_ts", "latency_ms", "outcome", "cmdsn", "immediate", "partial",
-    "note",
+    "note", "unanswered_cause", "aborted_by_itt",
 )
 
 
@@ -152,6 +152,8 @@ def task_row(t: Any) -> dict[str, Any]:
         "last_frame": t.last_frame, "start_ts": ts_text(t.start_ts_ns), "end_ts": ts_text(t.end_ts_ns),
         "latency_ms": round(t.latency_ns / 1e6, 3), "outcome": t.outcome, "cmdsn": t.cmdsn,
         "immediate": t.immediate, "partial": t.partial, "note": t.note,
+        "unanswered_cause": getattr(t, "unanswered_cause", None),
+        "aborted_by_itt": hex32(getattr(t, "aborted_by_itt", None)),
     }
 
 

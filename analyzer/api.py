@@ -245,8 +245,16 @@ def run_report(
     return analysis, analysis.to_html(output, show_secrets=show_secrets)
 
 
+def analyze_many(*args: Any, **kwargs: Any) -> Any:
+    """Many captures / ring-buffer chains on Dask; see :func:`analyzer.batch.analyze_many`."""
+    from analyzer.batch import analyze_many as _analyze_many
+
+    return _analyze_many(*args, **kwargs)
+
+
 __all__ = [
     "analyze",
+    "analyze_many",
     "analyze_records",
     "capture_stem",
     "default_out_dir",

@@ -502,6 +502,15 @@ def _register_live() -> None:
 _register_live()
 
 
+def _register_batch() -> None:
+    from analyzer.batch_cli import batch
+
+    cli.add_command(batch)
+
+
+_register_batch()
+
+
 try:
     _register_lab()
 except ImportError:  # the lab package is optional at import time

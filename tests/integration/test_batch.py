@@ -1,0 +1,222 @@
+"""``analyze_many`` / ``iscsi-analyzer batch`` on Dask: split captures give exactly the whole capture's tables.
+
+Every capture (sample_pcaps/ and the real ones) is split with ``editcap -c`` at several sizes
+(the smallest cut PDUs and TCP streams mid-PDU everywhere) and the pieces of all captures are
+analysed together in one batch per split size, on one LocalCluster of 2 worker processes: the
+captures' pieces must come out as separate chains, and each chain's sessions, connections,
+transitions, tasks, anomalies, keys and pdus must equal ``analyze(whole capture)``, frame
+numbers included. Plus: chains by time continuity (no ring-buffer names), a corrupt file in
+the middle of a chain (reported, skipped, the rest equal to the capture without that piece),
+the dataset read back by pandas/Dask, and the CLI's exit status 2 for no readable input.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from conftest import sample_captures
+
+pytest.importorskip("distributed")
+
+from analyzer.api import analyze, capture_stem
+from analyzer.batch import analyze_many, expand_inputs, group_chains, probe_file
+from analyzer.reports import dataset, frames
+
+TABLES = ("sessions", "connections", "transitions", "tasks", "anomalies", "keys", "pdus")
+#: Pieces per capture: a few, a dozen, and (for small captures) tiny pieces of a few frames.
+TARGET_FILES = (3, 12)
+TINY_FRAMES = 9  #: for the captures of at most 800 frames (and capture_gaps)
+
+pytestmark = pytest.mark.skipif(shutil.which("editcap") is None, reason="editcap (wireshark-common) not installed")
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                           silence_logs=logging.ERROR)
+    c = Client(cluster)
+    try:
+        yield c
+    finally:
+        c.close()
+        cluster.close()
+
+
+def _frames(path: Path) -> int:
+    info = probe_file(str(path))
+    if info.ring is not None or info.frames is None:
+        from analyzer.capture import open_capture
+
+        with open_capture(str(path)) as r:
+            return sum(1 for _ in r)
+    return info.frames
+
+
+def _split(capture: Path, per_file: int, out: Path, prefix: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    ext = ".pcapng" if capture.name.endswith((".pcapng", ".pcapng.gz")) else ".pcap"
+    subprocess.run(["editcap", "-c", str(per_file), str(capture), str(out / f"{prefix}{ext}")], check=True,
+                   capture_output=True)
+    return sorted(out.glob(f"{prefix}_*"))
+
+
+_EXPECTED: dict[Path, dict[str, pd.DataFrame]] = {}
+
+
+def _expected(capture: Path) -> dict[str, pd.DataFrame]:
+    """``analyze(capture)``'s tables (keys masked, as written), computed once per capture."""
+    if capture not in _EXPECTED:
+        tables = analyze(capture).tables
+        tables["keys"] = frames.conform("keys", frames.mask_key_values(tables["keys"]))
+        _EXPECTED[capture] = tables
+    return _EXPECTED[capture]
+
+
+def _assert_chain_equal(out: Path, chain: str, expected: dict[str, pd.DataFrame], what: str) -> None:
+    for t in TABLES:
+        got = dataset.read_table(out, t, chain=chain)
+        try:
+            pd.testing.assert_frame_equal(got.reset_index(drop=True), expected[t].reset_index(drop=True))
+        except AssertionError as exc:
+            raise AssertionError(f"{what}: table {t} differs ({len(got)} rows vs {len(expected[t])})\n{exc}") from None
+
+
+@pytest.fixture(scope="module")
+def captures() -> list[tuple[Path, str, int]]:
+    caps = sample_captures()
+    if not caps:
+        pytest.skip("no captures")
+    out = []
+    for c in caps:
+        n = _frames(c)
+        if n:
+            out.append((c, capture_stem(c).replace("_", "-"), n))
+    return out
+
+
+@pytest.mark.parametrize("target", [*TARGET_FILES, "tiny"])
+def test_split_captures_equal_whole(client: Any, captures: list[tuple[Path, str, int]], tmp_path: Path,
+                                    target: int | str) -> None:
+    pieces = tmp_path / "pieces"
+    expect_files: dict[str, int] = {}
+    for cap, prefix, n in captures:
+        if target == "tiny":
+            if n > 800 and prefix != "capture-gaps":
+                continue  # tiny pieces of the bigger captures would only make the test slow
+            per = TINY_FRAMES
+        else:
+            per = max(1, math.ceil(n / int(target)))
+        expect_files[prefix] = len(_split(cap, per, pieces, prefix))
+    out = tmp_path / "out"
+    res = analyze_many([pieces], out, client=client, html=(target == 3))
+    assert not res.failed
+    by_id = {c.id: c for c in res.chains}
+    assert set(by_id) == set(expect_files), "each capture's pieces must form exactly one chain"
+    for cap, prefix, _n in captures:
+        if prefix not in by_id:
+            continue
+        assert len(by_id[prefix].files) == expect_files[prefix]
+        _assert_chain_equal(out, prefix, _expected(cap), f"{cap.name} in {expect_files[prefix]} pieces")
+    if target == 3:
+        assert (out / "report.html").stat().st_size > 1000
+        assert (out / "batch.json").is_file()
+
+
+def test_time_continuity_chains(client: Any, captures: list[tuple[Path, str, int]], tmp_path: Path) -> None:
+    """Files without ring-buffer names are chained by time; two captures' pieces stay apart."""
+    caps = {p: (c, n) for c, p, n in captures}
+    # a lab capture and a real one: years apart, so time cannot chain one onto the other
+    chosen = [p for p in ("clean-io", "iscsi-tapel") if p in caps]
+    if len(chosen) < 2:
+        pytest.skip("needs clean_io and the real iscsi-tapel capture")
+    d = tmp_path / "in"
+    d.mkdir()
+    names: dict[str, list[str]] = {}
+    for k, prefix in enumerate(chosen):
+        cap, n = caps[prefix]
+        files = _split(cap, max(1, math.ceil(n / 4)), tmp_path / f"split{k}", "p")
+        names[prefix] = []
+        for i, f in enumerate(files):
+            # names that sort in no useful order and interleave the two captures
+            name = f"{'zyxw'[i % 4]}{k}-{i * 7919 % 97:02d}.pcap"
+            shutil.copy(f, d / name)
+            names[prefix].append(name)
+    infos = [probe_file(p) for p in expand_inputs([str(d / "*.pcap")])]
+    chains = group_chains(infos)
+    got = sorted([os.path.basename(f.path) for f in c.files] for c in chains)
+    assert got == sorted(names.values())
+    out = tmp_path / "out"
+    res = analyze_many([str(d / "*.pcap")], out, client=client, html=False)
+    for c in res.chains:
+        first = os.path.basename(c.files[0].path)
+        prefix = next(p for p, ns in names.items() if first in ns)
+        _assert_chain_equal(out, c.id, _expected(caps[prefix][0]), f"time chain {prefix}")
+
+
+def test_corrupt_file_is_skipped(client: Any, captures: list[tuple[Path, str, int]], tmp_path: Path) -> None:
+    """A corrupt piece in the middle of a chain is reported and skipped: the chain equals the
+    capture without that piece (mergecap -a of the others), the state machines seeing the gap."""
+    caps = {p: (c, n) for c, p, n in captures}
+    if "clean-io" not in caps or shutil.which("mergecap") is None:
+        pytest.skip("needs clean_io and mergecap")
+    cap, n = caps["clean-io"]
+    d = tmp_path / "in"
+    files = _split(cap, max(1, math.ceil(n / 6)), d, "ring")
+    assert len(files) >= 4
+    bad = files[2]
+    good = [f for f in files if f != bad]
+    merged = tmp_path / "merged.pcap"
+    subprocess.run(["mergecap", "-a", "-F", "pcap", "-w", str(merged), *map(str, good)], check=True)
+    bad.write_bytes(b"this is not a capture file\n" * 10)
+    messages: list[str] = []
+    out = tmp_path / "out"
+    res = analyze_many([d], out, client=client, html=False, progress=messages.append)
+    assert [p for p, _m in res.failed] == [str(bad)]
+    assert any(bad.name in m and "skipped" in m for m in messages)
+    assert len(res.chains) == 1 and len(res.chains[0].files) == len(good)
+    _assert_chain_equal(out, res.chains[0].id, _expected(merged), "chain with a corrupt piece")
+
+
+def test_dataset_readers(client: Any, captures: list[tuple[Path, str, int]], tmp_path: Path) -> None:
+    caps = {p: (c, n) for c, p, n in captures}
+    if "clean-io" not in caps:
+        pytest.skip("needs clean_io")
+    cap, n = caps["clean-io"]
+    _split(cap, max(1, math.ceil(n / 3)), tmp_path / "in", "ring")
+    out = tmp_path / "out"
+    analyze_many([tmp_path / "in"], out, client=client, html=False)
+    whole = analyze(cap)
+    df = pd.read_parquet(out / "pdus")
+    assert list(df["chain"].unique()) == ["ring"]
+    assert len(df) == len(whole.pdus)
+    dd = pytest.importorskip("dask.dataframe")
+    assert len(dd.read_parquet(str(out / "tasks")).compute()) == len(whole.tasks)
+    duckdb = pytest.importorskip("duckdb")
+    con = duckdb.connect()
+    rows = con.execute(f"select chain, count(*) from read_parquet('{out}/sessions/*/*.parquet', "
+                       "hive_partitioning=true) group by chain").fetchall()
+    assert rows == [("ring", len(whole.sessions))]
+
+
+def test_cli_no_readable_input(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from analyzer.batch_cli import batch
+
+    junk = tmp_path / "junk.pcap"
+    junk.write_bytes(b"not a capture")
+    result = CliRunner().invoke(batch, [str(junk), "--out", str(tmp_path / "out"), "--workers", "0", "-q"])
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1 and "no readable capture" in result.output

@@ -27,9 +27,14 @@ alert sink, ``TaskRecord`` into per-session rolling statistics, everything else 
 and dropped. Rolling statistics are per-second buckets over ``window_s`` with log-binned
 latency histograms (bounded whatever the I/O rate); the last ``max_anomalies`` anomalies and
 ``max_tasks`` tasks are kept for the view and the report. A session that ended more than
-``forget_after_s`` ago is flushed (one row in ``sessions_done.jsonl``) and forgotten by the
-live structures. (The state tracker keeps its own per-session objects; if it offers
-``forget(session_id)`` we call it, see ``LiveAnalyzer._forget``.)
+``forget_after_s`` ago (or beyond the ``max_finished`` newest ended ones) is flushed (one row in
+``sessions_done.jsonl``) and forgotten: by the live structures and, through
+``Pipeline.forget``, by the state tracker, the anomaly engine and the pipeline's endpoint map.
+"Ended" is the tracker's word (``SessionTracker.sessions(live_only=True)`` no longer lists it:
+FREE on both sides, TCP connections closed, no open task), so a FAILED session waiting for
+its Time2Retain stays on view until it is really over, and the flushed row is its final
+state. Connections that never belonged to a session (port probes) are forgotten the same way.
+The snapshot each housekeeping builds is O(sessions not forgotten), not O(sessions seen).
 
 This module reads the clock and the pipe, so it sits beside the CLI, not in the core.
 """
@@ -431,7 +436,7 @@ class LiveAnalyzer:
         self.ticked_ts = 0  #: capture time the pipeline was last ticked to
         self.tcp_gaps = 0
         self.gap_bytes = 0
-        self.forgotten: set[str] = set()
+        self.sessions_forgotten = 0  #: sessions flushed and forgotten so far
         self.finished = False
         self.final_sessions: list[SessionSummary] = []
         self.final_connections: list[ConnectionSummary] = []
@@ -439,7 +444,6 @@ class LiveAnalyzer:
         self.on_session_done: Callable[[SessionSummary, StatsView | None], None] | None = None
         self._sessions: list[SessionSummary] = []
         self._connections: list[ConnectionSummary] = []
-        self._tracker_forget = getattr(self.pipeline.tracker, "forget", None)
 
     # ------------------------------------------------------------------ feeding
 
@@ -514,70 +518,66 @@ class LiveAnalyzer:
 
     # ------------------------------------------------------------------ housekeeping
 
-    def housekeeping(self, mono_ns: int) -> None:
-        """Refresh the session snapshot, expire statistics, flush and forget old finished sessions."""
+    def housekeeping(self, mono_ns: int) -> list[Anomaly]:
+        """Refresh the session snapshot, expire statistics, flush and forget old finished sessions.
+
+        Returns the anomalies forgetting decided (findings the rate limits held back for a
+        forgotten session, summarised now rather than at the end), to be alerted.
+        """
         tracker = self.pipeline.tracker
         now = self.capture_now(mono_ns) if not self.finished else self.last_ts
         if tracker is None:
-            return
-        sessions = self._tracker_sessions(tracker)
+            return []
+        decided: list[Record] = []
+        # Every session not forgotten yet: the open ones plus the ended ones we still show
+        # (bounded by forget_after_s and max_finished), so this is not O(sessions ever seen).
+        sessions: list[SessionSummary] = tracker.sessions()
+        open_ids = {s.session for s in tracker.sessions(live_only=True)}
         forget_ns = int(self.options.forget_after_s * NS)
-        finished = sorted((s for s in sessions if s.ended != "open"), key=lambda s: s.end_ts_ns)
+        # After finish the final summaries (all in the final report) are what we show: forget nothing.
+        finished = [] if self.finished else sorted((s for s in sessions if s.session not in open_ids),
+                                                   key=lambda s: s.end_ts_ns)
         overflow = max(0, len(finished) - self.options.max_finished)
+        gone: set[str] = set()
         for i, s in enumerate(finished):
             if i < overflow or (now and now - s.end_ts_ns >= forget_ns):
-                self._forget(s, now)
-        sessions = [s for s in sessions if s.session not in self.forgotten]
+                decided.extend(self._forget(s, now))
+                gone.add(s.session)
+        if gone:
+            sessions = [s for s in sessions if s.session not in gone]
         keep = {s.session for s in sessions}
         self._sessions = sessions
-        self._connections = self._tracker_connections(tracker, keep)
+        self._connections = self._tracker_connections(keep, now, forget_ns, decided)
         for key in list(self.stats.sessions):
             st = self.stats.sessions[key]
             if key not in keep and "->" in key and now and now - st.last_ts >= forget_ns:
                 self.stats.forget(key)  # tasks of a connection never tied to a session
             elif now:
                 st.expire(now // NS)
+        return self._route(decided) if decided else []
 
-    def _tracker_sessions(self, tracker: Any) -> list[SessionSummary]:
-        """Snapshots of the sessions not forgotten yet.
+    def _tracker_connections(self, keep: set[str], now: int, forget_ns: int,
+                             decided: list[Record]) -> list[ConnectionSummary]:
+        """Snapshots of the connections of ``keep`` sessions and of open connections without one;
+        connections without a session that ended ``forget_ns`` ago are forgotten."""
+        pipeline = self.pipeline
+        out = []
+        for c in pipeline.tracker.connections():
+            if c.session is not None:
+                if c.session in keep:
+                    out.append(c)
+            elif c.ended == "open":
+                out.append(c)
+            elif now and not self.finished and now - c.end_ts_ns >= forget_ns:
+                decided.extend(pipeline.forget_connection(c.conn))
+        return out
 
-        ``SessionTracker.sessions()`` builds a summary of every session it ever saw; over days
-        that is O(all sessions) of work every second. Until the tracker can forget sessions, we
-        build summaries only for the ones we still show (read-only use of its session list).
-        """
-        forgotten = self.forgotten
-        items = getattr(tracker, "_sessions", None)
-        build = getattr(tracker, "_session_summary", None)
-        if isinstance(items, list) and callable(build):
-            try:
-                return [build(x, x.last_frame, x.last_ts) for x in items if x.id not in forgotten]
-            except AttributeError:
-                pass
-        return [x for x in tracker.sessions() if x.session not in forgotten]
-
-    def _tracker_connections(self, tracker: Any, keep: set[str]) -> list[ConnectionSummary]:
-        """Snapshots of the connections of ``keep`` sessions and of open connections without one."""
-        items = getattr(tracker, "_conns", None)
-        build = getattr(tracker, "_conn_summary", None)
-        if isinstance(items, dict) and callable(build):
-            try:
-                return [build(c, c.last_frame, c.last_ts) for c in list(items.values())
-                        if (c.session.id in keep if c.session is not None else c.ended == "open")]
-            except AttributeError:
-                pass
-        return [c for c in tracker.connections()
-                if (c.session is None and c.ended == "open") or c.session in keep]
-
-    def _forget(self, s: SessionSummary, now: int) -> None:
+    def _forget(self, s: SessionSummary, now: int) -> list[Record]:
         if self.on_session_done is not None:
             self.on_session_done(s, self.stats.view(s.session, now or s.end_ts_ns))
         self.stats.forget(s.session)
-        if self._tracker_forget is not None:
-            try:
-                self._tracker_forget(s.session)
-            except Exception:  # noqa: BLE001 - the tracker keeps it; we still hide it
-                self._tracker_forget = None
-        self.forgotten.add(s.session)
+        self.sessions_forgotten += 1
+        return self.pipeline.forget(s.session)
 
     # ------------------------------------------------------------------ views
 
@@ -591,8 +591,6 @@ class LiveAnalyzer:
             by_sess.setdefault(c.session, []).append(ConnView(c.conn, c.state_initiator, c.state_target, c.ended))
         out = []
         for s in sessions:
-            if s.session in self.forgotten:
-                continue
             out.append(SessionView(s.session, s.session_type, s.initiator_name, s.target_name, s.ended,
                                    s.state_initiator, s.state_target, tuple(by_sess.get(s.session, ())),
                                    self.stats.view(s.session, now) if now else None, s.tasks, s.end_ts_ns))
@@ -610,9 +608,9 @@ class LiveAnalyzer:
             frames=self.last_frame, segments=self.segments, records=self.records,
             pdus=sum(v for k, v in self.record_counts.items() if k not in _NON_PDU),
             capture_ts_ns=self.capture_now(mono_ns), sessions=views,
-            sessions_total=len(views) + len(self.forgotten),
+            sessions_total=len(views) + self.sessions_forgotten,
             sessions_open=sum(1 for v in views if v.ended == "open"),
-            sessions_forgotten=len(self.forgotten),
+            sessions_forgotten=self.sessions_forgotten,
             anomalies=list(reversed(self.recent))[:50], anomaly_counts=dict(self.anomaly_counts),
             tcp_gaps=self.tcp_gaps, gap_bytes=self.gap_bytes)
 
@@ -621,7 +619,7 @@ class LiveAnalyzer:
         return {"stats_sessions": len(self.stats.sessions), "stats_cells": self.stats.size(),
                 "recent_anomalies": len(self.recent), "recent_tasks": len(self.recent_tasks),
                 "snapshot_sessions": len(self._sessions), "snapshot_connections": len(self._connections),
-                "forgotten": len(self.forgotten)}
+                "forgotten": self.sessions_forgotten}
 
 
 _NON_PDU: Final = frozenset({
@@ -696,9 +694,9 @@ class LiveReport:
         from analyzer.reports.analysis import CaptureInfo
 
         tracker = engine.pipeline.tracker
-        if final and engine.final_sessions:
-            sessions: list[Record] = [s for s in engine.final_sessions if s.session not in engine.forgotten]
-            conns: list[Record] = [c for c in engine.final_connections if c.session not in engine.forgotten]
+        if final and engine.final_sessions:  # (forgotten sessions are not among them: already flushed)
+            sessions: list[Record] = list(engine.final_sessions)
+            conns: list[Record] = list(engine.final_connections)
         else:  # the snapshot of the last housekeeping (sessions not forgotten yet)
             sessions, conns = list(engine._sessions), list(engine._connections)
         records: list[Record] = [*engine.recent_tasks, *engine.recent, *sessions, *conns]
@@ -962,7 +960,7 @@ def run_live(capture: CaptureSource, engine: LiveAnalyzer, view: View, *, alerts
                 pass
         if now >= due["house"]:
             due["house"] = now + int(opts.housekeeping_s * NS)
-            engine.housekeeping(now)
+            emit(engine.housekeeping(now))
             view.update(status(now))
         if report is not None and now >= due["report"]:
             due["report"] = now + int(opts.report_interval_s * NS)
@@ -996,7 +994,7 @@ def run_live(capture: CaptureSource, engine: LiveAnalyzer, view: View, *, alerts
     abandoned = stream.pending() if stream.abandoned else 0
     emit(engine.finish())
     end = mono()
-    engine.housekeeping(end)
+    emit(engine.housekeeping(end))
     st = status(end)
     st.capture_running = False
     st.backlog = abandoned

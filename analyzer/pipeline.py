@@ -115,6 +115,38 @@ class Pipeline:
             out.extend(self.detectors.finish(ts))
         return out
 
+    def forget(self, session_id: str) -> list[Record]:
+        """Live capture: drop everything kept for an ended session, to bound memory over days.
+
+        A no-op unless the tracker says the session has ended (``SessionTracker.forget``: FREE
+        on both sides, its TCP connections closed, no open task). Then the tracker, the anomaly
+        engine (``AnomalyEngine.forget``) and ``endpoints`` let go of the session and its
+        connections. Returns the anomalies this decides (findings the rate limits held back for
+        it, summarised now instead of at ``finish``). File analysis never calls it: there
+        ``endpoints`` and the summaries at ``finish`` must cover every session.
+        """
+        tracker = self.tracker
+        if tracker is None or not tracker.ended(session_id):
+            return []
+        conns = tracker.session_connections(session_id)
+        tracker.forget(session_id)
+        for conn in conns:
+            self.endpoints.pop(conn, None)
+        if self.detectors is None:
+            return []
+        return list(self.detectors.forget(session_id, conns))
+
+    def forget_connection(self, conn: str) -> list[Record]:
+        """Like ``forget`` for an ended connection that belongs to no session (a port probe)."""
+        tracker = self.tracker
+        if tracker is None or not tracker.connection_ended(conn):
+            return []
+        tracker.forget_connection(conn)
+        self.endpoints.pop(conn, None)
+        if self.detectors is None:
+            return []
+        return list(self.detectors.forget_connection(conn))
+
     # ------------------------------------------------------------------ internals
 
     def _dispatch(self, items: Iterable[object]) -> list[Record]:

@@ -16,11 +16,17 @@ the same key the rest are counted and reported once, as a summary, at ``finish``
 Connection and session states are the *target side's* (the target decides what happens to
 tasks); ``state_before(frame)`` gives the state as it was before the given frame's
 transitions, so a rule running at the end of a frame can still see "it was LOGGED_IN".
+
+Memory: what is kept per connection and session (here and in the rules) stays until the
+capture ends, unless the caller ``forget``s an ended session (live capture over days): then
+its entries go, with its rate-limit counters (ids are never reused, so no later finding could
+have counted against them); findings the rate limits held back for it are summarised at once
+instead of at ``finish``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from analyzer.records import (
@@ -160,6 +166,8 @@ class Context:
         self._deferred: list[Callable[[], None]] = []
         self._counts: dict[tuple[object, ...], int] = {}
         self._suppressed: dict[tuple[object, ...], _Suppressed] = {}
+        #: session / connection id -> the rate-limit keys that name it (dropped by ``forget``)
+        self._owned: dict[str, list[tuple[object, ...]]] = {}
 
     # ------------------------------------------------------------------ lookups
 
@@ -381,6 +389,10 @@ class Context:
             key = (kind, *limit_key)
             n = self._counts.get(key, 0) + 1
             self._counts[key] = n
+            if n == 1:
+                for owner in (session, conn):
+                    if owner is not None and owner in limit_key:
+                        self._owned.setdefault(owner, []).append(key)
             if n > limit:
                 sup = self._suppressed.get(key)
                 if sup is None:
@@ -397,11 +409,39 @@ class Context:
     def flush_suppressed(self) -> None:
         """Summaries of the findings the rate limits held back."""
         for sup in self._suppressed.values():
-            self.out.append(Anomaly(
-                sup.first_frame, sup.first_ts, sup.kind, sup.severity, sup.session, sup.conn,
-                f"{sup.count} more finding{'s' if sup.count != 1 else ''} like this one were not listed "
-                f"individually; the first was: {sup.first_message}", KINDS[sup.kind].rfc, tuple(sup.frames)))
+            self._summary(sup)
         self._suppressed.clear()
+
+    def _summary(self, sup: _Suppressed) -> None:
+        self.out.append(Anomaly(
+            sup.first_frame, sup.first_ts, sup.kind, sup.severity, sup.session, sup.conn,
+            f"{sup.count} more finding{'s' if sup.count != 1 else ''} like this one were not listed "
+            f"individually; the first was: {sup.first_message}", KINDS[sup.kind].rfc, tuple(sup.frames)))
+
+    # ------------------------------------------------------------------ forgetting
+
+    def forget(self, sid: str | None, conns: Iterable[str] = ()) -> None:
+        """Drop what is kept for session ``sid`` and for ``conns`` (and the session's own
+        connections): their entries, their rate-limit counters; the summaries of findings held
+        back for them are emitted now."""
+        owners: list[str] = list(dict.fromkeys(conns))
+        if sid is not None:
+            s = self.sessions.pop(sid, None)
+            if s is not None:
+                owners.extend(c for c in s.conns if c not in owners)
+            owners.append(sid)
+        for owner in owners:
+            if owner != sid:
+                c = self.conns.pop(owner, None)
+                if c is not None and c.session is not None and c.session != sid:
+                    other = self.sessions.get(c.session)
+                    if other is not None and owner in other.conns:
+                        other.conns.remove(owner)
+            for key in self._owned.pop(owner, ()):
+                self._counts.pop(key, None)
+                sup = self._suppressed.pop(key, None)
+                if sup is not None:
+                    self._summary(sup)
 
 
 def direction_word(direction: str) -> str:

@@ -13,6 +13,8 @@ error becomes an ``analyzer_error`` finding.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from analyzer.anomalies.context import Context
 from analyzer.anomalies.rules import RULES
 from analyzer.anomalies.rules.base import Handler, Rule
@@ -86,6 +88,34 @@ class AnomalyEngine:
         except Exception as exc:  # noqa: BLE001
             self._internal_error(ctx.frame, ts_ns, f"finish: {exc!r}")
         ctx.flush_suppressed()
+        return self._take()
+
+    def forget(self, session_id: str, conns: Iterable[str] = ()) -> list[Anomaly]:
+        """Session ``session_id`` ended and will not be seen again (the tracker forgot it): drop
+        what the context and the rules keep for it and for its connections (``conns`` plus those
+        the context linked to it). Returns the findings that this decides: the checks deferred
+        to the end of the current frame, and the summaries of findings the rate limits held
+        back for the session (otherwise given at ``finish``). Never called on file analysis."""
+        return self._forget(session_id, conns)
+
+    def forget_connection(self, conn: str) -> list[Anomaly]:
+        """Like ``forget`` for a connection that belongs to no session (e.g. a port probe)."""
+        return self._forget(None, (conn,))
+
+    def _forget(self, sid: str | None, conns: Iterable[str]) -> list[Anomaly]:
+        ctx = self.ctx
+        try:
+            ctx.run_deferred()
+            owned = set(conns)
+            s = ctx.sessions.get(sid) if sid is not None else None
+            if s is not None:
+                owned.update(s.conns)
+            frozen = frozenset(owned)
+            for rule in self.rules:
+                rule.forget(sid, frozen)
+            ctx.forget(sid, frozen)
+        except Exception as exc:  # noqa: BLE001
+            self._internal_error(ctx.frame, ctx.now, f"forget: {exc!r}")
         return self._take()
 
     def _internal_error(self, frame: int, ts_ns: int, detail: str) -> None:

@@ -42,7 +42,13 @@ target never accepted (CmdSN outside the window, §4.2.2.1; sent after a Logout 
 Cleanup reaching FREE (R3) moves the connection machine to FREE too (§8.2: R3 is S1).
 
 Memory: open tasks live on their session and are evicted when their record is emitted;
-the per-session CmdSN history is bounded.
+the per-session CmdSN history is bounded. Everything else of a session (its connections, its
+index entries, its CmdSN history, its summaries) stays until the capture ends, unless the
+caller ``forget``s the session once it has ended (live capture over days does, after a
+while): session ids come from a counter, so a forgotten id is never handed out again.
+``sessions(live_only=True)`` / ``connections(live_only=True)`` walk an index of the sessions
+and connections not yet ended (pruned lazily as they end), so a periodic snapshot costs
+O(open ones), not O(all ever seen).
 """
 
 from __future__ import annotations
@@ -218,6 +224,7 @@ class _Conn:
     pending: _Pending | None = None
     pings: dict[int, Task] = field(default_factory=dict)  #: open target NOP-In pings by TTT
     closed_by: tuple[str, str] | None = None  #: (side, "fin"/"rst") of the first FIN/RST
+    tcp_closed: bool = False  #: TcpClosed seen: nothing more can arrive on this TCP connection
     lossy: bool = False  #: the capture lost data of this connection (either direction)
     last_pdu_frame: int = 0
     last_pdu_dir: str = ""
@@ -304,7 +311,13 @@ class SessionTracker:
         self._t2w_default = time2wait_default
         self._t2r_default = time2retain_default
         self._conns: dict[str, _Conn] = {}
-        self._sessions: list[_Session] = []
+        #: every session not forgotten, by id, in creation order
+        self._sessions: dict[str, _Session] = {}
+        #: sessions / connections that may not have ended yet (pruned lazily by ``_open_*``)
+        self._open_sessions: dict[str, _Session] = {}
+        self._open_conns: dict[str, _Conn] = {}
+        #: last session number handed out (ids are never reused, even after ``forget``)
+        self._sid_counter = 0
         self._by_tsih: dict[tuple[int, int], _Session] = {}
         self._by_nexus: dict[tuple[str | None, int, str | None], _Session] = {}
         self._heap: list[tuple[int, int, str, str, str, int]] = []
@@ -313,7 +326,6 @@ class SessionTracker:
         self._last_frame = 0
         self._last_ts = 0
         self._finished = False
-        self._session_by_id: dict[str, _Session] = {}
         #: old session id -> connection carrying a running session-reinstatement login for it
         self._reinstating: dict[str, _Conn] = {}
 
@@ -352,13 +364,111 @@ class SessionTracker:
             out.append(TrackerError(self._last_frame, ts_ns, None, f"finish: {exc!r}"))
         return out
 
-    def sessions(self) -> list[SessionSummary]:
-        """Current snapshot of every session seen."""
-        return [self._session_summary(s, s.last_frame, s.last_ts) for s in self._sessions]
+    def sessions(self, live_only: bool = False) -> list[SessionSummary]:
+        """Current snapshot of every session seen and not forgotten, in id order.
 
-    def connections(self) -> list[ConnectionSummary]:
-        """Current snapshot of every connection seen."""
+        ``live_only``: only the sessions that have not ended (see ``forget`` for what ended
+        means: a FAILED session waiting for its Time2Retain, or one whose TCP connections are
+        still open, has not). That walks an index of open sessions, so calling it periodically
+        costs O(open sessions) whatever the number of sessions seen.
+        """
+        if live_only:
+            return [self._session_summary(s, s.last_frame, s.last_ts) for s in self._open_session_list()]
+        return [self._session_summary(s, s.last_frame, s.last_ts) for s in self._sessions.values()]
+
+    def connections(self, live_only: bool = False) -> list[ConnectionSummary]:
+        """Current snapshot of every connection seen and not forgotten.
+
+        ``live_only``: only the connections that have not ended (TCP connection still open, or
+        a connection machine not back in FREE, or a cleanup, login or implied close pending).
+        """
+        if live_only:
+            return [self._conn_summary(c, c.last_frame, c.last_ts) for c in self._open_conn_list()]
         return [self._conn_summary(c, c.last_frame, c.last_ts) for c in self._conns.values()]
+
+    def forget(self, session_id: str) -> None:
+        """Drop an ended session and everything kept for it, to bound memory over a long capture.
+
+        Ended means: FREE on both sides (RFC 7143 §8.3), no open task, no session-reinstatement
+        login running for it, and each of its connections ended (TCP connection closed, both
+        connection machines FREE, no cleanup, login or implied close pending). A session that
+        has not ended (or an unknown id) is left alone: the call is a no-op. Its connections,
+        its ISID/TSIH and InitiatorName/ISID/TargetName index entries, its CmdSN history and its
+        summaries go; nothing about it is emitted, now or at ``finish``. Ids come from a
+        counter, so a later session never gets the forgotten id.
+
+        What forgetting changes later: nothing the state machines would decide differently. A
+        session that ended is no longer "live" for reinstatement (§6.3.5; only sessions in
+        ACTIVE/LOGGED_IN/FAILED/IN_CONTINUE are), so a later leading login with its
+        InitiatorName, ISID and TargetName is a new session, forgotten or not; a login naming its
+        TSIH starts a placeholder ``mid_stream`` session, as for any TSIH never seen. Sessions
+        not forgotten keep their reinstatement detection unchanged.
+        """
+        if not self.ended(session_id):
+            return
+        s = self._sessions[session_id]
+        self._unindex(s)
+        del self._sessions[session_id]
+        self._open_sessions.pop(session_id, None)
+        for c in s.conns:
+            if self._conns.get(c.id) is c:
+                del self._conns[c.id]
+            self._open_conns.pop(c.id, None)
+            c.session = None  # break the cycle: freed at once, not at the next GC
+        s.conns = []
+
+    def forget_connection(self, conn: str) -> None:
+        """Drop an ended connection that belongs to no session (a TCP connection that never
+        carried a PDU, e.g. a port probe). No-op for a connection of a session (use ``forget``)
+        or one that has not ended (see ``forget``)."""
+        if not self.connection_ended(conn):
+            return
+        del self._conns[conn]
+        self._open_conns.pop(conn, None)
+
+    def ended(self, session_id: str) -> bool:
+        """True when the session is known and has ended, so that ``forget`` would drop it."""
+        s = self._sessions.get(session_id)
+        return s is not None and self._session_ended(s)
+
+    def connection_ended(self, conn: str) -> bool:
+        """True when ``forget_connection`` would drop ``conn`` (ended, and of no session)."""
+        c = self._conns.get(conn)
+        return c is not None and c.session is None and self._conn_ended(c)
+
+    def session_connections(self, session_id: str) -> tuple[str, ...]:
+        """Ids of the connections of a session (empty for an unknown or forgotten id)."""
+        s = self._sessions.get(session_id)
+        return tuple(c.id for c in s.conns) if s is not None else ()
+
+    # ------------------------------------------------------------------ live index
+
+    def _conn_ended(self, c: _Conn) -> bool:
+        if not c.tcp_closed or c.login is not None or c.pending is not None or c.pings:
+            return False
+        for side in SIDES:
+            if c.state[side] is not _S1 and not (c.state[side] is ConnState.UNKNOWN and not c.was_ffp[side]):
+                return False
+            if c.cleanup[side] is _R1 or c.cleanup[side] is _R2:
+                return False
+        return True
+
+    def _session_ended(self, s: _Session) -> bool:
+        if s.live() or s.tasks or s.id in self._reinstating:
+            return False
+        return all(self._conn_ended(c) for c in s.conns)
+
+    def _open_session_list(self) -> list[_Session]:
+        ended = [s for s in self._open_sessions.values() if self._session_ended(s)]
+        for s in ended:
+            del self._open_sessions[s.id]
+        return list(self._open_sessions.values())
+
+    def _open_conn_list(self) -> list[_Conn]:
+        ended = [c for c in self._open_conns.values() if self._conn_ended(c)]
+        for c in ended:
+            del self._open_conns[c.id]
+        return list(self._open_conns.values())
 
     # ------------------------------------------------------------------ dispatch
 
@@ -426,8 +536,11 @@ class SessionTracker:
         new, recs = advance(_SESS_SPECS[side], old, inp, self._ctx(None, s, frame, ts, event, inferred, True))
         self._out.extend(recs)
         s.state[side] = new
-        if new is not old and not s.live():
-            self._unindex(s)
+        if new is not old:
+            if not s.live():
+                self._unindex(s)
+            elif s.id not in self._open_sessions and s.id in self._sessions:
+                self._open_sessions[s.id] = s
         return new is not old
 
     def _sess_both(self, s: _Session, inp: SessInput, frame: int, ts: int, event: str,
@@ -523,7 +636,7 @@ class SessionTracker:
                 if c.session is not None:
                     self._maybe_session_timeout(c.session, side, frame, ts)
             else:
-                s = self._session_by_id.get(key)
+                s = self._sessions.get(key)
                 if s is None or s.deadline_gen[side] != gen:
                     continue
                 self._maybe_session_timeout(s, side, frame, ts)
@@ -558,18 +671,21 @@ class SessionTracker:
     # ------------------------------------------------------------------ helpers: objects
 
     def _new_session(self, frame: int, ts: int, mid_stream: bool) -> _Session:
-        sid = f"s{len(self._sessions) + 1}"
+        self._sid_counter += 1
+        sid = f"s{self._sid_counter}"
         init = SessState.UNKNOWN if mid_stream else _Q1
         s = _Session(sid, {"initiator": init, "target": init}, frame, ts, mid_stream,
                      last_frame=frame, last_ts=ts, time2wait=self._t2w_default, time2retain=self._t2r_default)
-        self._sessions.append(s)
-        self._session_by_id[sid] = s
+        self._sessions[sid] = s
+        self._open_sessions[sid] = s
         return s
 
     def _attach(self, c: _Conn, s: _Session) -> None:
         c.session = s
         if c not in s.conns:
             s.conns.append(c)
+        if s.id not in self._open_sessions and s.id in self._sessions:
+            self._open_sessions[s.id] = s
 
     def _conn_for(self, r: TcpRecord | Pdu) -> _Conn:
         c = self._conns.get(r.conn)
@@ -578,6 +694,7 @@ class SessionTracker:
                       {"initiator": ConnState.UNKNOWN, "target": ConnState.UNKNOWN})
             c.client, c.client_port, c.server, c.server_port = _parse_conn_id(r.conn)
             self._conns[r.conn] = c
+            self._open_conns[r.conn] = c
         c.last_frame = max(c.last_frame, r.frame)
         c.last_ts = max(c.last_ts, r.ts_ns)
         return c
@@ -714,6 +831,7 @@ class SessionTracker:
             return
         c = self._conn_for(r)
         if isinstance(r, TcpClosed):
+            c.tcp_closed = True
             if c.tcp_end is None or r.reason == "rst":
                 c.tcp_end = r.reason
             if c.tcp_down:
@@ -1849,7 +1967,7 @@ class SessionTracker:
             elif p is not None:  # nothing contradicted the implied close: apply it where it was implied
                 self._resolve_pending(c, p.frame, p.ts, "nothing more was seen on this connection (inferred at "
                                       "capture end)", True, None, "target")
-        for s in self._sessions:
+        for s in self._sessions.values():
             for t in list(s.tasks.values()) + [p for c in s.conns for p in c.pings.values()]:
                 self._end_unanswered(s, t, max(frame, t.last_frame), ts, "open_at_capture_end", "capture_end")
             if s.ended == "open":
@@ -1857,7 +1975,7 @@ class SessionTracker:
         for c in self._conns.values():
             if c.ended == "open":
                 c.ended = "capture_end"
-        for s in self._sessions:
+        for s in self._sessions.values():
             self._out.append(self._session_summary(s, frame, ts))
         for c in self._conns.values():
             self._out.append(self._conn_summary(c, frame, ts))

@@ -28,3 +28,8 @@ class Rule:
 
     def finish(self, ts_ns: int) -> None:
         """End of capture."""
+
+    def forget(self, sid: str | None, conns: frozenset[str]) -> None:
+        """Session ``sid`` (None: none) and connections ``conns`` ended and will not be seen
+        again: drop what is kept for them. Rules with history across sessions prune it to what
+        they still need (``self.ctx.now`` is the capture clock)."""

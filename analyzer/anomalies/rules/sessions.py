@@ -106,6 +106,9 @@ class LoginRule(Rule):
             return
         self.ctx.defer(lambda: self._login_cut(t))
 
+    def forget(self, sid: str | None, conns: frozenset[str]) -> None:
+        self._noauth_reported.discard(sid or "")
+
     def _login_cut(self, t: TaskRecord) -> None:
         ctx = self.ctx
         c = ctx.conn(t.conn)
@@ -135,6 +138,11 @@ class LogoutRule(Rule):
         if len(self._requests) > 10000:
             self._requests.clear()
         self._requests[(pdu.conn, pdu.itt)] = pdu
+
+    def forget(self, sid: str | None, conns: frozenset[str]) -> None:
+        if self._requests and conns:
+            for key in [k for k in self._requests if k[0] in conns]:
+                del self._requests[key]
 
     def response(self, pdu: LogoutResponse) -> None:
         req = self._requests.pop((pdu.conn, pdu.itt), None)
@@ -212,6 +220,15 @@ class ConnectionRule(Rule):
         return {Transition: self.transition, TcpFin: self.tcp_down, TcpRst: self.tcp_down,
                 TcpClosed: self.tcp_closed, TaskRecord: self.task, CleanupDeadline: self.deadline,
                 CleanupEnded: self.cleanup_ended}
+
+    def forget(self, sid: str | None, conns: frozenset[str]) -> None:
+        for cn in conns:
+            self._drops.pop(cn, None)
+            self._dropped_tasks.pop(cn, None)
+            self._episodes.pop(cn, None)
+            self._open.pop(cn, None)
+        if sid is not None and self._failed_reported:
+            self._failed_reported = {k for k in self._failed_reported if k[0] != sid}
 
     # ---------------------------------------------------------------- connection_dropped
 
@@ -401,6 +418,18 @@ class ReinstatementRule(Rule):
 
     def handlers(self) -> dict[type, Handler]:
         return {Reinstatement: self.reinstatement, Transition: self.transition}
+
+    def forget(self, sid: str | None, conns: frozenset[str]) -> None:
+        if sid is not None:
+            self._replaced.discard(sid)
+        for names, live in list(self._live.items()):  # (a set empties when its sessions leave LOGGED_IN)
+            live.discard(sid or "")
+            if not live:
+                del self._live[names]
+        # A fight needs two reinstatements within FIGHT_WINDOW_NS: older times can never count again.
+        now = self.ctx.now
+        for key in [k for k, times in self._fights.items() if not times or now - times[-1] > FIGHT_WINDOW_NS]:
+            del self._fights[key]
 
     def reinstatement(self, r: Reinstatement) -> None:
         ctx = self.ctx

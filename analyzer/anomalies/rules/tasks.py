@@ -100,6 +100,14 @@ class TaskRule(Rule):
     def handlers(self) -> dict[type, Handler]:
         return {TaskRecord: self.task}
 
+    def forget(self, sid: str | None, conns: frozenset[str]) -> None:
+        if self._aborted and sid is not None:
+            for key in [k for k in self._aborted if k[0] == sid]:
+                del self._aborted[key]
+        if self._open_groups and conns:
+            for gkey in [k for k in self._open_groups if k[0] in conns]:
+                del self._open_groups[gkey]
+
     def task(self, t: TaskRecord) -> None:
         kind, outcome = t.kind, t.outcome
         if outcome in ("open_at_conn_drop", "open_at_capture_end"):
@@ -270,6 +278,11 @@ class NopRule(Rule):
     def handlers(self) -> dict[type, Handler]:
         return {NopOut: self.nop_out, NopIn: self.nop_in, TcpFin: self.closed, TcpRst: self.closed,
                 TcpClosed: self.closed}
+
+    def forget(self, sid: str | None, conns: frozenset[str]) -> None:
+        if self._pending and conns:
+            for key in [k for k in self._pending if k[0] in conns]:
+                del self._pending[key]
 
     def nop_out(self, pdu: NopOut) -> None:
         if pdu.ttt != RESERVED_TAG:

@@ -79,6 +79,12 @@ class TransportRule(Rule):
         return {Pdu: self.pdu, TcpGap: self.gap, TcpRetransmission: self.retrans, TcpZeroWindow: self.zero,
                 TcpClosed: self.closed, TcpOverlapConflict: self.overlap, TaskRecord: self.task}
 
+    def forget(self, sid: str | None, conns: frozenset[str]) -> None:
+        for cn in conns:
+            self._streams.pop((cn, I2T), None)
+            self._streams.pop((cn, T2I), None)
+            self._lost_tasks.pop(cn, None)
+
     def _s(self, conn: str, direction: str) -> _Stream:
         s = self._streams.get((conn, direction))
         if s is None:

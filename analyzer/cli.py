@@ -88,7 +88,7 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...]) -> None:
     from analyzer.iscsi.describe import info
     from analyzer.output import RowWriter, csv_safe
     from analyzer.records import MalformedPdu, Pdu, TcpOpened
-    from analyzer.views import PDU_COLUMNS, pdu_values
+    from analyzer.views import PDU_COLUMNS, csv_line, pdu_values
 
     readers: list[Any] = []
     endpoints: dict[str, Any] = {}
@@ -96,7 +96,7 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...]) -> None:
     records = _records(capture, _options(ports, state=False, anomalies=False), readers)
     out = sys.stdout
     table = None
-    csv_row = None
+    csv_row: Any = None
     if fmt == "table":
         table = RowWriter(fmt, PDU_COLUMNS, table_columns=("frame", "time", "src", "dst", "opcode_name", "itt",
                                                            "cmdsn", "statsn", "dsl", "info"),
@@ -105,7 +105,10 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...]) -> None:
     elif fmt == "csv":
         w = csv.writer(out, lineterminator="\n")
         w.writerow(PDU_COLUMNS)
-        csv_row = w.writerow
+        write = out.write
+
+        def csv_row(values: tuple[Any, ...]) -> None:  # type: ignore[misc]
+            write(csv_line(values) + "\n")
     info_at = PDU_COLUMNS.index("info")
     first_ts: int | None = None
     for rec in records:

@@ -81,15 +81,52 @@ def pdu_values(pdu: Pdu | MalformedPdu, endpoints: Any, info: str) -> tuple[Any,
                 None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None,
                 info, pdu.first_frame, pdu.conn)
     assert isinstance(pdu, Pdu)
-    cdb_opcode, status, response, datasn, buffer_offset = _EXTRAS.get(type(pdu), _no_extras)(pdu)
-    ttt = getattr(pdu, "ttt", None)
+    t = type(pdu)
+    cdb_opcode, status, response, datasn, buffer_offset = _EXTRAS.get(t, _no_extras)(pdu)
+    seq = _SEQ_GETTERS.get(t)
+    if seq is None:
+        seq = _SEQ_GETTERS[t] = _seq_getter(t)
+    ttt, cmdsn, expstatsn, statsn, expcmdsn, maxcmdsn = seq(pdu)
     return (
         pdu.frame, ts_s, src, sport, dst, dport, pdu.direction, f"0x{pdu.opcode:02x}", _opcode_names()[pdu.opcode],
-        f"0x{pdu.itt:08x}", None if ttt is None else f"0x{ttt:08x}", pdu.lun, getattr(pdu, "cmdsn", None),
-        getattr(pdu, "expstatsn", None), getattr(pdu, "statsn", None), getattr(pdu, "expcmdsn", None),
-        getattr(pdu, "maxcmdsn", None), datasn, buffer_offset, pdu.dsl, cdb_opcode, status, response,
+        f"0x{pdu.itt:08x}", None if ttt is None else f"0x{ttt:08x}", pdu.lun, cmdsn, expstatsn, statsn, expcmdsn,
+        maxcmdsn, datasn, buffer_offset, pdu.dsl, cdb_opcode, status, response,
         pdu.header_digest, pdu.data_digest, info, pdu.first_frame, pdu.conn,
     )
+
+
+_SEQ_FIELDS: Final = ("ttt", "cmdsn", "expstatsn", "statsn", "expcmdsn", "maxcmdsn")
+_SEQ_GETTERS: dict[type, Any] = {}
+
+
+def _seq_getter(cls: type) -> Any:
+    """(ttt, cmdsn, expstatsn, statsn, expcmdsn, maxcmdsn) of a record type, None where it has no such
+    field. Built once per type: getattr(obj, name, None) on a missing slot raises and catches an
+    AttributeError inside, which costs more than the rest of the row."""
+    fields = getattr(cls, "__dataclass_fields__", {})
+    body = ", ".join(f"p.{n}" if n in fields else "None" for n in _SEQ_FIELDS)
+    return eval(f"lambda p: ({body})")  # noqa: S307 - built from our own field names only
+
+
+def csv_line(values: tuple[Any, ...]) -> str:
+    """One CSV line (QUOTE_MINIMAL, as the csv module writes it) for a row of ints, None and text.
+
+    A text cell is quoted when it holds a comma, a quote or a line break; None is empty.
+    About twice as fast as ``csv.writer.writerow`` for the PDU listing's 28 columns.
+    """
+    out = []
+    for v in values:
+        if v is None:
+            out.append("")
+        elif type(v) is str:
+            if "," in v or '"' in v or "\n" in v or "\r" in v:
+                v = '"' + v.replace('"', '""') + '"'
+            out.append(v)
+        elif v is True or v is False:
+            out.append(str(v))
+        else:
+            out.append(str(v))
+    return ",".join(out)
 
 
 def pdu_row(pdu: Pdu | MalformedPdu, endpoints: Any, info: str) -> dict[str, Any]:

@@ -15,7 +15,10 @@ Incremental use (the framer hashes a data segment chunk by chunk)::
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable
+from typing import Final, TypeAlias
+
+Buffer: TypeAlias = "bytes | bytearray | memoryview"
 
 _POLY_REFLECTED: Final = 0x82F63B78
 
@@ -42,35 +45,45 @@ def crc32c_pure(data: bytes | bytearray | memoryview, value: int = 0) -> int:
     return crc ^ 0xFFFFFFFF
 
 
-try:  # ICRAR's crc32c: hardware CRC32C, accepts any buffer (memoryview slices, no copy)
-    import crc32c as _icrar
+def _load_backend() -> tuple[Callable[[Buffer, int], int], str]:
+    """The fastest CRC32C available, imported on first use (the ``crc32c`` package's import pulls
+    in importlib.metadata and argparse: tens of milliseconds the PDU listing would pay for nothing
+    on captures without digests)."""
+    try:  # ICRAR's crc32c: hardware CRC32C, accepts any buffer (memoryview slices, no copy)
+        import crc32c as _icrar
 
-    _icrar_crc = _icrar.crc32c
-
-    def crc32c(data: bytes | bytearray | memoryview, value: int = 0) -> int:
-        """CRC32C of ``data``, continuing from the finished CRC ``value`` (0 to start)."""
-        return int(_icrar_crc(data, value))
-
-    IMPLEMENTATION: str = "crc32c"
-except ImportError:  # pragma: no cover - depends on the installed wheels
+        icrar_crc = _icrar.crc32c
+        return (lambda data, value: int(icrar_crc(data, value))), "crc32c"
+    except ImportError:  # pragma: no cover - depends on the installed wheels
+        pass
     try:  # google-crc32c's C extension
         import google_crc32c as _g
 
-        if _g.implementation != "c":
-            raise ImportError("google_crc32c has no C extension") from None
-        _extend = _g.extend
+        if _g.implementation == "c":
+            extend = _g.extend
 
-        def crc32c(data: bytes | bytearray | memoryview, value: int = 0) -> int:
-            """CRC32C of ``data``, continuing from the finished CRC ``value`` (0 to start)."""
-            try:
-                return int(_extend(value, data))
-            except TypeError:  # the C extension wants read-only buffers (not bytearray views)
-                return int(_extend(value, bytes(data)))
+            def google(data: Buffer, value: int) -> int:
+                try:
+                    return int(extend(value, data))
+                except TypeError:  # the C extension wants read-only buffers (not bytearray views)
+                    return int(extend(value, bytes(data)))
 
-        IMPLEMENTATION = "google_crc32c"
-    except ImportError:
-        crc32c = crc32c_pure
-        IMPLEMENTATION = "pure-python"
+            return google, "google_crc32c"
+    except ImportError:  # pragma: no cover
+        pass
+    return crc32c_pure, "pure-python"  # pragma: no cover
+
+
+_backend: Callable[[Buffer, int], int] | None = None
+IMPLEMENTATION = "not loaded yet"
+
+
+def crc32c(data: Buffer, value: int = 0) -> int:
+    """CRC32C of ``data``, continuing from the finished CRC ``value`` (0 to start)."""
+    global _backend, IMPLEMENTATION
+    if _backend is None:
+        _backend, IMPLEMENTATION = _load_backend()
+    return _backend(data, value)
 
 
 def digest_bytes(data: bytes | bytearray | memoryview) -> bytes:

@@ -25,6 +25,16 @@ def _clean(v: Any) -> str:
     return "".join(ch if ch.isprintable() else "?" for ch in str(v))
 
 
+def _hex16(v: Any) -> str:
+    """TSIH as storage engineers read it (0x0100), not as a decimal number."""
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    try:
+        return f"0x{int(v):04x}"
+    except (TypeError, ValueError):
+        return _clean(v)
+
+
 def _dur(s: float) -> str:
     if s < 1e-3:
         return f"{s * 1e6:.0f} us"
@@ -82,7 +92,7 @@ def summary_text(a: Analysis) -> str:
                 _clean(s["initiator_name"]),
                 _clean(s["target_name"]),
                 _clean(s["isid"]),
-                _clean(s["tsih"]),
+                _hex16(s["tsih"]),
                 _dur(dur),
                 f"{int(s['tasks']):,}",
                 _clean(s["ended"]),

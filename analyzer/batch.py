@@ -12,14 +12,46 @@ where the link types change or time runs backwards. Unreadable files are reporte
 the chain goes on without them, as a gap. Frame numbers are global within a chain, as if its
 files were concatenated with ``mergecap -a``.
 
-**Decoding in parallel.** Every file is a Dask task (``decode_file``) that runs the per-packet
-part of the pipeline (capture -> TCP reassembly -> PDU framing and decoding, no state
-machines). It first *warms up* on the tail (``warmup_bytes``) of the files before it in the
-chain, discarding what that produces, so its TCP and framer state is normally in sync at the
-file boundary. Frame numbers inside a task are *positions*, ``file index << 32 | frame in the
-file``, so states of different tasks that saw the same frames are equal.
+**Where the work runs.** Each chain is one Dask task (``chain_task`` -> ``run_chain``) that
+owns the chain from its first file to its last: it keeps the chain's true pipeline, runs the
+state tracker, the anomaly engine and the table collection over the chain's record stream
+(the sequential part, about 60% of the work on small-I/O traffic), and writes the chain's
+Parquet parts itself. Independent chains therefore run their stateful passes on separate
+workers. The client only schedules: at most one chain task per worker at a time, largest
+chains first, pinned to a free worker; it publishes the workers running no chain as
+*helpers* (a ``distributed.Variable``) and prints the progress events the chain tasks log.
+A chain analyses a file itself (``ChainStitcher.add_direct``: its segments straight into the
+true pipeline, exactly what a sequential run does, nothing to verify) unless a helper has
+decoded it already: while helpers exist, the chain keeps ``LOOKAHEAD`` decode tasks per
+helper in flight for the files after the one it is on, restricted to the helpers (never to a
+worker running a chain, whose one Python thread is busy), and stitches their results. While
+it waits for one it decodes a later file itself. With N chains and N workers, or one worker,
+there are no helpers and no decode tasks: every file is analysed once, by its chain, with no
+warm-up and nothing pickled; when chains run out, the idle workers help the ones still running.
 
-**Stitching, exactly.** One ``ChainStitcher`` per chain keeps the *true* per-packet state
+**No deadlock.** Decode tasks are only sent to workers running no chain task, and they have a
+higher priority than chain tasks, so one queued on a worker runs before a chain task the client
+assigns to that worker later. A chain task that must wait for a decode result first
+calls ``secede()`` to leave its worker's thread pool, so even a decode task sent to its own worker (a
+helper list gone stale, or ``decode_all``) can run there. ``decode_all=True`` (tests) decodes
+every file in a task on any worker and stitches it.
+
+**Output.** The chain task writes ``OUT/<table>/chain=<id>/part-*.parquet``: the workers must
+see ``OUT`` at the same path as the client (a local cluster always does; on a remote cluster
+``OUT`` must be shared storage, like the captures). A chain task returns only its summary
+(file reports, counts, ``CaptureInfo``); the client writes ``batch.json`` and builds the
+HTML report from the dataset on disk.
+
+**Decoding in parallel.** A decode task (``decode_file``) runs the per-packet part of the
+pipeline (capture -> TCP reassembly -> PDU framing and decoding, no state machines) and
+builds the file's pdus rows (final dtypes, so the chain only renumbers them, fills the
+session column and writes them). It first *warms up* on the tail (``warmup_bytes``) of the
+files before it in the chain, discarding what that produces, so its TCP and framer state is
+normally in sync at the file boundary. Frame numbers inside a task are *positions*,
+``file index << 32 | frame in the file``, so states of different tasks that saw the same
+frames are equal.
+
+**Stitching, exactly.** The chain's ``ChainStitcher`` keeps the *true* per-packet state
 ``P`` (a ``Pipeline`` whose tracker and anomaly engine see the merged stream) and consumes the
 files in order. The state is split into *units*, one per TCP endpoint pair (both 4-tuple
 keys, their flows, framers and 4-tuple reuse counts): reassembly and framing of one unit never
@@ -39,8 +71,9 @@ PDU could have changed it. After a file, accepted units' end states are grafted 
 state a sequential run has at the end of the file. The state tracker and anomaly engine then
 see exactly the record stream of a sequential run, renumbered to chain-global frames.
 
-**Output.** A partitioned Parquet dataset per table (``analyzer.reports.dataset``), the
-HTML report of the whole set, and ``batch.json`` (chains, files, what was re-run).
+**Output files.** A partitioned Parquet dataset per table (``analyzer.reports.dataset``),
+the HTML report of the whole set, and ``batch.json`` (chains, files, what was stitched,
+re-run or analysed directly, and where the chain's time went).
 """
 
 from __future__ import annotations
@@ -57,7 +90,7 @@ import re
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -482,6 +515,11 @@ def _is_login_or_text(rec: Record) -> bool:
 
 def decode_file(task: FileTask) -> bytes:
     """Decode one file of a chain (the Dask task). Returns ``pack``ed results (see ``ChainStitcher``)."""
+    return pack(decode_result(task))
+
+
+def decode_result(task: FileTask) -> dict[str, Any]:
+    """Decode one file of a chain after its warm-up: what ``ChainStitcher.add`` takes."""
     from analyzer.capture import CaptureError, decode_frame, iter_tcp, open_capture
     from analyzer.records import MalformedPdu, Pdu
     from analyzer.reports.dataset import PduRows
@@ -537,7 +575,7 @@ def decode_file(task: FileTask) -> bytes:
         reader = open_capture(task.path)
     except CaptureError as exc:
         result["error"] = str(exc)
-        return pack(result)
+        return result
     units: dict[tuple[bytes, int, bytes, int], int] = {}
     unit_list: list[tuple[bytes, int, bytes, int]] = []
     key_unit: dict[tuple[bytes, int, bytes, int], int] = {}
@@ -656,7 +694,7 @@ def decode_file(task: FileTask) -> bytes:
         pdus=rows.frame(),
         seconds=time.perf_counter() - t0,
     )
-    return pack(result)
+    return result
 
 
 # =========================================================================== stitching (driver side)
@@ -709,6 +747,9 @@ class FileReport:
     rerun_units: int = 0
     error: str | None = None
     damage: list[str] = field(default_factory=list)
+    direct: bool = False  #: analysed by the chain itself (no task result to stitch)
+    chain_seconds: float = 0.0  #: time the chain spent on the file (stitching, or analysing it)
+    waited: float = 0.0  #: time the chain waited for the file's decode task
 
 
 class ChainStitcher:
@@ -747,6 +788,7 @@ class ChainStitcher:
         self.next_index = 0
         self.rerun_units = 0
         self.units = 0
+        self.direct_files = 0
         self.finished: Any = None
 
     # ------------------------------------------------------------------ frame numbers
@@ -801,18 +843,8 @@ class ChainStitcher:
             return self.skip(k, res["path"], res["error"])
         self.next_index += 1
         self._set_count(k, res["frames"])
-        cap = self.capture
-        cap["frames"] += res["frames"]
-        cap["bytes"] += res["bytes"]
-        cap["non_tcp"] += res["non_tcp"]
-        cap["truncated_frames"] += res["truncated"]
-        cap["damage"].extend(res["damage"])
-        cap["format"] = cap["format"] or res["format"]
-        first = self.chain.files[k].first_ts_ns if k < len(self.chain.files) else res["first_ts"]
-        if first is not None and cap["first_ts_ns"] is None:
-            cap["first_ts_ns"] = first
-        if res["last_ts"] is not None:
-            cap["last_ts_ns"] = res["last_ts"]
+        self._account(k, res["frames"], res["bytes"], res["non_tcp"], res["truncated"], res["damage"],
+                      res["format"], res["first_ts"], res["last_ts"])
         P = self.P
         R = P.reassembler
         units: list[tuple[bytes, int, bytes, int]] = res["units"]
@@ -851,11 +883,76 @@ class ChainStitcher:
         # ---- the file's pdus part
         local = coll.take_local()
         df = dataset.file_pdus(res["pdus"], rerun, local, self._off_arr)
+        res["pdus"] = None
         rep = FileReport(k, res["path"], frames=res["frames"], pdus=len(df), seconds=res["seconds"],
                          units=len(units), rerun_units=len(rerun), damage=list(res["damage"]))
+        self._keep_part(k, df)
+        self.reports.append(rep)
+        return rep
+
+    def add_direct(self, index: int, path: str) -> FileReport:
+        """Analyse the next file here, feeding its segments to the true pipeline (no task result:
+        what a sequential run does; the cheapest way when no other worker decoded the file)."""
+        from analyzer.capture import CaptureError, iter_tcp, open_capture
+        from analyzer.reports import dataset
+
+        assert index == self.next_index, (index, self.next_index)
+        t0 = time.perf_counter()
+        try:
+            reader = open_capture(path)
+        except CaptureError as exc:
+            return self.skip(index, path, str(exc))
+        self.next_index += 1
+        self.opened_log = []
+        P = self.P
+        feed = P.feed_segment
+        feed_local = self.collector.feed_local
+        base = index << 32
+        first_ts: int | None = None
+        try:
+            for fr, ts, src, dst, sp, dp, seq, ack, fl, win, pl in iter_tcp(reader):
+                pos = fr | base
+                if first_ts is None:
+                    first_ts = ts
+                for r in feed(pos, ts, src, dst, sp, dp, seq, ack, fl, win, pl):
+                    feed_local(r, pos)
+        finally:
+            reader.close()
+        self._set_count(index, reader.frames)
+        damage = [d.message for d in reader.damage]
+        self._account(index, reader.frames, reader.bytes, reader.non_tcp, reader.truncated, damage,
+                      reader.format, first_ts, reader.last_ts_ns if reader.frames else None)
+        df = dataset.file_pdus(None, (), self.collector.take_local(), self._off_arr)
+        rep = FileReport(index, path, frames=reader.frames, pdus=len(df), seconds=time.perf_counter() - t0,
+                         damage=damage, direct=True)
+        self.direct_files += 1
+        self._keep_part(index, df)
+        self.reports.append(rep)
+        return rep
+
+    def _account(self, k: int, frames: int, nbytes: int, non_tcp: int, truncated: int, damage: list[str],
+                 fmt: str, first_ts: int | None, last_ts: int | None) -> None:
+        cap = self.capture
+        cap["frames"] += frames
+        cap["bytes"] += nbytes
+        cap["non_tcp"] += non_tcp
+        cap["truncated_frames"] += truncated
+        cap["damage"].extend(damage)
+        cap["format"] = cap["format"] or fmt
+        first = self.chain.files[k].first_ts_ns if k < len(self.chain.files) else first_ts
+        if first is not None and cap["first_ts_ns"] is None:
+            cap["first_ts_ns"] = first
+        if last_ts is not None:
+            cap["last_ts_ns"] = last_ts
+
+    def _keep_part(self, k: int, df: Any) -> None:
+        from analyzer.reports import dataset
+
+        if self.out_dir is None:
+            return  # (no dataset: the rows are only counted)
         self.spills.append((k, df))
         self.held_rows += len(df)
-        if self.out_dir is not None and self.held_rows > SPILL_ROWS:
+        if self.held_rows > SPILL_ROWS:
             # Bound memory: pdus parts wait on disk for their session column (known at the chain's end).
             for i, (kk, part) in enumerate(self.spills):
                 if isinstance(part, Path):
@@ -864,8 +961,6 @@ class ChainStitcher:
                 dataset.write_spill(part, spill)
                 self.spills[i] = (kk, spill)
             self.held_rows = 0
-        self.reports.append(rep)
-        return rep
 
     def _decide(self, res: dict[str, Any]) -> set[int]:
         """Units whose task records cannot be taken as they are (re-run by the stitcher)."""
@@ -1027,7 +1122,7 @@ class ChainStitcher:
         conn_session = self.collector.conn_sessions()
         # PDUs flushed at the end of the chain (cut short by its end) close its last part.
         tail = dataset.file_pdus(None, (), self.collector.take_local(), self._off_arr)
-        if len(tail):
+        if len(tail) and self.out_dir is not None:
             if self.spills:
                 k, last = self.spills[-1]
                 self.spills[-1] = (k, (last, tail))
@@ -1065,6 +1160,207 @@ def _debug_diff(res: dict[str, Any], u: int, mine: tuple[Any, Any, Any]) -> None
                   file=sys.stderr)
 
 
+# =========================================================================== the chain task
+
+
+#: Decode tasks kept in flight per helper worker (bounds the decoded results waiting in memory).
+LOOKAHEAD: Final = 2
+#: Dask priorities: decode tasks run before chain tasks queued on the same worker.
+_DECODE_PRIORITY: Final = 1_000_000
+_CHAIN_PRIORITY: Final = 0
+
+
+@dataclass
+class ChainJob:
+    """What a chain task gets: one chain to analyse from its first file to its last."""
+
+    chain: Chain
+    options: Options
+    out_dir: str | None
+    limits: Any = None
+    warmup_bytes: int = DEFAULT_WARMUP_BYTES
+    run: str = ""  #: Dask run id: progress topic and helper-list variable ("" = in this process)
+    lookahead: int = LOOKAHEAD
+    #: every file decoded by a task (on any worker) and stitched, none analysed by the chain itself
+    #: (``analyze_many(decode_all=True)``: the tests check the stitching on every split this way)
+    decode_all: bool = False
+
+
+def _topic(run: str) -> str:
+    return f"iscsi-analyzer-batch-{run}"
+
+
+class _InProcess:
+    """What a chain sees of the cluster when it runs in this process: no helpers."""
+
+    def __init__(self, emit: Callable[[dict[str, Any]], None] | None) -> None:
+        self._emit = emit
+
+    def helpers(self) -> list[str]:
+        return []
+
+    def submit(self, task: FileTask, workers: list[str] | None) -> Any:
+        return _Sync._Done(decode_result, (task,))  # (decode_all only)
+
+    def ready(self, fut: Any) -> bool:
+        return True
+
+    def result(self, fut: Any) -> dict[str, Any]:
+        out: dict[str, Any] = fut.result()
+        return out
+
+    def release(self, fut: Any) -> None:
+        pass
+
+    def emit(self, msg: dict[str, Any]) -> None:
+        if self._emit is not None:
+            self._emit(msg)
+
+
+class _OnCluster(_InProcess):
+    """What a chain task sees of the cluster: the helper workers (those running no chain, as
+    the client publishes them in a ``distributed.Variable``) and the progress topic."""
+
+    def __init__(self, run: str) -> None:
+        from distributed import Variable, get_client, get_worker
+
+        super().__init__(None)
+        self.client = get_client()
+        self.worker = get_worker()
+        self.topic = _topic(run)
+        self.var = Variable(self.topic + "-helpers", self.client)  # type: ignore[no-untyped-call]
+        self.seceded = False
+
+    def helpers(self) -> list[str]:
+        try:
+            got = self.var.get(timeout=10)  # type: ignore[no-untyped-call]
+        except Exception:  # noqa: BLE001 - no helpers known: the chain does the work itself
+            return []
+        me = self.worker.address
+        return [w for w in (got or ()) if w != me]
+
+    def submit(self, task: FileTask, workers: list[str] | None) -> Any:
+        # Loose restriction: only if every listed helper has gone does the task run elsewhere.
+        return self.client.submit(decode_file, task, pure=False, workers=workers,
+                                  allow_other_workers=workers is not None, priority=_DECODE_PRIORITY - task.index)
+
+    def ready(self, fut: Any) -> bool:
+        return bool(fut.done())
+
+    def result(self, fut: Any) -> dict[str, Any]:
+        if not fut.done() and not self.seceded:
+            # Waiting must never hold a thread of this worker (module doc: no deadlock).
+            from distributed import secede
+
+            secede()  # type: ignore[no-untyped-call]
+            self.seceded = True
+        out: dict[str, Any] = unpack(fut.result())
+        return out
+
+    def release(self, fut: Any) -> None:
+        fut.release()
+
+    def emit(self, msg: dict[str, Any]) -> None:
+        self.worker.log_event(self.topic, msg)
+
+
+def _file_task(job: ChainJob, i: int) -> FileTask:
+    files = job.chain.files
+    prev: list[tuple[int, str]] = []
+    acc = 0
+    j = i - 1
+    while j >= 0 and acc < job.warmup_bytes and len(prev) < MAX_WARMUP_FILES:
+        prev.insert(0, (j, files[j].path))
+        acc += max(files[j].size, 1)
+        j -= 1
+    return FileTask(job.chain.id, i, files[i].path, prev, job.options, job.warmup_bytes)
+
+
+def _failed_result(task: FileTask, exc: BaseException) -> dict[str, Any]:
+    return {"index": task.index, "path": task.path, "error": f"{task.path}: {type(exc).__name__}: {exc}"}
+
+
+def run_chain(job: ChainJob, side: Any = None) -> dict[str, Any]:
+    """Analyse one chain, in order, writing its dataset parts; returns its summary (module doc).
+
+    ``side`` is how the chain reaches the cluster (``_OnCluster`` inside a chain task); by
+    default the chain runs alone in this process and analyses every file itself.
+    """
+    from analyzer.reports import dataset
+
+    side = side if side is not None else _InProcess(None)
+    t0 = time.perf_counter()
+    chain = job.chain
+    files = chain.files
+    n = len(files)
+    st = ChainStitcher(chain, job.options, job.out_dir, job.limits)
+    held: dict[int, tuple[str, Any]] = {}  # file index -> ("future", decode future) | ("result", dict)
+    nxt = 0  # the lowest file index nobody has claimed yet (analysed here, submitted or decoded here)
+    inflight = 0
+    while st.next_index < n:
+        i = st.next_index
+        helpers: list[str] | None
+        if job.decode_all:
+            direct = False
+            helpers, want = None, 2 * job.lookahead
+        else:
+            direct = i not in held
+            nxt = max(nxt, i + 1)
+            helpers = side.helpers() if nxt < n else []
+            want = job.lookahead * len(helpers)
+        while nxt < n and inflight < want:
+            held[nxt] = ("future", side.submit(_file_task(job, nxt), helpers))
+            inflight += 1
+            nxt += 1
+        waited = 0.0
+        if direct:
+            t = time.perf_counter()
+            rep = st.add_direct(i, files[i].path)
+        else:
+            kind, value = held.pop(i)
+            if kind == "future":
+                # Help while the file is decoded elsewhere: decode a later one here.
+                while not side.ready(value) and nxt < n and nxt - i <= want + 1:
+                    task = _file_task(job, nxt)
+                    try:
+                        held[nxt] = ("result", decode_result(task))
+                    except Exception as exc:  # noqa: BLE001 - a file that fails is skipped
+                        held[nxt] = ("result", _failed_result(task, exc))
+                    nxt += 1
+                t = time.perf_counter()
+                try:
+                    res = side.result(value)
+                except Exception as exc:  # noqa: BLE001 - a task that failed is a skipped file
+                    res = _failed_result(_file_task(job, i), exc)
+                side.release(value)
+                inflight -= 1
+                waited = time.perf_counter() - t
+            else:
+                res = value
+            t = time.perf_counter()
+            rep = st.add(res)
+            del res
+        rep.chain_seconds = time.perf_counter() - t
+        rep.waited = waited
+        side.emit({"kind": "file", "chain": chain.id, "report": dataclasses.asdict(rep)})
+    fin = st.finish()
+    col = fin["collected"]
+    tables = dataset.chain_tables(col)
+    summary = {
+        "id": chain.id, "how": chain.how, "reports": st.reports, "frames": st.capture["frames"],
+        "pdus": col.stats.get("pdus_seen", 0), "sessions": len(tables["sessions"]), "tasks": len(tables["tasks"]),
+        "anomalies": len(tables["anomalies"]), "rerun_units": st.rerun_units, "units": st.units,
+        "direct_files": st.direct_files, "capture": _chain_capture_info(chain, st, col, job.options),
+        "seconds": time.perf_counter() - t0,
+    }
+    return summary
+
+
+def chain_task(job: ChainJob) -> bytes:
+    """The Dask task of one chain: ``run_chain`` on a worker, helped by the other workers."""
+    return pack(run_chain(job, _OnCluster(job.run)))
+
+
 # =========================================================================== orchestration
 
 
@@ -1083,6 +1379,9 @@ class ChainResult:
     rerun_units: int
     units: int
     capture: Any = None  #: ``CaptureInfo`` of the chain
+    direct_files: int = 0  #: files the chain analysed itself (no task result stitched)
+    seconds: float = 0.0
+    error: str | None = None  #: the chain failed (a bug): its files are in ``BatchResult.failed``
 
 
 @dataclass
@@ -1124,14 +1423,8 @@ class _Sync:
                 raise self._exc
             return self._value
 
-        def release(self) -> None:
-            pass
-
     def submit(self, fn: Callable[..., Any], *args: Any, **_kw: Any) -> Any:
         return self._Done(fn, args)
-
-    def as_completed(self, futures: list[Any]) -> Iterator[Any]:
-        return iter(futures)
 
 
 def _connect(scheduler: str | None, workers: int | None) -> tuple[Any, Any, str, int]:
@@ -1156,6 +1449,144 @@ def _mb(n: float) -> str:
     return f"{n / 1e6:,.1f} MB"
 
 
+class _Progress:
+    """The client's progress lines (one per file as its chain finishes it, one per chain)."""
+
+    def __init__(self, say: ProgressFn, chains: list[Chain], t0: float, failed: list[tuple[str, str]]) -> None:
+        self.say = say
+        self.t0 = t0
+        self.failed = failed
+        self.n_files = sum(len(c.files) for c in chains)
+        self.total = sum(f.size for c in chains for f in c.files)
+        self.sizes = {(c.id, i): f.size for c in chains for i, f in enumerate(c.files)}
+        self.files = 0
+        self.bytes = 0
+        self.seen: set[tuple[str, int]] = set()
+
+    def file(self, chain: str, rep: FileReport) -> None:
+        key = (chain, rep.index)
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        self.files += 1
+        self.bytes += self.sizes.get(key, 0)
+        head = (f"[{self.files}/{self.n_files} files, {_mb(self.bytes)}/{_mb(self.total)}, "
+                f"{time.perf_counter() - self.t0:.1f} s] {chain}")
+        name = os.path.basename(rep.path)
+        if rep.error:
+            self.failed.append((rep.path, rep.error))
+            self.say(f"{head}: skipped {name}: {rep.error}")
+            return
+        how = (f"analysed by the chain in {rep.chain_seconds:.1f} s" if rep.direct else
+               f"decoded in {rep.seconds:.1f} s, stitched in {rep.chain_seconds:.1f} s"
+               + (f" after waiting {rep.waited:.1f} s" if rep.waited >= 0.05 else "")
+               + (f", {rep.rerun_units}/{rep.units} streams re-run" if rep.rerun_units else ""))
+        self.say(f"{head}: {name}: {rep.frames:,} frames, {rep.pdus:,} PDUs ({how})")
+        for d in rep.damage:
+            self.say(f"batch: warning: {d}")
+
+    def event(self, msg: Any) -> None:
+        if isinstance(msg, dict) and msg.get("kind") == "file":
+            self.file(msg["chain"], FileReport(**msg["report"]))
+
+    def chain(self, r: ChainResult) -> None:
+        for rep in r.files:
+            self.file(r.id, rep)  # (lines whose event has not arrived yet)
+        if r.error:
+            self.say(f"batch: chain {r.id} failed: {r.error}")
+            return
+        self.say(f"batch: chain {r.id} done: {r.frames:,} frames, {r.sessions} session(s), "
+                 f"{r.tasks:,} tasks, {r.anomalies} anomalies ({r.seconds:.1f} s)")
+
+
+def _chain_result(summary: dict[str, Any]) -> ChainResult:
+    return ChainResult(
+        summary["id"], summary["how"], summary["reports"], summary["frames"], summary["pdus"],
+        summary["sessions"], summary["tasks"], summary["anomalies"], summary["rerun_units"], summary["units"],
+        summary["capture"], summary["direct_files"], summary["seconds"])
+
+
+def _failed_chain(c: Chain, exc: BaseException) -> ChainResult:
+    msg = f"{type(exc).__name__}: {exc}"
+    reports = [FileReport(i, f.path, error=f"chain {c.id} failed: {msg}") for i, f in enumerate(c.files)]
+    return ChainResult(c.id, c.how, reports, 0, 0, 0, 0, 0, 0, 0, None, error=msg)
+
+
+def _run_chains(client: Any, jobs: list[ChainJob], prog: _Progress) -> list[ChainResult]:
+    """Chain tasks on the cluster: one per worker at a time, largest chains first; the
+    workers running no chain are published as helpers (module doc)."""
+    import queue
+    import uuid
+
+    from distributed import Variable, wait
+
+    run = uuid.uuid4().hex[:16]
+    topic = _topic(run)
+    events: queue.Queue[Any] = queue.Queue()
+    client.subscribe_topic(topic, lambda ev: events.put(ev[1]))
+    var = Variable(topic + "-helpers", client)  # type: ignore[no-untyped-call]
+    workers = sorted(client.scheduler_info().get("workers", {}))
+    if not workers:
+        client.wait_for_workers(1)
+        workers = sorted(client.scheduler_info().get("workers", {}))
+    for j in jobs:
+        j.run = run
+    todo = sorted(range(len(jobs)), key=lambda k: -sum(f.size for f in jobs[k].chain.files))
+    hosts: dict[str, int] = {}
+    running: dict[Any, tuple[int, str]] = {}
+    results: dict[int, ChainResult] = {}
+
+    def publish() -> None:
+        var.set([w for w in workers if w not in hosts])  # type: ignore[no-untyped-call]
+
+    def start() -> None:
+        while todo:
+            free = [w for w in workers if w not in hosts]
+            if not free:
+                break
+            w = free[0]
+            k = todo.pop(0)
+            hosts[w] = k
+            publish()  # (before the chain starts: nobody sends it decode tasks any more)
+            fut = client.submit(chain_task, jobs[k], pure=False, workers=[w], allow_other_workers=True,
+                                priority=_CHAIN_PRIORITY)
+            running[fut] = (k, w)
+        publish()
+
+    try:
+        start()
+        while running:
+            try:
+                wait(list(running), timeout=0.25, return_when="FIRST_COMPLETED")  # type: ignore[no-untyped-call]
+            except TimeoutError:
+                pass
+            try:
+                while True:
+                    prog.event(events.get_nowait())
+            except queue.Empty:
+                pass
+            done = [f for f in running if f.done()]
+            for f in done:
+                k, w = running.pop(f)
+                del hosts[w]
+                try:
+                    r = _chain_result(unpack(f.result()))
+                except Exception as exc:  # noqa: BLE001 - a failed chain is reported, the others go on
+                    r = _failed_chain(jobs[k].chain, exc)
+                f.release()
+                results[k] = r
+                prog.chain(r)
+            if done:
+                start()
+    finally:
+        client.unsubscribe_topic(topic)
+        try:
+            var.delete()  # type: ignore[no-untyped-call]
+        except Exception:  # noqa: BLE001, S110 - best effort
+            pass
+    return [results[k] for k in range(len(jobs))]
+
+
 def analyze_many(
     paths: Iterable[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str] | None = None,
@@ -1167,6 +1598,7 @@ def analyze_many(
     html: bool = True,
     warmup_bytes: int = DEFAULT_WARMUP_BYTES,
     max_gap_s: float = DEFAULT_MAX_GAP_S,
+    decode_all: bool = False,
     **options: Any,
 ) -> BatchResult:
     """Analyse many captures on Dask distributed; write a partitioned Parquet dataset to ``out_dir``.
@@ -1176,10 +1608,13 @@ def analyze_many(
     chain). ``scheduler``: address of an existing Dask scheduler (``tcp://host:8786``); else a
     ``LocalCluster`` of ``workers`` processes (default: one per CPU) is started and stopped;
     ``workers=0`` runs everything in this process. An existing ``distributed.Client`` may be passed
-    as ``client``. ``options`` as for ``analyze``. Raises ``NoInput`` when no file is readable.
+    as ``client``. Chain tasks write their parts of the dataset themselves: on a remote cluster
+    ``out_dir`` must be shared storage that every worker sees at the same path (as the
+    captures). ``decode_all``: decode every file in a task and stitch it, even where the chain
+    could analyse it itself (slower; for tests of the stitching). ``options`` as for
+    ``analyze``. Raises ``NoInput`` when no file is readable.
     """
     from analyzer.api import _split_options
-    from analyzer.reports import dataset
 
     t0 = time.perf_counter()
     say = progress or (lambda _m: None)
@@ -1195,7 +1630,7 @@ def analyze_many(
         sched = str(getattr(client, "scheduler", "client"))
         nworkers = len(client.scheduler_info().get("workers", {}))
     say(f"batch: {len(files)} file(s) on {sched}")
-    out: str | None = os.fspath(out_dir) if out_dir is not None else None
+    out: str | None = os.path.abspath(os.fspath(out_dir)) if out_dir is not None else None
     try:
         futs = [client.submit(probe_file, f, pure=False) for f in files]
         infos = [f.result() for f in futs]
@@ -1207,87 +1642,29 @@ def analyze_many(
         if not chains:
             raise NoInput(f"no readable capture among {len(files)} file(s)"
                           + (f": {failed[0][1]}" if len(failed) == 1 else ""))
-        total_bytes = sum(f.size for c in chains for f in c.files)
         for c in chains:
             say(f"batch: chain {c.id}: {len(c.files)} file(s) ({c.how}), {_mb(sum(f.size for f in c.files))}")
         if out is not None:
             _clear_dataset(out)
-        # ---- submit every file (earlier files first, chains interleaved)
-        wopts = opts
-        pending: dict[Any, tuple[int, int]] = {}
-        order: list[Any] = []
-        longest = max(len(c.files) for c in chains)
-        for i in range(longest):
-            for ci, c in enumerate(chains):
-                if i >= len(c.files):
-                    continue
-                prev: list[tuple[int, str]] = []
-                acc = 0
-                j = i - 1
-                while j >= 0 and acc < warmup_bytes and len(prev) < MAX_WARMUP_FILES:
-                    prev.insert(0, (j, c.files[j].path))
-                    acc += max(c.files[j].size, 1)
-                    j -= 1
-                task = FileTask(c.id, i, c.files[i].path, prev, wopts, warmup_bytes)
-                fut = client.submit(decode_file, task, pure=False, priority=longest - i)
-                pending[fut] = (ci, i)
-                order.append(fut)
-        stitchers = [ChainStitcher(c, opts, out, limits) for c in chains]
-        ready: list[dict[int, Any]] = [{} for _ in chains]
-        done_files = 0
-        done_bytes = 0
-        n_files = sum(len(c.files) for c in chains)
-        as_completed = client.as_completed if isinstance(client, _Sync) else _dask_as_completed
-        for fut in as_completed(order):
-            ci, i = pending.pop(fut)
-            ready[ci][i] = fut
-            st = stitchers[ci]
-            while st.next_index in ready[ci]:
-                idx = st.next_index
-                f = ready[ci].pop(idx)
-                info = chains[ci].files[idx]
+        jobs = [ChainJob(c, opts, out, limits, warmup_bytes, decode_all=decode_all) for c in chains]
+        prog = _Progress(say, chains, t0, failed)
+        if isinstance(client, _Sync):
+            results = []
+            for j in jobs:
+                side = _InProcess(prog.event)
                 try:
-                    res = unpack(f.result())
-                except Exception as exc:  # noqa: BLE001 - a task that failed is a skipped file
-                    res = {"index": idx, "path": info.path, "error": f"{info.path}: {type(exc).__name__}: {exc}"}
-                f.release() if hasattr(f, "release") else None
-                del f
-                rep = st.add(res)
-                done_files += 1
-                done_bytes += info.size
-                el = time.perf_counter() - t0
-                if rep.error:
-                    failed.append((info.path, rep.error))
-                    say(f"[{done_files}/{n_files} files, {_mb(done_bytes)}/{_mb(total_bytes)}, {el:.1f} s] "
-                        f"{chains[ci].id}: skipped {info.name}: {rep.error}")
-                else:
-                    extra = f", {rep.rerun_units}/{rep.units} streams re-run" if rep.rerun_units else ""
-                    say(f"[{done_files}/{n_files} files, {_mb(done_bytes)}/{_mb(total_bytes)}, {el:.1f} s] "
-                        f"{chains[ci].id}: {info.name}: {rep.frames:,} frames, {rep.pdus:,} PDUs "
-                        f"(decoded in {rep.seconds:.1f} s{extra})")
-                    for d in rep.damage:
-                        say(f"batch: warning: {d}")
-        # ---- finish the chains
-        results: list[ChainResult] = []
-        per_chain_tables: list[dict[str, Any]] = []
-        pdu_parts: list[Any] = []
-        for c, st in zip(chains, stitchers, strict=True):
-            fin = st.finish()
-            col = fin["collected"]
-            tables = dataset.chain_tables(col)
-            per_chain_tables.append(tables)
-            pdu_parts.extend(fin["pdus"])
-            info = _chain_capture_info(c, st, col, opts)
-            results.append(ChainResult(
-                c.id, c.how, st.reports, st.capture["frames"],
-                col.stats.get("pdus_seen", 0), len(tables["sessions"]), len(tables["tasks"]),
-                len(tables["anomalies"]), st.rerun_units, st.units, info))
-            say(f"batch: chain {c.id} done: {st.capture['frames']:,} frames, {len(tables['sessions'])} session(s), "
-                f"{len(tables['tasks']):,} tasks, {len(tables['anomalies'])} anomalies")
+                    r = _chain_result(run_chain(j, side))
+                except Exception as exc:  # noqa: BLE001 - a failed chain is reported, the others go on
+                    r = _failed_chain(j.chain, exc)
+                prog.chain(r)
+                results.append(r)
+        else:
+            results = _run_chains(client, jobs, prog)
         html_path = None
         if out is not None:
-            if html:
-                html_path = os.fspath(_write_html(out, results, per_chain_tables, limits))
+            ok = [r for r in results if r.error is None]
+            if html and ok:
+                html_path = os.fspath(_write_html(out, ok, limits))
             _write_manifest(out, results, failed, sched, nworkers, t0)
         return BatchResult(out, results, failed, html_path, time.perf_counter() - t0, nworkers, sched)
     finally:
@@ -1295,12 +1672,6 @@ def analyze_many(
             client.close()
             if cluster is not None:
                 cluster.close()
-
-
-def _dask_as_completed(futures: list[Any]) -> Iterator[Any]:
-    from distributed import as_completed
-
-    return iter(as_completed(futures))  # type: ignore[no-untyped-call]
 
 
 def _clear_dataset(out: str) -> None:
@@ -1344,11 +1715,13 @@ def _chain_capture_info(c: Chain, st: ChainStitcher, col: Any, opts: Options) ->
     )
 
 
-def _write_html(out: str, results: list[ChainResult], tables: list[dict[str, Any]], limits: Any) -> Path:
+def _write_html(out: str, results: list[ChainResult], limits: Any) -> Path:
+    """The whole set's report, from the dataset the chain tasks wrote (pdus up to the row limit)."""
     from analyzer.reports import dataset
     from analyzer.reports.analysis import Analysis, CaptureInfo
 
-    merged = dataset.concat_tables(tables)
+    merged = dataset.concat_tables([
+        {t: dataset.read_table(out, t, chain=r.id) for t in dataset.DATASET_TABLES if t != "pdus"} for r in results])
     merged["pdus"] = dataset.read_table(out, "pdus", max_rows=limits.max_pdu_rows)
     infos = [r.capture for r in results]
     firsts = [i.first_ts_ns for i in infos if i.first_ts_ns is not None]
@@ -1407,6 +1780,7 @@ def _write_manifest(out: str, results: list[ChainResult], failed: list[tuple[str
             {
                 "id": r.id, "how": r.how, "frames": r.frames, "pdus": r.pdus, "sessions": r.sessions,
                 "tasks": r.tasks, "anomalies": r.anomalies, "units": r.units, "rerun_units": r.rerun_units,
+                "direct_files": r.direct_files, "seconds": round(r.seconds, 3), "error": r.error,
                 "files": [dataclasses.asdict(f) for f in r.files],
                 "capture": r.capture.to_dict() if r.capture is not None else None,
             }

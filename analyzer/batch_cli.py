@@ -14,7 +14,8 @@ import click
 @click.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Output directory: a Parquet dataset per table, report.html, batch.json.")
+              help="Output directory: a Parquet dataset per table, report.html, batch.json. The workers write "
+                   "the dataset: with --scheduler it must be shared storage, at the same path on every machine.")
 @click.option("--scheduler", metavar="ADDRESS", help="Use an existing Dask cluster (e.g. tcp://host:8786).")
 @click.option("--workers", type=click.IntRange(min=0), metavar="N",
               help="Worker processes of the local Dask cluster [default: one per CPU; 0 = no cluster].")
@@ -58,11 +59,13 @@ def batch(paths: tuple[str, ...], out_dir: str, scheduler: str | None, workers: 
         sys.exit(2)
     rerun = sum(c.rerun_units for c in result.chains)
     units = sum(c.units for c in result.chains)
+    stitched = sum(len(c.files) - c.direct_files for c in result.chains)
     click.echo(
         f"{sum(len(c.files) for c in result.chains)} file(s) in {len(result.chains)} chain(s), "
         f"{sum(c.frames for c in result.chains):,} frames, {sum(c.sessions for c in result.chains)} session(s), "
         f"{sum(c.anomalies for c in result.chains)} anomalies in {result.seconds:.1f} s "
-        f"({result.workers} workers; {rerun}/{units} file streams re-run)"
+        f"({result.workers} workers; {stitched} file(s) decoded ahead and stitched, {rerun}/{units} of their "
+        f"streams re-run)"
         + (f"; {len(result.failed)} file(s) skipped" if result.failed else "")
     )
     click.echo(f"dataset: {result.out_dir}" + (f"  report: {result.html}" if result.html else ""))

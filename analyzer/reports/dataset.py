@@ -60,8 +60,11 @@ class PduRows:
         self.unit.append(unit)
 
     def frame(self) -> pd.DataFrame:
-        """The rows as a ``pdus`` table (no session yet) plus the helper columns."""
-        df = frames.build("pdus", self.rows, final=False)
+        """The rows as a ``pdus`` table (final dtypes, no session yet) plus the helper columns.
+
+        Built final (category columns made) where the rows are built, so that the chain only
+        renumbers, fills the session column and writes."""
+        df = frames.build("pdus", self.rows)
         df[SEG] = np.asarray(self.seg, dtype="int64")
         df[ORD] = np.arange(len(df), dtype="int64")
         df[UNIT] = np.asarray(self.unit, dtype="int64")
@@ -87,11 +90,14 @@ def file_pdus(worker: pd.DataFrame | None, rejected_units: Iterable[int], local:
     if local is not None and len(local):
         parts.append(local)
     if not parts:
-        return frames.build("pdus", [], final=False)
-    df = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
-    if len(parts) > 1:
-        df = df.sort_values([SEG, ORD], kind="stable", ignore_index=True)
-    df = df.drop(columns=[SEG, ORD, UNIT]).reset_index(drop=True)
+        return frames.empty("pdus")
+    if len(parts) == 1:
+        df = parts[0].drop(columns=[SEG, ORD, UNIT]).reset_index(drop=True)
+    else:
+        helper = pd.concat([p[[SEG, ORD]] for p in parts], ignore_index=True)
+        order = np.lexsort((helper[ORD].to_numpy(), helper[SEG].to_numpy()))  # stable: (seg, ord)
+        df = frames.concat("pdus", [p.drop(columns=[SEG, ORD, UNIT]).reset_index(drop=True) for p in parts])
+        df = df.take(order).reset_index(drop=True)
     for c in PDU_FRAME_COLUMNS:
         df[c] = renumber(df[c].to_numpy(), offsets)
     return df
@@ -172,9 +178,35 @@ def _write(df: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+_DTYPES: dict[str, dict[str, Any]] = {}
+
+
+def is_conformed(table: str, df: pd.DataFrame) -> bool:
+    """Whether ``df`` already has exactly the table's columns and dtypes (``frames.conform``
+    would only rebuild it: category columns with sorted string categories)."""
+    ref = _DTYPES.get(table)
+    if ref is None:
+        ref = _DTYPES[table] = {str(c): d for c, d in frames.empty(table).dtypes.items()}
+    if list(df.columns) != list(ref):
+        return False
+    for c, want in ref.items():
+        got = df[c].dtype
+        if isinstance(want, pd.CategoricalDtype):
+            if not (isinstance(got, pd.CategoricalDtype) and got.ordered == want.ordered
+                    and got.categories.dtype == want.categories.dtype and got.categories.is_monotonic_increasing):
+                return False
+        elif got != want:
+            return False
+    return True
+
+
+def _conformed(table: str, df: pd.DataFrame) -> pd.DataFrame:
+    return df if is_conformed(table, df) else frames.conform(table, df)
+
+
 def write_spill(df: pd.DataFrame, path: Path) -> Path:
     """A pdus part without its session column yet (finished by ``finish_pdus_part``)."""
-    return _write(frames.conform("pdus", df), path)
+    return _write(_conformed("pdus", df), path)
 
 
 def finish_pdus_frame(part: Path | pd.DataFrame | None, conn_session: dict[str, str],
@@ -185,9 +217,9 @@ def finish_pdus_frame(part: Path | pd.DataFrame | None, conn_session: dict[str, 
     elif part is None:
         df = frames.empty("pdus")
     else:
-        df = frames.conform("pdus", part)
+        df = _conformed("pdus", part)
     if extra is not None and len(extra):
-        df = frames.concat("pdus", [df, frames.conform("pdus", extra)])
+        df = frames.concat("pdus", [df, _conformed("pdus", extra)])
     if len(df) and conn_session:
         df["session"] = frames.map_category(df["conn"], conn_session)
     return df
@@ -214,7 +246,24 @@ def write_chain_tables(collected: Collected, out_dir: str | os.PathLike[str], ch
             df = frames.empty(name)
         if name == "keys":
             df = frames.mask_key_values(df)
-        written.append(_write(frames.conform(name, df), part_path(out_dir, name, chain, 0)))
+        written.append(_write(_conformed(name, df), part_path(out_dir, name, chain, 0)))
+    return written
+
+
+def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike[str], chain: str) -> list[Path]:
+    """Every table of one whole analysis (``Analysis.tables``) as the parts of one chain: what
+    a batch run writes for a single-file chain (the benchmark's sequential baseline)."""
+    written = [_write(_conformed("pdus", tables.get("pdus", frames.empty("pdus"))),
+                      part_path(out_dir, "pdus", chain, 0))]
+    for name in DATASET_TABLES:
+        if name == "pdus":
+            continue
+        df = tables.get(name)
+        if df is None:
+            df = frames.empty(name)
+        if name == "keys":
+            df = frames.mask_key_values(df)
+        written.append(_write(_conformed(name, df), part_path(out_dir, name, chain, 0)))
     return written
 
 

@@ -2,12 +2,16 @@
 
 Every capture (sample_pcaps/ and the real ones) is split with ``editcap -c`` at several sizes
 (the smallest cut PDUs and TCP streams mid-PDU everywhere) and the pieces of all captures are
-analysed together in one batch per split size, on one LocalCluster of 2 worker processes: the
-captures' pieces must come out as separate chains, and each chain's sessions, connections,
-transitions, tasks, anomalies, keys and pdus must equal ``analyze(whole capture)``, frame
-numbers included. Plus: chains by time continuity (no ring-buffer names), a corrupt file in
-the middle of a chain (reported, skipped, the rest equal to the capture without that piece),
-the dataset read back by pandas/Dask, and the CLI's exit status 2 for no readable input.
+analysed together in one batch per split size, on one LocalCluster of 2 worker processes, with
+``decode_all=True``: every piece is decoded by a task (after its warm-up) and stitched, none
+analysed by its chain directly, so the stitching is what is checked. The captures' pieces must
+come out as separate chains, and each chain's sessions, connections, transitions, tasks,
+anomalies, keys and pdus must equal ``analyze(whole capture)``, frame numbers included. Plus:
+independent chains running side by side (2 workers) and on a single worker (no deadlock:
+decode tasks and chain tasks share its one thread), chains by time continuity (no ring-buffer
+names), a corrupt file in the middle of a chain (reported, skipped, the rest equal to the
+capture without that piece), the dataset read back by pandas/Dask, and the CLI's exit status 2
+for no readable input.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pandas as pd
 import pytest
@@ -120,8 +124,9 @@ def test_split_captures_equal_whole(client: Any, captures: list[tuple[Path, str,
             per = max(1, math.ceil(n / int(target)))
         expect_files[prefix] = len(_split(cap, per, pieces, prefix))
     out = tmp_path / "out"
-    res = analyze_many([pieces], out, client=client, html=(target == 3))
+    res = analyze_many([pieces], out, client=client, html=(target == 3), decode_all=True)
     assert not res.failed
+    assert all(c.direct_files == 0 for c in res.chains), "every piece must have been stitched"
     by_id = {c.id: c for c in res.chains}
     assert set(by_id) == set(expect_files), "each capture's pieces must form exactly one chain"
     for cap, prefix, _n in captures:
@@ -132,6 +137,101 @@ def test_split_captures_equal_whole(client: Any, captures: list[tuple[Path, str,
     if target == 3:
         assert (out / "report.html").stat().st_size > 1000
         assert (out / "batch.json").is_file()
+
+
+@pytest.fixture(scope="module")
+def client1() -> Iterator[Any]:
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
+                           silence_logs=logging.ERROR)
+    c = Client(cluster)
+    try:
+        yield c
+    finally:
+        c.close()
+        cluster.close()
+
+
+def _in_time(fn: Any, seconds: float) -> Any:
+    """``fn()`` in a thread; fails (deadlock) when it has not returned after ``seconds``."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            box["error"] = exc
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"no result after {seconds:.0f} s: deadlock?"
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+#: Two captures with sessions, tasks and anomalies, and more than 200 frames each.
+_TWO: Final = ("clean-io", "mcs-two-connections")
+
+
+@pytest.mark.parametrize(("workers", "decode_all"), [(2, False), (2, True), (1, False), (1, True)])
+def test_independent_chains_run_side_by_side(request: pytest.FixtureRequest, captures: list[tuple[Path, str, int]],
+                                             tmp_path: Path, workers: int, decode_all: bool) -> None:
+    """Two chains in one batch give what each gives alone, and what ``analyze`` of the whole
+    capture gives: with 2 workers (the chains run side by side, and each is helped by the
+    other worker once that one is free) and with 1 worker (the chain task and the decode tasks
+    it waits for share one thread: must not deadlock)."""
+    caps = {p: (c, n) for c, p, n in captures}
+    if any(p not in caps for p in _TWO):
+        pytest.skip(f"needs {', '.join(_TWO)}")
+    client = request.getfixturevalue("client" if workers == 2 else "client1")
+    d = tmp_path / "in"
+    for prefix in _TWO:
+        cap, n = caps[prefix]
+        _split(cap, max(1, math.ceil(n / 4)), d, prefix)
+    out = tmp_path / "out"
+    res = _in_time(lambda: analyze_many([d], out, client=client, html=False, decode_all=decode_all), 240)
+    assert not res.failed
+    assert sorted(c.id for c in res.chains) == sorted(_TWO)
+    if decode_all:
+        assert all(c.direct_files == 0 for c in res.chains)
+    for prefix in _TWO:
+        _assert_chain_equal(out, prefix, _expected(caps[prefix][0]), f"{prefix} next to another chain")
+    if workers == 1:
+        return
+    # ... and what the chain gives alone
+    for prefix in _TWO:
+        alone_in = tmp_path / f"alone-{prefix}"
+        alone_in.mkdir()
+        for f in sorted(d.glob(f"{prefix}_*")):
+            shutil.copy(f, alone_in / f.name)
+        alone = tmp_path / f"alone-out-{prefix}"
+        _in_time(lambda: analyze_many([alone_in], alone, client=client, html=False), 240)  # noqa: B023
+        for t in TABLES:
+            pd.testing.assert_frame_equal(dataset.read_table(out, t, chain=prefix),
+                                          dataset.read_table(alone, t, chain=prefix))
+
+
+def test_one_chain_helped_by_the_other_worker(client: Any, captures: list[tuple[Path, str, int]],
+                                              tmp_path: Path) -> None:
+    """One chain on 2 workers: the chain's worker analyses, the other decodes pieces ahead,
+    which the chain stitches (the default mode: not every piece is analysed directly)."""
+    caps = {p: (c, n) for c, p, n in captures}
+    if "clean-io" not in caps:
+        pytest.skip("needs clean_io")
+    cap, n = caps["clean-io"]
+    _split(cap, max(1, math.ceil(n / 12)), tmp_path / "in", "ring")
+    out = tmp_path / "out"
+    res = _in_time(lambda: analyze_many([tmp_path / "in"], out, client=client, html=True), 240)
+    (c,) = res.chains
+    assert c.direct_files < len(c.files), "the other worker decoded nothing"
+    _assert_chain_equal(out, c.id, _expected(cap), "one chain helped by the other worker")
 
 
 def test_time_continuity_chains(client: Any, captures: list[tuple[Path, str, int]], tmp_path: Path) -> None:

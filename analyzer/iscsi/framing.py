@@ -610,7 +610,8 @@ class PduFramer:
             return "plain"
         if len(rb) < hdr_end + 4:
             return None
-        ok = crc32c(bytes(rb[p:hdr_end]))  # a copy: no export of rbuf, which feed() resizes == int.from_bytes(rb[hdr_end:hdr_end + 4], "little")
+        # A copy of the candidate header, not a view: no export of rbuf, which feed() resizes.
+        ok = crc32c(bytes(rb[p:hdr_end])) == int.from_bytes(rb[hdr_end:hdr_end + 4], "little")
         if ok:
             return "digest"
         return "plain" if hd is None else False

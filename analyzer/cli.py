@@ -88,7 +88,7 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...]) -> None:
     from analyzer.iscsi.describe import info
     from analyzer.output import RowWriter, csv_safe
     from analyzer.records import MalformedPdu, Pdu, TcpOpened
-    from analyzer.views import PDU_COLUMNS, csv_line, pdu_values
+    from analyzer.views import PDU_COLUMNS, pdu_csv_line, pdu_values
 
     readers: list[Any] = []
     endpoints: dict[str, Any] = {}
@@ -108,7 +108,7 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...]) -> None:
         write = out.write
 
         def csv_row(values: tuple[Any, ...]) -> None:  # type: ignore[misc]
-            write(csv_line(values) + "\n")
+            write(pdu_csv_line(values) + "\n")
     info_at = PDU_COLUMNS.index("info")
     first_ts: int | None = None
     for rec in records:

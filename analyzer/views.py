@@ -38,20 +38,16 @@ def hex32(v: int | None) -> str | None:
     return None if v is None else f"0x{v:08x}"
 
 
-def _no_extras(pdu: Any) -> tuple[Any, Any, Any, Any, Any]:
-    return None, None, None, None, None
-
-
-#: Per record type: (cdb_opcode, scsi_status, response, datasn, buffer_offset) - one call, no isinstance chain.
-_EXTRAS: Final[dict[type, Any]] = {
-    ScsiCommand: lambda p: (f"0x{p.cdb.opcode:02x}", None, None, None, None),
-    ScsiResponse: lambda p: (None, f"0x{p.status:02x}", f"0x{p.response:02x}", None, None),
-    DataIn: lambda p: (None, None if p.status is None else f"0x{p.status:02x}", None, p.datasn, p.buffer_offset),
-    DataOut: lambda p: (None, None, None, p.datasn, p.buffer_offset),
-    R2T: lambda p: (None, None, None, None, p.buffer_offset),
-    LoginResponse: lambda p: (None, None, f"0x{p.status_class:02x}{p.status_detail:02x}", None, None),
-    LogoutResponse: lambda p: (None, None, f"0x{p.response:02x}", None, None),
-    TaskMgmtResponse: lambda p: (None, None, f"0x{p.response:02x}", None, None),
+#: Per record type, source expressions for (cdb_opcode, scsi_status, response, datasn, buffer_offset).
+_EXTRA_SRC: Final[dict[type, tuple[str, str, str, str, str]]] = {
+    ScsiCommand: ('f"0x{p.cdb.opcode:02x}"', "None", "None", "None", "None"),
+    ScsiResponse: ("None", 'f"0x{p.status:02x}"', 'f"0x{p.response:02x}"', "None", "None"),
+    DataIn: ("None", '(None if p.status is None else f"0x{p.status:02x}")', "None", "p.datasn", "p.buffer_offset"),
+    DataOut: ("None", "None", "None", "p.datasn", "p.buffer_offset"),
+    R2T: ("None", "None", "None", "None", "p.buffer_offset"),
+    LoginResponse: ("None", "None", 'f"0x{p.status_class:02x}{p.status_detail:02x}"', "None", "None"),
+    LogoutResponse: ("None", "None", 'f"0x{p.response:02x}"', "None", "None"),
+    TaskMgmtResponse: ("None", "None", 'f"0x{p.response:02x}"', "None", "None"),
 }
 
 _OPCODE_NAMES: list[str] = []
@@ -65,6 +61,34 @@ def _opcode_names() -> list[str]:
     return _OPCODE_NAMES
 
 
+_ROW_BUILDERS: dict[type, Any] = {}
+
+
+def _row_builder(cls: type) -> Any:
+    """A function building the PDU_COLUMNS tuple of one record type, generated once per type.
+
+    One call per PDU with every field read directly: no isinstance chain, and no
+    getattr(obj, name, None) on a missing slot (which raises and catches an AttributeError
+    inside, costing more than the rest of the row).
+    """
+    fields = getattr(cls, "__dataclass_fields__", {})
+
+    def get(name: str) -> str:
+        return f"p.{name}" if name in fields else "None"
+
+    ttt = '(None if p.ttt is None else f"0x{p.ttt:08x}")' if "ttt" in fields else "None"
+    cdb_opcode, status, response, datasn, buffer_offset = _EXTRA_SRC.get(cls, ("None",) * 5)
+    cells = [
+        "p.frame", 'f"{p.ts_ns // 1_000_000_000}.{p.ts_ns % 1_000_000_000:09d}"', "src", "sport", "dst", "dport",
+        "p.direction", 'f"0x{p.opcode:02x}"', "NAMES[p.opcode]", 'f"0x{p.itt:08x}"', ttt, "p.lun", get("cmdsn"),
+        get("expstatsn"), get("statsn"), get("expcmdsn"), get("maxcmdsn"), datasn, buffer_offset, "p.dsl",
+        cdb_opcode, status, response, "p.header_digest", "p.data_digest", "info", "p.first_frame", "p.conn",
+    ]
+    assert len(cells) == len(PDU_COLUMNS)
+    source = "lambda p, src, sport, dst, dport, info: (" + ", ".join(cells) + ",)"
+    return eval(source, {"NAMES": _opcode_names()})  # noqa: S307 - built from our own field names only
+
+
 def pdu_values(pdu: Pdu | MalformedPdu, endpoints: Any, info: str) -> tuple[Any, ...]:
     """One row of the PDU listing as a tuple in PDU_COLUMNS order (the fast path for csv).
 
@@ -74,45 +98,22 @@ def pdu_values(pdu: Pdu | MalformedPdu, endpoints: Any, info: str) -> tuple[Any,
         src, sport, dst, dport = endpoints.client, endpoints.client_port, endpoints.server, endpoints.server_port
     else:
         src, sport, dst, dport = endpoints.server, endpoints.server_port, endpoints.client, endpoints.client_port
-    ts = pdu.ts_ns
-    ts_s = f"{ts // 1_000_000_000}.{ts % 1_000_000_000:09d}"
-    if type(pdu) is MalformedPdu:
-        return (pdu.frame, ts_s, src, sport, dst, dport, pdu.direction, f"0x{pdu.opcode:02x}", "Malformed",
-                None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None,
-                info, pdu.first_frame, pdu.conn)
-    assert isinstance(pdu, Pdu)
     t = type(pdu)
-    cdb_opcode, status, response, datasn, buffer_offset = _EXTRAS.get(t, _no_extras)(pdu)
-    seq = _SEQ_GETTERS.get(t)
-    if seq is None:
-        seq = _SEQ_GETTERS[t] = _seq_getter(t)
-    ttt, cmdsn, expstatsn, statsn, expcmdsn, maxcmdsn = seq(pdu)
-    return (
-        pdu.frame, ts_s, src, sport, dst, dport, pdu.direction, f"0x{pdu.opcode:02x}", _opcode_names()[pdu.opcode],
-        f"0x{pdu.itt:08x}", None if ttt is None else f"0x{ttt:08x}", pdu.lun, cmdsn, expstatsn, statsn, expcmdsn,
-        maxcmdsn, datasn, buffer_offset, pdu.dsl, cdb_opcode, status, response,
-        pdu.header_digest, pdu.data_digest, info, pdu.first_frame, pdu.conn,
-    )
-
-
-_SEQ_FIELDS: Final = ("ttt", "cmdsn", "expstatsn", "statsn", "expcmdsn", "maxcmdsn")
-_SEQ_GETTERS: dict[type, Any] = {}
-
-
-def _seq_getter(cls: type) -> Any:
-    """(ttt, cmdsn, expstatsn, statsn, expcmdsn, maxcmdsn) of a record type, None where it has no such
-    field. Built once per type: getattr(obj, name, None) on a missing slot raises and catches an
-    AttributeError inside, which costs more than the rest of the row."""
-    fields = getattr(cls, "__dataclass_fields__", {})
-    body = ", ".join(f"p.{n}" if n in fields else "None" for n in _SEQ_FIELDS)
-    return eval(f"lambda p: ({body})")  # noqa: S307 - built from our own field names only
+    if t is MalformedPdu:
+        ts = pdu.ts_ns
+        return (pdu.frame, f"{ts // 1_000_000_000}.{ts % 1_000_000_000:09d}", src, sport, dst, dport,
+                pdu.direction, f"0x{pdu.opcode:02x}", "Malformed", None, None, None, None, None, None, None,
+                None, None, None, None, None, None, None, None, None, info, pdu.first_frame, pdu.conn)
+    build = _ROW_BUILDERS.get(t)
+    if build is None:
+        build = _ROW_BUILDERS[t] = _row_builder(t)
+    return build(pdu, src, sport, dst, dport, info)  # type: ignore[no-any-return]
 
 
 def csv_line(values: tuple[Any, ...]) -> str:
     """One CSV line (QUOTE_MINIMAL, as the csv module writes it) for a row of ints, None and text.
 
     A text cell is quoted when it holds a comma, a quote or a line break; None is empty.
-    About twice as fast as ``csv.writer.writerow`` for the PDU listing's 28 columns.
     """
     out = []
     for v in values:
@@ -122,11 +123,23 @@ def csv_line(values: tuple[Any, ...]) -> str:
             if "," in v or '"' in v or "\n" in v or "\r" in v:
                 v = '"' + v.replace('"', '""') + '"'
             out.append(v)
-        elif v is True or v is False:
-            out.append(str(v))
         else:
             out.append(str(v))
     return ",".join(out)
+
+
+#: Position of the only PDU-listing cell that can hold free text (and so commas or quotes).
+INFO_AT: Final = PDU_COLUMNS.index("info")
+
+
+def pdu_csv_line(values: tuple[Any, ...]) -> str:
+    """``csv_line`` for a ``pdu_values`` row, about 5x faster: every cell but ``info`` is a number,
+    None, a hex string, an address or one of our names, none of which needs quoting."""
+    cells = ["" if x is None else str(x) for x in values]
+    t = cells[INFO_AT]
+    if "," in t or '"' in t or "\n" in t or "\r" in t:
+        cells[INFO_AT] = '"' + t.replace('"', '""') + '"'
+    return ",".join(cells)
 
 
 def pdu_row(pdu: Pdu | MalformedPdu, endpoints: Any, info: str) -> dict[str, Any]:

@@ -17,6 +17,30 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u
 _ESCAPE_SEQ = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])")
 
 
+#: Characters that act on a terminal or reorder text but are invisible: C0 (except tab and
+#: newline), DEL, C1 (U+009B is a one-character CSI), zero-width and bidi controls.
+_INVISIBLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+#: What ``json.dumps(ensure_ascii=False)`` leaves raw but a terminal would act on (it escapes C0 itself).
+_JSON_RAW = re.compile(r"[\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def _visible(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def escape_controls(text: str) -> str:
+    """Control characters shown as ``\\x1b`` / ``\\u202e`` text (for CSV cells: the data stays legible
+    and nothing reaches a terminal or spreadsheet as a control)."""
+    return _INVISIBLE.sub(_visible, text)
+
+
+def json_line(obj: Any) -> str:
+    """``json.dumps`` without ASCII-escaping, but with C1/bidi controls as ``\\uXXXX`` escapes
+    (still the same JSON value, and nothing a terminal would act on)."""
+    return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(obj, ensure_ascii=False, default=str))
+
+
 def terminal_safe(text: str) -> str:
     """Strip escape sequences and control characters (keeps printable text; newlines become spaces)."""
     text = _ESCAPE_SEQ.sub("", text)
@@ -25,9 +49,13 @@ def terminal_safe(text: str) -> str:
 
 
 def csv_safe(value: Any) -> Any:
-    """Neutralise spreadsheet formulas: a text cell starting with = + - @ (or tab/CR) gets a quote."""
-    if isinstance(value, str) and value and value[0] in "=+-@\t\r":
-        return "'" + value
+    """Neutralise spreadsheet formulas: a text cell starting with = + - @ (or tab/CR) gets a quote;
+    control characters are shown as escapes (``escape_controls``)."""
+    if isinstance(value, str) and value:
+        if _INVISIBLE.search(value):
+            value = escape_controls(value)
+        if value[0] in "=+-@\t\r":
+            return "'" + value
     return value
 
 
@@ -54,8 +82,7 @@ class RowWriter:
         if self.fmt == "csv":
             self._csv.writerow([_csv_cell(row.get(c)) for c in self.columns])
         elif self.fmt == "jsonl":
-            self.out.write(json.dumps({c: row.get(c) for c in self.columns}, ensure_ascii=False,
-                                      default=str) + "\n")
+            self.out.write(json_line({c: row.get(c) for c in self.columns}) + "\n")
         else:
             self.out.write(self._table_line(row) + "\n")
 

@@ -13,6 +13,7 @@ Key text is printed with CHAP/SRP/Kerberos secrets masked (text_keys.mask_secret
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Final
 
@@ -65,8 +66,20 @@ def _lun(pdu: Pdu) -> str:
     return f" LUN {pdu.lun}" if pdu.lun is not None else ""
 
 
+#: Characters that would act on a terminal or reorder text (C0 but tab/newline, DEL, C1, bidi):
+#: key values come from the capture, so the Info text shows them as ``\\x1b`` escapes.
+_CONTROLS: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
 def _keys(keys: tuple[tuple[str, str], ...]) -> str:
-    return f" {format_keys(keys, KEY_TEXT_LIMIT)}" if keys else ""
+    if not keys:
+        return ""
+    return " " + _CONTROLS.sub(_escape, format_keys(keys, KEY_TEXT_LIMIT))
 
 
 def _stages(transit: bool, cont: bool, csg: int, nsg: int) -> str:

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import pandas as pd
 
+from analyzer.output import escape_controls
 from analyzer.reports import frames
 
 #: Tables written as Parquet (all of them).
@@ -29,9 +30,12 @@ FORMAT_VERSION: Final = 1
 
 
 def neutralise_cell(value: Any) -> Any:
-    """``'`` + value when a spreadsheet would treat the text cell as a formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_CHARS):
-        return "'" + value
+    """``'`` + value when a spreadsheet would treat the text cell as a formula; control
+    characters shown as escapes (``analyzer.output.escape_controls``)."""
+    if isinstance(value, str):
+        value = escape_controls(value)
+        if value.startswith(FORMULA_CHARS):
+            return "'" + value
     return value
 
 

@@ -29,6 +29,7 @@ def _rows(df: pd.DataFrame) -> list[dict[str, Any]]:
     return cast(list[dict[str, Any]], df.to_dict("records"))
 
 from analyzer.iscsi.text_keys import mask_secret
+from analyzer.output import escape_controls
 from analyzer.reports.frames import params_dict
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def e(value: Any) -> str:
     """Escaped text of a capture-derived value ("—" for missing values)."""
     if _na(value):
         return "—"
-    return _html.escape(str(value), quote=True)
+    return _html.escape(escape_controls(str(value)), quote=True)
 
 
 def _na(v: Any) -> bool:

@@ -23,8 +23,8 @@ buffer. The policies (documented in the README):
   difference is reported as ``TcpOverlapConflict`` (the first copy still wins). Bytes that
   were already delivered are not kept, so a retransmission of delivered bytes cannot be
   compared; this is the one place we are blinder than a full-copy reassembler.
-* **Out of order** (after ``next_seq``): copied into the buffer (bounded per flow and in
-  total). The hole is filled when the missing segment arrives.
+* **Out of order** (after ``next_seq``): copied into the buffer (bounded per direction in
+  bytes and in segments, and in total). The hole is filled when the missing segment arrives.
 * **Capture gap**: bytes that will never arrive in the capture. Declared when the peer
   acknowledges data past ``next_seq`` while we hold later data (Wireshark's "ACKed unseen
   segment": the receiver had it, the capture did not), when the out-of-order buffer is over
@@ -37,6 +37,12 @@ buffer. The policies (documented in the README):
   bytes before them are delivered; ``TcpClosed`` follows when both sides finished or on RST.
   An RST whose sequence number lies before bytes its sender already sent is out of the
   receiver's window and ignored, as the receiver ignores it (RFC 9293 §3.10.7.4).
+* **Flow limit**: at most ``max_flows`` flows (iSCSI and ignored alike) are tracked. A new flow
+  beyond that evicts half of them: first flows that never carried iSCSI payload or already
+  closed, then the least recently active. An evicted open flow has its buffered bytes delivered
+  (after an explicit gap) and ends with ``TcpClosed(reason="evicted")`` (the ``resource_limit``
+  anomaly). Its ``#N`` counter is kept so a later connection on the same 4-tuple gets a new id;
+  the counters of flows that never published an id are dropped, so memory stays bounded.
 * **Zero window**: a segment advertising window 0 starts a ``TcpZeroWindow`` episode (one
   record per episode).
 
@@ -87,8 +93,13 @@ DEFAULT_PORTS: Final = frozenset({3260, 860})
 DEFAULT_MAX_OOO_BYTES: Final = 4 * 1024 * 1024
 #: Default bound for out-of-order bytes buffered over all flows.
 DEFAULT_MAX_TOTAL_OOO_BYTES: Final = 256 * 1024 * 1024
-#: Default bound on tracked flows (iSCSI and ignored alike).
-DEFAULT_MAX_FLOWS: Final = 100_000
+#: Default bound on tracked flows (iSCSI and ignored alike). An open iSCSI flow costs ~5 KiB
+#: here and in its two framers, so 20,000 of them stay well under 300 MB; closed, ignored and
+#: never-opened flows (port scans) are evicted first and cost nothing observable.
+DEFAULT_MAX_FLOWS: Final = 20_000
+#: Default bound on out-of-order segments buffered per direction (the buffer's bookkeeping
+#: costs per segment, so a flood of tiny segments must be bounded too).
+DEFAULT_MAX_OOO_SEGMENTS: Final = 4096
 
 
 def seq_diff(a: int, b: int) -> int:
@@ -173,12 +184,14 @@ class TcpReassembler:
         max_total_ooo_bytes: int = DEFAULT_MAX_TOTAL_OOO_BYTES,
         max_flows: int = DEFAULT_MAX_FLOWS,
         format_ip: object = None,
+        max_ooo_segments: int = DEFAULT_MAX_OOO_SEGMENTS,
     ) -> None:
         self.ports = frozenset(ports)
         self.detect_other_ports = detect_other_ports
         self.max_ooo_bytes = max_ooo_bytes
         self.max_total_ooo_bytes = max_total_ooo_bytes
-        self.max_flows = max_flows
+        self.max_flows = max(1, max_flows)
+        self.max_ooo_segments = max(1, max_ooo_segments)
         self.total_ooo_bytes = 0
         #: (src, sport, dst, dport) -> (flow, direction index)
         self.flows: dict[tuple[bytes, int, bytes, int], tuple[Flow, int]] = {}
@@ -197,15 +210,15 @@ class TcpReassembler:
         """Feed one TCP segment (capture order). Returns TCP records and stream items."""
         self.segments += 1
         entry = self.flows.get((src, sport, dst, dport))
+        out: list[object] = []
         if entry is None:
-            entry = self._new_flow(frame, ts_ns, src, dst, sport, dport, flags, payload)
+            entry = self._new_flow(frame, ts_ns, src, dst, sport, dport, flags, payload, out)
             if entry is None:
-                return []
+                return out
         flow, d = entry
         if flow.iscsi is False:
-            return []
+            return out
         flow.last_ts = ts_ns
-        out: list[object] = []
         if flags & (SYN | RST | FIN):
             if flags & SYN:
                 if self._syn(flow, d, frame, ts_ns, seq, flags, out, src, dst, sport, dport):
@@ -270,12 +283,12 @@ class TcpReassembler:
 
     def _new_flow(
         self, frame: int, ts_ns: int, src: bytes, dst: bytes, sport: int, dport: int, flags: int,
-        payload: bytes | memoryview,
+        payload: bytes | memoryview, out: list[object],
     ) -> tuple[Flow, int] | None:
         if flags & RST and not payload:
             return None  # a reset for a flow we never saw: nothing to say
-        if len(self.flows) >= 2 * self.max_flows:
-            self._evict(ts_ns)
+        if len(self.flows) >= 2 * self.max_flows:  # two keys per flow
+            self._evict(frame, ts_ns, out)
         flow = Flow()
         ports = self.ports
         # Who is the target? The side on an iSCSI port; if both or neither, the SYN's receiver.
@@ -362,7 +375,9 @@ class TcpReassembler:
             assert flow.keys is not None
             for k in flow.keys:
                 self.flows.pop(k, None)
-            new = self._new_flow(frame, ts_ns, src, dst, sport, dport, flags, b"")
+            self._release(flow)  # bytes buffered after it closed are dropped with it
+            # (a SYN+RST still starts the new flow: RST alone would make _new_flow ignore it)
+            new = self._new_flow(frame, ts_ns, src, dst, sport, dport, flags & ~RST, b"", out)
             assert new is not None
             nflow, nd = new
             if flow.iscsi:
@@ -421,21 +436,41 @@ class TcpReassembler:
             flow.closed = True
             out.append(TcpClosed(frame, ts_ns, flow.conn, "rst"))
 
-    def _evict(self, ts_ns: int) -> None:
-        """Forget the least recently active half of the flows (resource bound)."""
+    def _evict(self, frame: int, ts_ns: int, out: list[object]) -> None:
+        """Forget half of the flows (resource bound; see "Flow limit" in the module doc)."""
         seen: dict[int, Flow] = {}
         for flow, _ in self.flows.values():
             seen[id(flow)] = flow
-        ordered = sorted(seen.values(), key=lambda f: f.last_ts)
+        # Flows with nothing more to say go first (never opened, or closed), then the least recently active.
+        ordered = sorted(seen.values(), key=lambda f: (f.opened and not f.closed, f.last_ts))
         for flow in ordered[: max(1, len(ordered) // 2)]:
             assert flow.keys is not None
+            if flow.opened and not flow.closed:
+                for i in (0, 1):
+                    if flow.halves[i].ooo:
+                        self._declare_gap(flow, i, frame, ts_ns, out, upto=None, flush=True)
+                flow.closed = True
+                out.append(TcpClosed(frame, ts_ns, flow.conn, "evicted"))
             for k in flow.keys:
-                self.flows.pop(k, None)
-            for h in flow.halves:
-                self.total_ooo_bytes -= h.ooo_bytes
-                h.ooo.clear()
-                h.ooo_bytes = 0
+                if self.flows.get(k, (None, 0))[0] is flow:
+                    del self.flows[k]
+            self._release(flow)
+            if not flow.opened:
+                # Its id was never published: free its "#N" number (keeps ``_reuse`` bounded).
+                init = flow.keys[0]
+                count = self._reuse.get(init, 0) - 1
+                if count > 0:
+                    self._reuse[init] = count
+                else:
+                    self._reuse.pop(init, None)
             self.evicted_flows += 1
+
+    def _release(self, flow: Flow) -> None:
+        """Drop a forgotten flow's out-of-order buffers from the memory accounting."""
+        for h in flow.halves:
+            self.total_ooo_bytes -= h.ooo_bytes
+            h.ooo.clear()
+            h.ooo_bytes = 0
 
     # ------------------------------------------------------------------ segments
 
@@ -482,7 +517,8 @@ class TcpReassembler:
         if ma is not None and seq_diff(ma, nxt) > 0:
             # The peer already acknowledged bytes we never saw: they are lost to the capture.
             self._declare_gap(flow, d, frame, ts_ns, out, upto=ma)
-        elif half.ooo_bytes > self.max_ooo_bytes or self.total_ooo_bytes > self.max_total_ooo_bytes:
+        elif (half.ooo_bytes > self.max_ooo_bytes or self.total_ooo_bytes > self.max_total_ooo_bytes
+              or len(half.ooo) > self.max_ooo_segments):
             # The hole is not going to be filled in reasonable time: declare it lost.
             self._declare_gap(flow, d, frame, ts_ns, out, upto=None)
 
@@ -516,11 +552,12 @@ class TcpReassembler:
         while half.ooo:
             nxt = half.next_seq
             assert nxt is not None
-            best: int | None = None
-            for bseq in half.ooo:
-                if seq_diff(bseq, nxt) <= 0:
-                    best = bseq
-                    break
+            best: int | None = nxt if nxt in half.ooo else None  # the common case, without a scan
+            if best is None:
+                for bseq in half.ooo:
+                    if seq_diff(bseq, nxt) <= 0:
+                        best = bseq
+                        break
             if best is None:
                 return
             data, bframe, bts = half.ooo.pop(best)

@@ -127,7 +127,8 @@ def analyze(
     if first_ts is None:
         first_ts = stats["first_ts_ns"]
     last_ts = getattr(reader, "last_ts_ns", 0) or stats["last_ts_ns"]
-    damage = [d.message for d in getattr(reader, "damage", [])] + stats.pop("damage")
+    # The reader's damage and the collector's CaptureDamage records are the same events: list each once.
+    damage = list(dict.fromkeys([d.message for d in getattr(reader, "damage", [])] + stats.pop("damage")))
     info = CaptureInfo(
         file=path,
         name=os.path.basename(path),

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from analyzer import __version__
+from analyzer.limits import limit_options
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -47,11 +48,11 @@ def port_option(f: Any) -> Any:
                         help="Also treat this TCP port as iSCSI (repeatable; 3260 and 860 always are).")(f)
 
 
-def _options(ports: tuple[int, ...], *, state: bool, anomalies: bool) -> Any:
+def _options(ports: tuple[int, ...], *, state: bool, anomalies: bool, limits: dict[str, int] | None = None) -> Any:
     from analyzer.pipeline import Options
     from analyzer.tcp.reassembly import DEFAULT_PORTS
 
-    return Options(ports=DEFAULT_PORTS | frozenset(ports), state=state, anomalies=anomalies)
+    return Options(ports=DEFAULT_PORTS | frozenset(ports), state=state, anomalies=anomalies, **(limits or {}))
 
 
 def _records(capture: str, options: Any, readers: list[Any]) -> Iterator[Any]:
@@ -80,7 +81,8 @@ def _report_damage(readers: list[Any]) -> None:
 @click.argument("capture", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @port_option
-def pdus(capture: str, fmt: str, ports: tuple[int, ...]) -> None:
+@limit_options
+def pdus(capture: str, fmt: str, ports: tuple[int, ...], limits: dict[str, int]) -> None:
     """One row per iSCSI PDU, in capture order."""
     import csv
     import json
@@ -93,7 +95,7 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...]) -> None:
     readers: list[Any] = []
     endpoints: dict[str, Any] = {}
     # Open the capture first: an unreadable one exits 2 before any output (not even a header).
-    records = _records(capture, _options(ports, state=False, anomalies=False), readers)
+    records = _records(capture, _options(ports, state=False, anomalies=False, limits=limits), readers)
     out = sys.stdout
     table = None
     csv_row: Any = None
@@ -138,14 +140,15 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...]) -> None:
 @cli.command()
 @click.argument("capture", type=click.Path(dir_okay=False))
 @port_option
+@limit_options
 @click.option("--max-differences", default=50, show_default=True, help="How many differences to print.")
-def crosscheck(capture: str, ports: tuple[int, ...], max_differences: int) -> None:
+def crosscheck(capture: str, ports: tuple[int, ...], max_differences: int, limits: dict[str, int]) -> None:
     """Compare our PDU decode with tshark's, PDU by PDU; exit 1 when they differ."""
     from analyzer.capture.tshark import TsharkError, tshark_pdus_union
     from analyzer.crosscheck import compare
 
     readers: list[Any] = []
-    records = list(_records(capture, _options(ports, state=False, anomalies=False), readers))
+    records = list(_records(capture, _options(ports, state=False, anomalies=False, limits=limits), readers))
     try:
         theirs = tshark_pdus_union(capture, ports)
     except TsharkError as e:
@@ -240,7 +243,8 @@ def _session_block(s: Any, conns: list[Any], show_secrets: bool = False) -> str:
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.option("--at", "at", metavar="TIME", help="State at TIME (epoch seconds, +SECONDS from the start, or ISO).")
 @port_option
-def sessions(capture: str, fmt: str, at: str | None, ports: tuple[int, ...]) -> None:
+@limit_options
+def sessions(capture: str, fmt: str, at: str | None, ports: tuple[int, ...], limits: dict[str, int]) -> None:
     """One row per session: identity, type, parameters, connections, how it ended."""
     from analyzer.capture import CaptureError
     from analyzer.output import RowWriter
@@ -248,7 +252,7 @@ def sessions(capture: str, fmt: str, at: str | None, ports: tuple[int, ...]) -> 
     from analyzer.state.events import ConnectionSummary, SessionSummary
     from analyzer.views import SESSION_COLUMNS, session_row
 
-    opts = _options(ports, state=True, anomalies=False)
+    opts = _options(ports, state=True, anomalies=False, limits=limits)
     readers: list[Any] = []
     if at is not None:
         stop = _parse_time(at, capture)
@@ -288,7 +292,8 @@ def sessions(capture: str, fmt: str, at: str | None, ports: tuple[int, ...]) -> 
 @click.option("--session", "session_id", help="Only this session (id as shown by `sessions`, e.g. s2).")
 @click.option("--machine", type=click.Choice(["connection", "cleanup", "session"]), help="Only this machine.")
 @port_option
-def timeline(capture: str, fmt: str, session_id: str | None, machine: str | None, ports: tuple[int, ...]) -> None:
+@limit_options
+def timeline(capture: str, fmt: str, session_id: str | None, machine: str | None, ports: tuple[int, ...], limits: dict[str, int]) -> None:
     """Every state transition (RFC 7143 §8 labels), in time order."""
     from analyzer.output import RowWriter
     from analyzer.state.events import Transition
@@ -299,7 +304,7 @@ def timeline(capture: str, fmt: str, session_id: str | None, machine: str | None
                        table_columns=("time", "frame", "session", "machine", "side", "change", "label", "event"),
                        widths={"time": 26, "frame": 7, "session": 7, "machine": 10, "side": 9, "change": 31,
                                "label": 5})
-    for rec in _records(capture, _options(ports, state=True, anomalies=False), readers):
+    for rec in _records(capture, _options(ports, state=True, anomalies=False, limits=limits), readers):
         if type(rec) is not Transition:
             continue
         if session_id is not None and rec.session != session_id:
@@ -322,7 +327,8 @@ def timeline(capture: str, fmt: str, session_id: str | None, machine: str | None
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.option("--session", "session_id", help="Only this session.")
 @port_option
-def tasks(capture: str, fmt: str, session_id: str | None, ports: tuple[int, ...]) -> None:
+@limit_options
+def tasks(capture: str, fmt: str, session_id: str | None, ports: tuple[int, ...], limits: dict[str, int]) -> None:
     """One row per task (SCSI command, login, text, logout, TMF, NOP) with outcome and latency."""
     from analyzer.output import RowWriter
     from analyzer.state.events import TaskRecord
@@ -334,7 +340,7 @@ def tasks(capture: str, fmt: str, session_id: str | None, ports: tuple[int, ...]
                                       "last_frame", "latency_ms", "outcome", "status", "sense"),
                        widths={"session": 7, "itt": 10, "lun": 4, "operation": 22, "lba": 10, "transfer_length": 8,
                                "first_frame": 8, "last_frame": 8, "latency_ms": 10, "outcome": 20, "status": 16})
-    for rec in _records(capture, _options(ports, state=True, anomalies=False), readers):
+    for rec in _records(capture, _options(ports, state=True, anomalies=False, limits=limits), readers):
         if type(rec) is TaskRecord and (session_id is None or rec.session == session_id):
             writer.write(task_row(rec))
     _report_damage(readers)
@@ -369,8 +375,9 @@ def _anomaly_block(a: Any) -> str:
               help="Exit 1 when a finding at or above this severity is found (for scripts and CI).")
 @click.option("--kind", "kinds", multiple=True, help="Only these kinds (repeatable).")
 @port_option
+@limit_options
 def anomalies(capture: str, fmt: str, min_severity: str, fail_on: str | None, kinds: tuple[str, ...],
-              ports: tuple[int, ...]) -> None:
+              ports: tuple[int, ...], limits: dict[str, int]) -> None:
     """What went wrong, when, on which session, with the frames that show it."""
     from analyzer.anomalies import ANOMALY_COLUMNS, anomaly_row, severity_at_least
     from analyzer.output import RowWriter
@@ -380,7 +387,7 @@ def anomalies(capture: str, fmt: str, min_severity: str, fail_on: str | None, ki
     found = 0
     failing = 0
     writer = RowWriter(fmt, ANOMALY_COLUMNS) if fmt != "table" else None
-    for rec in _records(capture, _options(ports, state=True, anomalies=True), readers):
+    for rec in _records(capture, _options(ports, state=True, anomalies=True, limits=limits), readers):
         if type(rec) is not Anomaly:
             continue
         if fail_on is not None and severity_at_least(rec.severity, fail_on):
@@ -443,7 +450,8 @@ def _print_capture_warnings(analysis: Any) -> None:
 @click.option("--no-html", is_flag=True, help="Skip report.html.")
 @click.option("--quiet", "-q", is_flag=True, help="Do not print the summary.")
 @port_option
-def analyze(capture: str, out_dir: str | None, no_html: bool, quiet: bool, ports: tuple[int, ...]) -> None:
+@limit_options
+def analyze(capture: str, out_dir: str | None, no_html: bool, quiet: bool, ports: tuple[int, ...], limits: dict[str, int]) -> None:
     """The main job: sessions, states, tasks and anomalies, with a report directory and report.html."""
     from analyzer.api import run_analyze
     from analyzer.capture import CaptureError
@@ -452,9 +460,11 @@ def analyze(capture: str, out_dir: str | None, no_html: bool, quiet: bool, ports
     try:
         with _ProgressBar("analyzing") as bar:
             analysis, written = run_analyze(capture, out_dir, progress=bar, html=not no_html,
-                                            ports=_options(ports, state=True, anomalies=True).ports)
+                                            ports=_options(ports, state=True, anomalies=True).ports, **limits)
     except CaptureError as e:
         raise InputError(str(e)) from e
+    except OSError as e:
+        raise InputError(f"{e.filename or out_dir}: cannot write the report ({e.strerror or e})") from e
     if not quiet:
         click.echo("\n".join(terminal_safe(line) for line in analysis.summary().splitlines()))
     where = written[0].parent if written else out_dir
@@ -468,7 +478,8 @@ def analyze(capture: str, out_dir: str | None, no_html: bool, quiet: bool, ports
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
 @click.option("--show-secrets", is_flag=True, help="Show CHAP challenge/response/name values (masked by default).")
 @port_option
-def report(source: str, output: str, show_secrets: bool, ports: tuple[int, ...]) -> None:
+@limit_options
+def report(source: str, output: str, show_secrets: bool, ports: tuple[int, ...], limits: dict[str, int]) -> None:
     """Build the HTML report from a capture or from a directory written by `analyze`."""
     import os
 
@@ -481,10 +492,12 @@ def report(source: str, output: str, show_secrets: bool, ports: tuple[int, ...])
         with _ProgressBar("analyzing") as bar:
             analysis, path = run_report(source, output, show_secrets=show_secrets, progress=bar,
                                         **({} if os.path.isdir(source) else
-                                           {"ports": _options(ports, state=True, anomalies=True).ports}))
+                                           {"ports": _options(ports, state=True, anomalies=True).ports, **limits}))
     except CaptureError as e:
         raise InputError(str(e)) from e
-    except (OSError, ValueError) as e:
+    except OSError as e:
+        raise InputError(f"{e.filename or source}: {e.strerror or e}") from e
+    except ValueError as e:
         raise InputError(f"{source}: {e}") from e
     click.echo(f"Report written to {path}")
     _print_capture_warnings(analysis)
@@ -528,6 +541,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("iscsi-analyzer: aborted", err=True)
         sys.exit(130)
+    except click.UsageError as e:
+        click.echo(f"iscsi-analyzer: {e.format_message()} (see --help)", err=True)
+        sys.exit(EXIT_INPUT)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code if e.exit_code != 1 else EXIT_INPUT)

@@ -173,6 +173,10 @@ class Pipeline:
                     if framer is not None:
                         out.extend(self._post(framer.finish(item.frame, item.ts_ns)))
                 out.extend(self._post([item]))
+                if item.reason == "evicted":
+                    # A resource limit evicted it: drop its state too if it belonged to no session
+                    # (a flood of probes must not grow the tracker; see --max-flows).
+                    out.extend(self.forget_connection(item.conn))
             else:
                 out.extend(self._post([item]))
         return out

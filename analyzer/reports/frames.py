@@ -6,7 +6,8 @@ One schema per table (``SCHEMAS``): column name -> kind. Kinds map to dtypes:
 kind      dtype                       used for
 ========  ==========================  =============================================
 ``int``   ``int64``                   counts and frame numbers that are always there
-``Int``   ``Int64`` (nullable)        optional integers (LUN, CmdSN, status, ...)
+``Int``   ``Int64`` (nullable)        optional integers (CmdSN, status, ...)
+``UInt``  ``UInt64`` (nullable)       optional 64-bit unsigned integers (LUN, LBA)
 ``str``   ``string`` (``pd.NA``)      free text, names, hex ids (``0x0000001f``)
 ``cat``   ``category`` (sorted)       opcode names, states, kinds, outcomes
 ``sev``   ordered ``category``        severity: info < warning < error
@@ -64,7 +65,7 @@ _PDU_KINDS: Final = {
     "opcode_name": "cat",
     "itt": "str",
     "ttt": "str",
-    "lun": "Int",
+    "lun": "UInt",
     "cmdsn": "Int",
     "expstatsn": "Int",
     "statsn": "Int",
@@ -99,10 +100,10 @@ TASK_SCHEMA: Final[dict[str, str]] = {
     "latency": "td",
     "immediate": "bool",
     "cmdsn": "Int",
-    "lun": "Int",
+    "lun": "UInt",
     "cdb_opcode": "str",
     "cdb_name": "cat",
-    "lba": "Int",
+    "lba": "UInt",
     "transfer_length": "Int",
     "read": "bool",
     "write": "bool",
@@ -292,6 +293,8 @@ def _series(kind: str, values: list[Any], final: bool) -> pd.Series:
         return pd.Series(np.asarray(values, dtype="int64") if values else np.empty(0, "int64"))
     if kind == "Int":
         return pd.Series(pd.array(values, dtype="Int64"))
+    if kind == "UInt":  # 64-bit unsigned fields (multi-level LUNs, 64-bit LBAs) overflow Int64
+        return pd.Series(pd.array(values, dtype="UInt64"))
     if kind in ("ts", "td"):
         ns = pd.array(values, dtype="Int64").to_numpy(dtype="int64", na_value=_NAT)
         if kind == "ts":
@@ -355,6 +358,8 @@ def _conform_series(kind: str, s: pd.Series) -> pd.Series:
         return s.astype("int64")
     if kind == "Int":
         return s.astype("Int64")
+    if kind == "UInt":
+        return s.astype("UInt64")
     if kind == "ts":
         if not isinstance(s.dtype, pd.DatetimeTZDtype):
             s = pd.to_datetime(s, utc=True, format="ISO8601")

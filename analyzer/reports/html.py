@@ -846,7 +846,7 @@ def _latency(c: _Ctx) -> str:
         return _section("latency", "Latency", _empty("No completed SCSI commands to measure."))
     lat = d["latency"].dt.total_seconds().to_numpy(dtype=float)
     ops = d["cdb_name"].astype(object).fillna("?").to_numpy()
-    luns = d["lun"].astype("Int64")
+    luns = d["lun"].astype("UInt64")
     frame = pd.DataFrame(
         {
             "op": ops,

@@ -240,23 +240,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Resu
         return {k: f.result() for k, f in futures.items()}
 
 
-def _known_bugs(r: Result, command: str) -> None:
-    """Bugs found by these tests in files this suite's author could not edit (reported to the lead)."""
-    lines = [line for line in r.err.splitlines() if line.strip()]
-    if command == "analyze" and len(lines) == 2 and lines[0] == lines[1]:
-        pytest.xfail("analyze prints each damage warning twice: api.py analyze() joins reader.damage and the "
-                     "collector's CaptureDamage messages, which are the same")
-    if r.rc == 3 and "OverflowError" in r.err and command == "analyze":
-        pytest.xfail("reports/frames.py _series: a 64-bit LUN or LBA >= 2**63 does not fit the Int64 column")
-
-
 @pytest.mark.parametrize("command", [c[0] for c in COMMANDS])
 @pytest.mark.parametrize("mutant", sorted(ALL_MUTANTS))
 def test_damage_gives_one_line_and_a_clean_exit(runs: dict[tuple[str, str], Result], mutant: str,
                                                 command: str) -> None:
     r = runs[(mutant, command)]
     expected = ALL_MUTANTS[mutant][1]
-    _known_bugs(r, command)
     assert r.rc in (0, 2), r.explain()
     assert "Traceback" not in r.err and "internal error" not in r.err, r.explain()
     err_lines = [line for line in r.err.splitlines() if line.strip()]

@@ -91,8 +91,6 @@ def test_unreadable_input_is_2_with_one_line(make: str, tmp_path: Path) -> None:
     assert not p.stdout.strip(), _explain(p)
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py analyze: an OSError writing the report directory is reported as an "
-                                        "internal error (3); it is the user's path: it should be exit 2")
 def test_unwritable_report_directory_is_2(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")

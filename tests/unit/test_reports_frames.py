@@ -19,6 +19,7 @@ CONN6 = "[fd00::1]:40001->[fd00::2]:3260#2"
 DTYPES = {
     "int": "int64",
     "Int": "Int64",
+    "UInt": "UInt64",
     "str": "string",
     "cat": "category",
     "sev": "category",
@@ -49,6 +50,10 @@ def _cat(*v: str | None) -> pd.Series:
 
 def _Int(*v: int | None) -> pd.Series:
     return pd.Series(list(v), dtype="Int64")
+
+
+def _UInt(*v: object) -> pd.Series:
+    return pd.Series(list(v), dtype="UInt64")
 
 
 def _check_dtypes(table: str, df: pd.DataFrame) -> None:
@@ -160,10 +165,10 @@ def test_tasks_frame_values_and_dtypes() -> None:
                 "timedelta64[ns]"
             ),
             "cmdsn": _Int(7, 7, None),
-            "lun": _Int(0, 0, None),
+            "lun": _UInt(0, 0, None),
             "cdb_opcode": _str("0x28", "0x00", None),
             "cdb_name": _cat("READ(10)", "TEST UNIT READY", None),
-            "lba": _Int(2048, None, None),
+            "lba": _UInt(2048, None, None),
             "read": pd.Series([True, False, False]),
             "bytes_in": pd.Series([4096, 0, 0], dtype="int64"),
             "status": _Int(0, 2, None),
@@ -434,7 +439,7 @@ def test_pdus_frame_uses_views_columns() -> None:
             "direction": _cat("i2t", "i2t", "t2i"),
             "opcode": _str("0x03", "0x01", "0x21"),
             "itt": _str("0x00000001", "0x0000001f", None),
-            "lun": _Int(None, 3, None),
+            "lun": _UInt(None, 3, None),
             "cmdsn": _Int(1, 2, None),
             "dsl": _Int(40, 0, None),
             "cdb_opcode": _str(None, "0x28", None),

@@ -140,30 +140,40 @@ def huge_dsl_capture(path: Path) -> Path:
     return path
 
 
+#: Runs the CLI in a grandchild and reports that process's own peak RSS. Linux carries ru_maxrss
+#: over fork+exec, so a CLI forked straight from pytest (hundreds of MB after the batch and report
+#: tests) would report pytest's size; forked from this small wrapper it reports its own.
+_WRAPPER = """
+import json, os, subprocess, sys
+out, err, report = sys.argv[1:4]
+with open(out, "wb") as o, open(err, "wb") as e:
+    proc = subprocess.Popen([sys.executable, "-m", "analyzer", *sys.argv[4:]], stdout=o, stderr=e)
+    _, status, usage = os.wait4(proc.pid, 0)
+with open(report, "w") as r:
+    json.dump({"rc": os.waitstatus_to_exitcode(status), "maxrss_kib": usage.ru_maxrss}, r)
+"""
+
+
 def run_measured(*args: str | os.PathLike[str], timeout: float = 900) -> tuple[int, str, str, float, float]:
     """Run the CLI in a subprocess: (exit status, stdout, stderr, peak RSS in MB, seconds)."""
+    import json
+
     out_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"iscsi-mem-{os.getpid()}-{time.monotonic_ns()}.out"
     err_path = out_path.with_suffix(".err")
+    report_path = out_path.with_suffix(".json")
     t0 = time.monotonic()
-    with out_path.open("wb") as out, err_path.open("wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "analyzer", *map(str, args)], stdout=out, stderr=err,
-                                cwd=REPO)
-        deadline = t0 + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"iscsi-analyzer {' '.join(map(str, args))} took more than {timeout}s")
-            time.sleep(0.05)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    try:
+        subprocess.run([sys.executable, "-c", _WRAPPER, str(out_path), str(err_path), str(report_path),
+                        *map(str, args)], cwd=REPO, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"iscsi-analyzer {' '.join(map(str, args))} took more than {timeout}s")
+    report = json.loads(report_path.read_text())
     stdout = out_path.read_text(errors="replace")
     stderr = err_path.read_text(errors="replace")
-    out_path.unlink()
-    err_path.unlink()
+    for p in (out_path, err_path, report_path):
+        p.unlink()
     # ru_maxrss is in KiB on Linux.
-    return proc.returncode, stdout, stderr, usage.ru_maxrss / 1024, time.monotonic() - t0
+    return report["rc"], stdout, stderr, report["maxrss_kib"] / 1024, time.monotonic() - t0
 
 
 @pytest.fixture(scope="module")

@@ -99,6 +99,7 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...], limits: dict[str, int])
     out = sys.stdout
     table = None
     csv_row: Any = None
+    pending: list[str] = []
     if fmt == "table":
         table = RowWriter(fmt, PDU_COLUMNS, table_columns=("frame", "time", "src", "dst", "opcode_name", "itt",
                                                            "cmdsn", "statsn", "dsl", "info"),
@@ -107,11 +108,13 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...], limits: dict[str, int])
     elif fmt == "csv":
         w = csv.writer(out, lineterminator="\n")
         w.writerow(PDU_COLUMNS)
-        write = out.write
+        add = pending.append
 
         def csv_row(values: tuple[Any, ...]) -> None:  # type: ignore[misc]
-            write(pdu_csv_line(values) + "\n")
-    info_at = PDU_COLUMNS.index("info")
+            add(pdu_csv_line(values))
+            if len(pending) >= 512:  # one write per 512 lines
+                out.write("\n".join(pending) + "\n")
+                pending.clear()
     first_ts: int | None = None
     for rec in records:
         t = type(rec)
@@ -121,10 +124,11 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...], limits: dict[str, int])
         if not isinstance(rec, (Pdu, MalformedPdu)):
             continue
         text = info(rec) if t is not MalformedPdu else f"Malformed PDU: {rec.reason}"
-        values = pdu_values(rec, endpoints[rec.conn], text)
         if csv_row is not None:
-            csv_row(values[:info_at] + (csv_safe(text),) + values[info_at + 1:])
-        elif table is None:
+            csv_row(pdu_values(rec, endpoints[rec.conn], csv_safe(text)))
+            continue
+        values = pdu_values(rec, endpoints[rec.conn], text)
+        if table is None:
             out.write(json.dumps(dict(zip(PDU_COLUMNS, values)), ensure_ascii=False) + "\n")
         else:
             row = dict(zip(PDU_COLUMNS, values))
@@ -134,6 +138,8 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...], limits: dict[str, int])
             row["src"] = f"{row['src']}:{row['sport']}"
             row["dst"] = f"{row['dst']}:{row['dport']}"
             table.write(row)
+    if csv_row is not None and pending:
+        out.write("\n".join(pending) + "\n")
     _report_damage(readers)
 
 

@@ -449,9 +449,13 @@ class PduFramer:
 
     def _emit(self, frame: int, ts_ns: int, out: list[Record], dd_status: str | None = None) -> None:
         hb = self.hbuf
-        ahs_end = BHS_LEN + hb[4] * 4
-        bhs = bytes(hb[:BHS_LEN])
-        ahs = bytes(hb[BHS_LEN:ahs_end])
+        if len(hb) == BHS_LEN:  # the common case: no AHS, no header digest
+            bhs = bytes(hb)
+            ahs = b""
+        else:
+            ahs_end = BHS_LEN + hb[4] * 4
+            bhs = bytes(hb[:BHS_LEN])
+            ahs = bytes(hb[BHS_LEN:ahs_end])
         data: bytes | None
         if self.keep is not None and self.data_complete:
             data = bytes(self.keep[:self.dsl])
@@ -467,10 +471,11 @@ class PduFramer:
                                e.reason, e.offset, bhs)
         out.append(rec)
         # Login Response: track the digest keys and the switch to Full Feature Phase (§13.1).
-        if bhs[0] & 0x3F in (0x23, 0x03):
+        op = bhs[0] & 0x3F
+        if op == 0x23 or op == 0x03:
             keys = getattr(rec, "keys", ())
             self.digests.note_keys(keys)
-            if bhs[0] & 0x3F == 0x23 and bhs[1] & 0x83 == 0x83 and bhs[36] == 0:
+            if op == 0x23 and bhs[1] & 0x83 == 0x83 and bhs[36] == 0:
                 self.digests.enter_full_feature_phase()
         self.hbuf = bytearray()
         self.need = BHS_LEN

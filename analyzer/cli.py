@@ -90,7 +90,7 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...], limits: dict[str, int])
     from analyzer.iscsi.describe import info
     from analyzer.output import RowWriter, csv_safe
     from analyzer.records import MalformedPdu, Pdu, TcpOpened
-    from analyzer.views import PDU_COLUMNS, pdu_csv_line, pdu_values
+    from analyzer.views import PDU_COLUMNS, csv_cell, pdu_csv, pdu_values
 
     readers: list[Any] = []
     endpoints: dict[str, Any] = {}
@@ -110,8 +110,8 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...], limits: dict[str, int])
         w.writerow(PDU_COLUMNS)
         add = pending.append
 
-        def csv_row(values: tuple[Any, ...]) -> None:  # type: ignore[misc]
-            add(pdu_csv_line(values))
+        def csv_row(line: str) -> None:  # type: ignore[misc]
+            add(line)
             if len(pending) >= 512:  # one write per 512 lines
                 out.write("\n".join(pending) + "\n")
                 pending.clear()
@@ -125,7 +125,7 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...], limits: dict[str, int])
             continue
         text = info(rec) if t is not MalformedPdu else f"Malformed PDU: {rec.reason}"
         if csv_row is not None:
-            csv_row(pdu_values(rec, endpoints[rec.conn], csv_safe(text)))
+            csv_row(pdu_csv(rec, endpoints[rec.conn], csv_cell(csv_safe(text))))
             continue
         values = pdu_values(rec, endpoints[rec.conn], text)
         if table is None:

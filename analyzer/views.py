@@ -110,6 +110,58 @@ def pdu_values(pdu: Pdu | MalformedPdu, endpoints: Any, info: str) -> tuple[Any,
     return build(pdu, src, sport, dst, dport, info)  # type: ignore[no-any-return]
 
 
+_CSV_BUILDERS: dict[type, Any] = {}
+
+
+def _csv_builder(cls: type) -> Any:
+    """Like ``_row_builder`` but returns the CSV line itself: every cell is a str expression
+    evaluated inline and joined once (no tuple, no per-cell Python loop)."""
+    fields = getattr(cls, "__dataclass_fields__", {})
+
+    def opt(expr: str) -> str:
+        return f'("" if ({expr}) is None else str({expr}))'
+
+    def get(name: str) -> str:
+        return opt(f"p.{name}") if name in fields else '""'
+
+    ttt = '("" if p.ttt is None else f"0x{p.ttt:08x}")' if "ttt" in fields else '""'
+    extras = [x if x == "None" else opt(x) for x in _EXTRA_SRC.get(cls, ("None",) * 5)]
+    cdb_opcode, status, response, datasn, buffer_offset = ['""' if x == "None" else x for x in extras]
+    cells = [
+        "str(p.frame)", 'f"{p.ts_ns // 1_000_000_000}.{p.ts_ns % 1_000_000_000:09d}"', "src", "str(sport)",
+        "dst", "str(dport)", "p.direction", 'f"0x{p.opcode:02x}"', "NAMES[p.opcode]", 'f"0x{p.itt:08x}"', ttt,
+        get("lun"), get("cmdsn"), get("expstatsn"), get("statsn"), get("expcmdsn"), get("maxcmdsn"), datasn,
+        buffer_offset, "str(p.dsl)", cdb_opcode, status, response, get("header_digest"), get("data_digest"),
+        "info", "str(p.first_frame)", "p.conn",
+    ]
+    assert len(cells) == len(PDU_COLUMNS)
+    source = 'lambda p, src, sport, dst, dport, info: ",".join((' + ", ".join(cells) + ",))"
+    return eval(source, {"NAMES": _opcode_names()})  # noqa: S307 - built from our own field names only
+
+
+def pdu_csv(pdu: Pdu | MalformedPdu, endpoints: Any, info_cell: str) -> str:
+    """The PDU listing's CSV line for one record; ``info_cell`` is the info text already made safe
+    for CSV (``csv_cell``). Same bytes as ``pdu_csv_line(pdu_values(...))``, faster."""
+    t = type(pdu)
+    if t is MalformedPdu:  # rare: the generic path (info_cell is already quoted: join, don't re-quote)
+        return ",".join("" if x is None else str(x) for x in pdu_values(pdu, endpoints, info_cell))
+    if pdu.direction == "i2t":
+        src, sport, dst, dport = endpoints.client, endpoints.client_port, endpoints.server, endpoints.server_port
+    else:
+        src, sport, dst, dport = endpoints.server, endpoints.server_port, endpoints.client, endpoints.client_port
+    build = _CSV_BUILDERS.get(t)
+    if build is None:
+        build = _CSV_BUILDERS[t] = _csv_builder(t)
+    return build(pdu, src, sport, dst, dport, info_cell)  # type: ignore[no-any-return]
+
+
+def csv_cell(text: str) -> str:
+    """A text cell quoted as the csv module's QUOTE_MINIMAL would quote it."""
+    if "," in text or '"' in text or "\n" in text or "\r" in text:
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
 def csv_line(values: tuple[Any, ...]) -> str:
     """One CSV line (QUOTE_MINIMAL, as the csv module writes it) for a row of ints, None and text.
 

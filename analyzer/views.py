@@ -141,7 +141,7 @@ def _csv_builder(cls: type) -> Any:
 
 def pdu_csv(pdu: Pdu | MalformedPdu, endpoints: Any, info_cell: str) -> str:
     """The PDU listing's CSV line for one record; ``info_cell`` is the info text already made safe
-    for CSV (``csv_cell``). Same bytes as ``pdu_csv_line(pdu_values(...))``, faster."""
+    for CSV (``csv_cell``): the bytes the csv module writes for ``pdu_values(...)``."""
     t = type(pdu)
     if t is MalformedPdu:  # rare: the generic path (info_cell is already quoted: join, don't re-quote)
         return ",".join("" if x is None else str(x) for x in pdu_values(pdu, endpoints, info_cell))
@@ -160,38 +160,6 @@ def csv_cell(text: str) -> str:
     if "," in text or '"' in text or "\n" in text or "\r" in text:
         return '"' + text.replace('"', '""') + '"'
     return text
-
-
-def csv_line(values: tuple[Any, ...]) -> str:
-    """One CSV line (QUOTE_MINIMAL, as the csv module writes it) for a row of ints, None and text.
-
-    A text cell is quoted when it holds a comma, a quote or a line break; None is empty.
-    """
-    out = []
-    for v in values:
-        if v is None:
-            out.append("")
-        elif type(v) is str:
-            if "," in v or '"' in v or "\n" in v or "\r" in v:
-                v = '"' + v.replace('"', '""') + '"'
-            out.append(v)
-        else:
-            out.append(str(v))
-    return ",".join(out)
-
-
-#: Position of the only PDU-listing cell that can hold free text (and so commas or quotes).
-INFO_AT: Final = PDU_COLUMNS.index("info")
-
-
-def pdu_csv_line(values: tuple[Any, ...]) -> str:
-    """``csv_line`` for a ``pdu_values`` row, about 5x faster: every cell but ``info`` is a number,
-    None, a hex string, an address or one of our names, none of which needs quoting."""
-    cells = ["" if x is None else str(x) for x in values]
-    t = cells[INFO_AT]
-    if "," in t or '"' in t or "\n" in t or "\r" in t:
-        cells[INFO_AT] = '"' + t.replace('"', '""') + '"'
-    return ",".join(cells)
 
 
 def pdu_row(pdu: Pdu | MalformedPdu, endpoints: Any, info: str) -> dict[str, Any]:

@@ -426,7 +426,7 @@ def _canon_obj(o: Any, skip: Iterable[str]) -> tuple[Any, ...]:
 #: Flow fields that only matter before the flow carried payload or when a SYN comes again.
 _FLOW_HISTORY: Final = ("syn_frame", "syn_ts", "handshake")
 #: Framer fields every mode rewrites before reading, or that are only counters/inputs.
-_FRAMER_ALWAYS_SKIP: Final = ("pdus", "bytes_unframed", "resync_max_dsl", "digests")
+_FRAMER_ALWAYS_SKIP: Final = ("pdus", "bytes_unframed", "resync_max_dsl", "digests", "plausible_op")
 _MODE_HEADER, _MODE_DDIGEST, _MODE_RESYNC = _HEADER, _DDIGEST, _RESYNC
 _PER_PDU: Final = ("keep", "data_crc", "data_complete", "dsl", "hd_status", "data_left", "last_frame", "last_ts")
 
@@ -476,7 +476,7 @@ def unit_image(flows: dict[Any, Any], reuse: dict[Any, int], framers: dict[Any, 
             core.append(None)
             continue
         flow, d = e
-        halves = tuple(_canon_obj(h, ("isn",)) for h in flow.halves)
+        halves = tuple(_canon_obj(h, ("isn", "sink")) for h in flow.halves)
         core.append((d, _canon_obj(flow, ("halves", "last_ts", *_FLOW_HISTORY)), halves))
         hist.append((flow.syn_frame, flow.syn_ts, flow.handshake, tuple(h.isn for h in flow.halves)))
         for dirn in _DIRS:

@@ -88,9 +88,9 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...], limits: dict[str, int])
     import json
 
     from analyzer.iscsi.describe import info
-    from analyzer.output import RowWriter, csv_safe
+    from analyzer.output import RowWriter
     from analyzer.records import MalformedPdu, Pdu, TcpOpened
-    from analyzer.views import PDU_COLUMNS, csv_cell, pdu_csv, pdu_values
+    from analyzer.views import PDU_COLUMNS, csv_text_cell, pdu_csv, pdu_values
 
     readers: list[Any] = []
     endpoints: dict[str, Any] = {}
@@ -125,7 +125,7 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...], limits: dict[str, int])
             continue
         text = info(rec) if t is not MalformedPdu else f"Malformed PDU: {rec.reason}"
         if csv_row is not None:
-            csv_row(pdu_csv(rec, endpoints[rec.conn], csv_cell(csv_safe(text))))
+            csv_row(pdu_csv(rec, endpoints[rec.conn], csv_text_cell(text)))
             continue
         values = pdu_values(rec, endpoints[rec.conn], text)
         if table is None:

@@ -77,16 +77,13 @@ class Pipeline:
                      seq: int, ack: int, flags: int, window: int, payload: bytes | memoryview) -> list[Record]:
         self.last_frame = frame
         self.last_ts = ts_ns
-        items = self.reassembler.feed_segment(frame, ts_ns, src, dst, sport, dport, seq, ack, flags, window,
-                                              payload)
+        reassembler = self.reassembler
+        items = reassembler.feed_segment(frame, ts_ns, src, dst, sport, dport, seq, ack, flags, window, payload)
+        if reassembler.sunk:
+            # Hot path: the bytes went straight to their framer (attached in _open); these are its records.
+            return items if self.tracker is None or not items else self._post(items)  # type: ignore[arg-type]
         if not items:
             return []
-        if len(items) == 1 and self.tracker is None:
-            item = items[0]
-            if type(item) is tuple and item[0] == DATA:
-                # Hot path (PDU listing): one in-order chunk straight to its framer.
-                framer = self.framers.get((item[1], item[2]))
-                return framer.feed(item[3], item[4], item[5]) if framer is not None else []
         return self._dispatch(items)
 
     def tick(self, ts_ns: int) -> list[Record]:
@@ -184,9 +181,12 @@ class Pipeline:
     def _open(self, rec: TcpOpened) -> None:
         self.endpoints[rec.conn] = ConnEndpoints(rec.client, rec.client_port, rec.server, rec.server_port)
         digests = DigestState(known=rec.handshake)
+        sinks = []
         for d in (I2T, T2I):
-            self.framers[(rec.conn, d)] = PduFramer(rec.conn, d, digests, in_sync=rec.handshake,
-                                                    resync_max_dsl=self.options.resync_max_dsl)
+            framer = self.framers[(rec.conn, d)] = PduFramer(rec.conn, d, digests, in_sync=rec.handshake,
+                                                             resync_max_dsl=self.options.resync_max_dsl)
+            sinks.append(framer.feed)
+        self.reassembler.attach(rec.conn, sinks[0], sinks[1])
 
     def _post(self, recs: list[Record]) -> list[Record]:
         """Pass records through the state tracker and detectors; return them plus what those add."""

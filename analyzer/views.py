@@ -6,7 +6,10 @@ builds DataFrames) share one definition of every column.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
+
+from analyzer.output import csv_safe
 
 from analyzer.records import (
     R2T,
@@ -118,25 +121,42 @@ def _csv_builder(cls: type) -> Any:
     evaluated inline and joined once (no tuple, no per-cell Python loop)."""
     fields = getattr(cls, "__dataclass_fields__", {})
 
-    def opt(expr: str) -> str:
-        return f'("" if ({expr}) is None else str({expr}))'
+    def get(name: str) -> tuple[str, str | None]:
+        return ("%s", f"'' if p.{name} is None else p.{name}") if name in fields else ("", None)
 
-    def get(name: str) -> str:
-        return opt(f"p.{name}") if name in fields else '""'
-
-    ttt = '("" if p.ttt is None else f"0x{p.ttt:08x}")' if "ttt" in fields else '""'
-    extras = [x if x == "None" else opt(x) for x in _EXTRA_SRC.get(cls, ("None",) * 5)]
-    cdb_opcode, status, response, datasn, buffer_offset = ['""' if x == "None" else x for x in extras]
-    cells = [
-        "str(p.frame)", 'f"{p.ts_ns // 1_000_000_000}.{p.ts_ns % 1_000_000_000:09d}"', "src", "str(sport)",
-        "dst", "str(dport)", "p.direction", 'f"0x{p.opcode:02x}"', "NAMES[p.opcode]", 'f"0x{p.itt:08x}"', ttt,
+    extras = [("", None) if x == "None" else ("%s", f"'' if (_v := ({x})) is None else _v")
+              for x in _CSV_EXTRA_SRC.get(cls, ("None",) * 5)]
+    cdb_opcode, status, response, datasn, buffer_offset = extras
+    ts = "(t := str(p.ts_ns))[:-9] + '.' + t[-9:] if p.ts_ns >= 1_000_000_000 else TS(p.ts_ns)"
+    cells: list[tuple[str, str | None]] = [
+        ("%s", "p.frame"), ("%s", ts), ("%s", "src"), ("%s", "sport"), ("%s", "dst"), ("%s", "dport"),
+        ("%s", "p.direction"), ("%s", "HEX2[p.opcode]"), ("%s", "NAMES[p.opcode]"), ("0x%08x", "p.itt"),
+        ("%s", "'' if p.ttt is None else '0x%08x' % p.ttt") if "ttt" in fields else ("", None),
         get("lun"), get("cmdsn"), get("expstatsn"), get("statsn"), get("expcmdsn"), get("maxcmdsn"), datasn,
-        buffer_offset, "str(p.dsl)", cdb_opcode, status, response, get("header_digest"), get("data_digest"),
-        "info", "str(p.first_frame)", "p.conn",
+        buffer_offset, ("%s", "p.dsl"), cdb_opcode, status, response, get("header_digest"), get("data_digest"),
+        ("%s", "info"), ("%s", "p.first_frame"), ("%s", "p.conn"),
     ]
     assert len(cells) == len(PDU_COLUMNS)
-    source = 'lambda p, src, sport, dst, dport, info: ",".join((' + ", ".join(cells) + ",))"
-    return eval(source, {"NAMES": _opcode_names()})  # noqa: S307 - built from our own field names only
+    fmt = ",".join(piece for piece, _ in cells)
+    args = ", ".join(expr for _, expr in cells if expr is not None)
+    source = f"lambda p, src, sport, dst, dport, info: {fmt!r} % ({args},)"
+    return eval(source, {"NAMES": _opcode_names(), "HEX2": _HEX2, "TS": ts_text})  # noqa: S307 - our own field names
+
+
+#: "0x00" .. "0xff": one-byte codes as the listing shows them (a lookup, not a format call per cell).
+_HEX2: Final = tuple(f"0x{v:02x}" for v in range(256))
+
+#: ``_EXTRA_SRC`` for the CSV line builders: one-byte codes through ``HEX2``.
+_CSV_EXTRA_SRC: Final[dict[type, tuple[str, str, str, str, str]]] = {
+    ScsiCommand: ("HEX2[p.cdb.opcode]", "None", "None", "None", "None"),
+    ScsiResponse: ("None", "HEX2[p.status]", "HEX2[p.response]", "None", "None"),
+    DataIn: ("None", "(None if p.status is None else HEX2[p.status])", "None", "p.datasn", "p.buffer_offset"),
+    DataOut: ("None", "None", "None", "p.datasn", "p.buffer_offset"),
+    R2T: ("None", "None", "None", "None", "p.buffer_offset"),
+    LoginResponse: ("None", "None", 'f"0x{p.status_class:02x}{p.status_detail:02x}"', "None", "None"),
+    LogoutResponse: ("None", "None", "HEX2[p.response]", "None", "None"),
+    TaskMgmtResponse: ("None", "None", "HEX2[p.response]", "None", "None"),
+}
 
 
 def pdu_csv(pdu: Pdu | MalformedPdu, endpoints: Any, info_cell: str) -> str:
@@ -153,6 +173,17 @@ def pdu_csv(pdu: Pdu | MalformedPdu, endpoints: Any, info_cell: str) -> str:
     if build is None:
         build = _CSV_BUILDERS[t] = _csv_builder(t)
     return build(pdu, src, sport, dst, dport, info_cell)  # type: ignore[no-any-return]
+
+
+#: Characters ``csv_safe`` or ``csv_cell`` would act on (controls, separators, quotes, newlines).
+_CSV_SPECIAL: Final = re.compile(r'[,"\n\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]')
+
+
+def csv_text_cell(text: str) -> str:
+    """``csv_cell(csv_safe(text))``, with one regex scan for the common plain text."""
+    if text and text[0] not in "=+-@\t" and _CSV_SPECIAL.search(text) is None:
+        return text
+    return csv_cell(csv_safe(text))
 
 
 def csv_cell(text: str) -> str:

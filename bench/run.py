@@ -50,6 +50,16 @@ def best_of(cmd: list[str], runs: int) -> tuple[float, int]:
     return min(r[0] for r in results), max(r[1] for r in results)
 
 
+def best_of_interleaved(cmds: list[list[str]], runs: int) -> list[tuple[float, int]]:
+    """Best wall time and peak RSS of each command, the commands taking turns (A B A B ...), so a
+    slow spell of a shared machine hits both sides alike instead of one side's whole series."""
+    results: list[list[tuple[float, int]]] = [[] for _ in cmds]
+    for _ in range(runs):
+        for i, cmd in enumerate(cmds):
+            results[i].append(measure(cmd))
+    return [(min(r[0] for r in rs), max(r[1] for r in rs)) for rs in results]
+
+
 def ensure_capture(kind: str, size_mb: int) -> Path:
     """The lab's benchmark capture of this kind (bench/out/bench_<kind>_*_<N>mb.pcap), made if missing."""
     def existing() -> Path | None:
@@ -84,7 +94,7 @@ def quarter_of(path: Path) -> Path:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mb", type=int, default=300)
-    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--captures", nargs="*", type=Path, help="use these captures instead of making them")
     args = ap.parse_args()
     for tool in ("tshark", "editcap", "capinfos"):
@@ -93,12 +103,15 @@ def main() -> int:
             return 2
     captures = args.captures or [ensure_capture("seq", args.size_mb), ensure_capture("rand", args.size_mb)]
     ours_cmd = [str(VENV_BIN / "iscsi-analyzer"), "pdus", "--format", "csv"]
+    # Byte-compile the package as ``pip install`` does (an editable install, or a machine with
+    # PYTHONDONTWRITEBYTECODE set, would otherwise recompile every module on every start).
+    subprocess.run([str(VENV_BIN / "python"), "-m", "compileall", "-q", str(ROOT / "analyzer")], check=True)
     results = []
     for cap in captures:
         size = cap.stat().st_size
-        t_ours, m_ours = best_of([*ours_cmd, str(cap)], args.runs)
-        t_tshark, m_tshark = best_of(["tshark", "-r", str(cap), "-Y", "iscsi", "-T", "fields", "-e", "frame.number",
-                                      "-e", "iscsi.opcode", "-e", "iscsi.initiatortasktag"], args.runs)
+        tshark_cmd = ["tshark", "-r", str(cap), "-Y", "iscsi", "-T", "fields", "-e", "frame.number",
+                      "-e", "iscsi.opcode", "-e", "iscsi.initiatortasktag"]
+        (t_ours, m_ours), (t_tshark, m_tshark) = best_of_interleaved([[*ours_cmd, str(cap)], tshark_cmd], args.runs)
         q = quarter_of(cap)
         _, m_quarter = best_of([*ours_cmd, str(q)], 1)
         r = {

@@ -38,3 +38,6 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+# Byte-compile the package as a regular pip install would (the editable install does not, and
+# with PYTHONDONTWRITEBYTECODE set every start would recompile every module). Up-to-date files are skipped.
+.venv/bin/python -m compileall -q analyzer >/dev/null

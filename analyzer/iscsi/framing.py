@@ -179,6 +179,15 @@ class DigestState:
 _HEADER, _DATA, _DDIGEST, _RESYNC = range(4)
 
 
+def _plausible_first_bytes(requests: bool) -> tuple[bool, ...]:
+    """Byte 0 values the header test accepts (known or vendor opcode, bit 7 clear), per direction."""
+    known = REQUEST_OPCODES if requests else RESPONSE_OPCODES
+    return tuple(not b0 & 0x80 and ((b0 & 0x3F) in known or (b0 & 0x3F) in VENDOR_OPCODES) for b0 in range(256))
+
+
+_PLAUSIBLE_FIRST_BYTE: Final = {True: _plausible_first_bytes(True), False: _plausible_first_bytes(False)}
+
+
 class PduFramer:
     """Frames and decodes PDUs of one direction of one connection."""
 
@@ -195,12 +204,13 @@ class PduFramer:
         self.conn = conn
         self.direction = direction
         self.requests = direction == I2T
+        self.plausible_op = _PLAUSIBLE_FIRST_BYTE[self.requests]
         self.digests = digests
         self.max_dsl = max_dsl
         self.resync_max_dsl = resync_max_dsl
         self.mode = _HEADER if in_sync else _RESYNC
         self.resync_reason = "mid_stream"
-        self.hbuf = bytearray()
+        self.hbuf: bytes | bytearray = bytearray()
         self.need = BHS_LEN  # header bytes needed (BHS, then BHS+AHS+digest)
         self.first_frame = 0
         self.first_ts = 0
@@ -244,6 +254,34 @@ class PduFramer:
         pos = 0
         while pos < n:
             mode = self.mode
+            if mode == _HEADER and not self.hbuf and n - pos >= BHS_LEN:
+                # Fast path: a whole BHS in this chunk, no AHS, no header digest (the common case).
+                b0 = mv[pos]
+                op = b0 & 0x3F
+                if self.plausible_op[b0] and not mv[pos + 4]:
+                    login = op == 0x03 or op == 0x23
+                    digests = self.digests
+                    if login or not digests.header:
+                        bhs = bytes(mv[pos:pos + BHS_LEN])
+                        pos += BHS_LEN
+                        self.hbuf = bhs
+                        self.first_frame = frame
+                        self.first_ts = ts_ns
+                        self.cur_hd = False if login else digests.header
+                        dd = self.cur_dd = False if login else digests.data
+                        self.hd_status = None
+                        dsl = self.dsl = (bhs[5] << 16) | (bhs[6] << 8) | bhs[7]
+                        self.data_complete = True
+                        if dsl == 0:
+                            self.keep = None
+                            self.data_crc = None
+                            self._emit(frame, ts_ns, out)
+                            continue
+                        self.keep = bytearray() if (op in KEEP_DATA_OPCODES and dsl <= KEEP_MAX) or \
+                            dsl <= SMALL_DATA else None
+                        self.data_crc = 0 if dd is None or dd else None
+                        self.data_left = dsl + (-dsl & 3)
+                        self.mode = mode = _DATA
             if mode == _DATA:
                 take = self.data_left if self.data_left < n - pos else n - pos
                 chunk = mv[pos:pos + take]
@@ -260,6 +298,7 @@ class PduFramer:
                 if not hb:
                     self.first_frame = frame
                     self.first_ts = ts_ns
+                    hb = self.hbuf = bytearray()
                 take = self.need - len(hb)
                 if take > n - pos:
                     take = n - pos
@@ -477,7 +516,7 @@ class PduFramer:
             self.digests.note_keys(keys)
             if op == 0x23 and bhs[1] & 0x83 == 0x83 and bhs[36] == 0:
                 self.digests.enter_full_feature_phase()
-        self.hbuf = bytearray()
+        self.hbuf = b""
         self.need = BHS_LEN
         self.keep = None
         self.data_crc = None

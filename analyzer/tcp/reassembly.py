@@ -53,6 +53,13 @@ events) or *stream items*, plain tuples for speed:
   consumer must copy if it keeps it (it may be a view of the capture reader's buffer);
 * ``(GAP, conn, direction, frame, ts_ns, length)`` for bytes missing from the capture.
 
+A consumer may ``attach`` a *sink* per direction of an open connection (the pipeline attaches
+its framers' ``feed``): in-order payload of a segment that produced nothing else is then handed
+to the sink at once, ``feed_segment`` returns the sink's result and sets ``sunk`` (the list holds
+only what the sink returned). This is the hot path of a PDU listing; every other case (the
+first payload, out-of-order data, gaps, FIN/RST) still goes out as stream items, so the order
+of bytes into a consumer never changes. Sinks are dropped when the connection closes.
+
 ``TcpOpened`` is emitted lazily, just before the first payload of the flow, carrying the
 frame and timestamp of the SYN when one was seen; flows that never carry a byte of payload
 (port scans, refused connections) produce no records at all.
@@ -60,7 +67,7 @@ frame and timestamp of the SYN when one was seen; flows that never carry a byte 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from analyzer.records import (
@@ -129,7 +136,7 @@ def looks_like_login_request(payload: bytes | memoryview) -> bool:
 class HalfStream:
     """One direction of a connection."""
 
-    __slots__ = ("next_seq", "isn", "ooo", "ooo_bytes", "fin", "fin_seq", "zero_window", "max_acked")
+    __slots__ = ("next_seq", "isn", "ooo", "ooo_bytes", "fin", "fin_seq", "zero_window", "max_acked", "sink")
 
     def __init__(self) -> None:
         self.next_seq: int | None = None
@@ -142,6 +149,8 @@ class HalfStream:
         self.zero_window = False
         #: highest ACK the *peer* sent for this direction's bytes
         self.max_acked: int | None = None
+        #: consumer of in-order payload (``TcpReassembler.attach``), or None: stream items
+        self.sink: Sink | None = None
 
 
 class Flow:
@@ -170,6 +179,9 @@ class Flow:
 
 
 DIRECTIONS: Final = (I2T, T2I)
+
+#: A consumer of in-order payload: (frame, ts_ns, data) -> the records it produced.
+Sink = Callable[[int, int, "bytes | memoryview"], list[Record]]
 
 
 class TcpReassembler:
@@ -200,6 +212,17 @@ class TcpReassembler:
         self._format_ip = format_ip if callable(format_ip) else _format_ip
         self.evicted_flows = 0
         self.segments = 0
+        #: open connections by id (for ``attach``)
+        self._open_flows: dict[str, Flow] = {}
+        #: True when the last ``feed_segment`` returned only what a sink produced
+        self.sunk = False
+
+    def attach(self, conn: str, i2t: Sink | None, t2i: Sink | None) -> None:
+        """Hand the in-order payload of open connection ``conn`` to these sinks (see module doc)."""
+        flow = self._open_flows.get(conn)
+        if flow is not None and not flow.closed:
+            flow.halves[0].sink = i2t
+            flow.halves[1].sink = t2i
 
     # ------------------------------------------------------------------ public
 
@@ -209,6 +232,7 @@ class TcpReassembler:
     ) -> list[object]:
         """Feed one TCP segment (capture order). Returns TCP records and stream items."""
         self.segments += 1
+        self.sunk = False
         entry = self.flows.get((src, sport, dst, dport))
         out: list[object] = []
         if entry is None:
@@ -256,6 +280,11 @@ class TcpReassembler:
                 half.next_seq = nxt = seq
             if seq == nxt and not half.ooo:
                 half.next_seq = (seq + n) & MASK
+                sink = half.sink
+                if sink is not None and not out and not flags & (RST | FIN):
+                    # Hot path: nothing else to say about this segment; its bytes go straight on.
+                    self.sunk = True
+                    return sink(frame, ts_ns, payload)  # type: ignore[return-value]
                 out.append((DATA, flow.conn, DIRECTIONS[d], frame, ts_ns, payload))
             else:
                 self._segment_slow(flow, d, frame, ts_ns, seq, payload, out)
@@ -275,8 +304,7 @@ class TcpReassembler:
             for i in (0, 1):
                 if flow.halves[i].ooo:
                     self._declare_gap(flow, i, frame, ts_ns, out, upto=None, flush=True)
-            flow.closed = True
-            out.append(TcpClosed(frame, ts_ns, flow.conn, "capture_end"))
+            self._close(flow, frame, ts_ns, "capture_end", out)
         return out
 
     # ------------------------------------------------------------------ flows
@@ -353,10 +381,19 @@ class TcpReassembler:
 
     def _open(self, flow: Flow, frame: int, ts_ns: int, out: list[object]) -> None:
         flow.opened = True
+        self._open_flows[flow.conn] = flow
         if flow.handshake:
             frame, ts_ns = flow.syn_frame, flow.syn_ts
         out.append(TcpOpened(frame, ts_ns, flow.conn, flow.client, flow.client_port, flow.server,
                              flow.server_port, flow.handshake))
+
+    def _close(self, flow: Flow, frame: int, ts_ns: int, reason: str, out: list[object]) -> None:
+        flow.closed = True
+        for h in flow.halves:
+            h.sink = None
+        if self._open_flows.get(flow.conn) is flow:
+            del self._open_flows[flow.conn]
+        out.append(TcpClosed(frame, ts_ns, flow.conn, reason))
 
     def _syn(self, flow: Flow, d: int, frame: int, ts_ns: int, seq: int, flags: int, out: list[object],
              src: bytes, dst: bytes, sport: int, dport: int) -> bool:
@@ -370,8 +407,7 @@ class TcpReassembler:
                 for i in (0, 1):
                     if flow.halves[i].ooo:
                         self._declare_gap(flow, i, frame, ts_ns, out, upto=None, flush=True)
-                flow.closed = True
-                out.append(TcpClosed(frame, ts_ns, flow.conn, "reused"))
+                self._close(flow, frame, ts_ns, "reused", out)
             assert flow.keys is not None
             for k in flow.keys:
                 self.flows.pop(k, None)
@@ -413,8 +449,7 @@ class TcpReassembler:
             return
         out.append(TcpFin(frame, ts_ns, flow.conn, DIRECTIONS[d]))
         if flow.halves[1 - d].fin and not flow.closed:
-            flow.closed = True
-            out.append(TcpClosed(frame, ts_ns, flow.conn, "fin"))
+            self._close(flow, frame, ts_ns, "fin", out)
 
     def _rst(self, flow: Flow, d: int, frame: int, ts_ns: int, out: list[object], seq: int) -> None:
         if flow.rst:
@@ -433,8 +468,7 @@ class TcpReassembler:
                 self._declare_gap(flow, i, frame, ts_ns, out, upto=None, flush=True)
         out.append(TcpRst(frame, ts_ns, flow.conn, DIRECTIONS[d]))
         if not flow.closed:
-            flow.closed = True
-            out.append(TcpClosed(frame, ts_ns, flow.conn, "rst"))
+            self._close(flow, frame, ts_ns, "rst", out)
 
     def _evict(self, frame: int, ts_ns: int, out: list[object]) -> None:
         """Forget half of the flows (resource bound; see "Flow limit" in the module doc)."""
@@ -449,8 +483,7 @@ class TcpReassembler:
                 for i in (0, 1):
                     if flow.halves[i].ooo:
                         self._declare_gap(flow, i, frame, ts_ns, out, upto=None, flush=True)
-                flow.closed = True
-                out.append(TcpClosed(frame, ts_ns, flow.conn, "evicted"))
+                self._close(flow, frame, ts_ns, "evicted", out)
             for k in flow.keys:
                 if self.flows.get(k, (None, 0))[0] is flow:
                     del self.flows[k]

@@ -264,6 +264,19 @@ class PduFramer:
                     if login or not digests.header:
                         bhs = bytes(mv[pos:pos + BHS_LEN])
                         pos += BHS_LEN
+                        if not (bhs[5] or bhs[6] or bhs[7]) and not login:
+                            # No data segment either: the PDU is complete here. (In this mode keep
+                            # and data_crc are None already; per-PDU fields are not read until
+                            # the next header starts.)
+                            self.pdus += 1
+                            try:
+                                rec: Record = decode_pdu(bhs, b"", None, frame, ts_ns, self.conn, self.direction,
+                                                         frame, None, None)
+                            except DecodeError as e:
+                                rec = MalformedPdu(frame, ts_ns, self.conn, self.direction, frame, op, e.reason,
+                                                   e.offset, bhs)
+                            out.append(rec)
+                            continue
                         self.hbuf = bhs
                         self.first_frame = frame
                         self.first_ts = ts_ns
@@ -283,15 +296,19 @@ class PduFramer:
                         self.data_left = dsl + (-dsl & 3)
                         self.mode = mode = _DATA
             if mode == _DATA:
-                take = self.data_left if self.data_left < n - pos else n - pos
-                chunk = mv[pos:pos + take]
-                if self.keep is not None:
-                    self.keep += chunk
-                if self.data_crc is not None:
-                    self.data_crc = crc32c(chunk, self.data_crc)
-                self.data_left -= take
+                left = self.data_left
+                take = left if left < n - pos else n - pos
+                keep = self.keep
+                crc = self.data_crc
+                if keep is not None or crc is not None:  # (skipped payload is never sliced)
+                    chunk = mv[pos:pos + take]
+                    if keep is not None:
+                        keep += chunk
+                    if crc is not None:
+                        self.data_crc = crc32c(chunk, crc)
+                self.data_left = left - take
                 pos += take
-                if self.data_left == 0:
+                if left == take:
                     self._data_done(frame, ts_ns, out)
             elif mode == _HEADER:
                 hb = self.hbuf
@@ -489,7 +506,7 @@ class PduFramer:
     def _emit(self, frame: int, ts_ns: int, out: list[Record], dd_status: str | None = None) -> None:
         hb = self.hbuf
         if len(hb) == BHS_LEN:  # the common case: no AHS, no header digest
-            bhs = bytes(hb)
+            bhs = hb if type(hb) is bytes else bytes(hb)
             ahs = b""
         else:
             ahs_end = BHS_LEN + hb[4] * 4

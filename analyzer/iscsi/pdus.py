@@ -62,8 +62,9 @@ Decoder: TypeAlias = "Callable[[Common, bytes, bytes | None, int], Pdu]"
 
 BHS_LEN: Final = 48
 
-# Bytes 0-19 common to all PDUs: opcode byte, flags, b2, b3, TotalAHSLength|DSL, LUN, ITT.
-_COMMON: Final = struct.Struct(">BBBBIQI")
+# Bytes 0-19 common to all PDUs: opcode byte, flags, b2, b3, TotalAHSLength|DSL, LUN, ITT; and
+# word 20 (the TTT of NOP-Out/In and Data-Out/In, which says whether their LUN field is valid).
+_COMMON: Final = struct.Struct(">BBBBIQII")
 _NO_AHS: Final[tuple[Ahs, ...]] = ()
 _NO_KEYS: Final[tuple[tuple[str, str], ...]] = ()
 
@@ -152,8 +153,6 @@ _W20_28: Final = struct.Struct(">III")
 def decode_nop_out(c: Common, bhs: bytes, data: bytes | None, doff: int) -> Pdu:
     """RFC 7143 §11.18 NOP-Out."""
     ttt, cmdsn, expstatsn = _W20_28.unpack_from(bhs, 20)
-    if ttt == 0xFFFFFFFF:
-        c = _reserved_lun(c)
     return NopOut(*c, ttt=ttt, cmdsn=cmdsn, expstatsn=expstatsn)
 
 
@@ -215,8 +214,6 @@ _DATA_OUT: Final = struct.Struct(">I4xI4xII")  # 20: TTT, rsvd, ExpStatSN, rsvd,
 def decode_data_out(c: Common, bhs: bytes, data: bytes | None, doff: int) -> Pdu:
     """RFC 7143 §11.7.1 SCSI Data-Out."""
     ttt, expstatsn, datasn, offset = _DATA_OUT.unpack_from(bhs, 20)
-    if ttt == 0xFFFFFFFF:
-        c = _reserved_lun(c)
     # hot path: positional (ttt, expstatsn, datasn, buffer_offset); keywords cost ~25% more
     return DataOut(*c, ttt, expstatsn, datasn, offset)
 
@@ -247,8 +244,6 @@ _W20_32: Final = struct.Struct(">IIII")  # 20: TTT/rsvd, StatSN, ExpCmdSN, MaxCm
 def decode_nop_in(c: Common, bhs: bytes, data: bytes | None, doff: int) -> Pdu:
     """RFC 7143 §11.19 NOP-In."""
     ttt, statsn, expcmdsn, maxcmdsn = _W20_32.unpack_from(bhs, 20)
-    if ttt == 0xFFFFFFFF:
-        c = _reserved_lun(c)
     return NopIn(*c, ttt=ttt, statsn=statsn, expcmdsn=expcmdsn, maxcmdsn=maxcmdsn)
 
 
@@ -304,8 +299,6 @@ def decode_data_in(c: Common, bhs: bytes, data: bytes | None, doff: int) -> Pdu:
     flags = bhs[1]
     ttt, statsn, expcmdsn, maxcmdsn, datasn, offset, residual = _DATA_IN.unpack_from(bhs, 20)
     s = bool(flags & 0x01)
-    if ttt == 0xFFFFFFFF:
-        c = _reserved_lun(c)
     # hot path: positional, in DataIn field order (ack, overflow, underflow, status_present, status, ttt,
     # statsn, expcmdsn, maxcmdsn, datasn, buffer_offset, residual)
     if s:
@@ -406,7 +399,12 @@ LUN_OPCODES: Final = frozenset({
 # Flat lookup tables indexed by the 6-bit opcode: no hashing on the hot path.
 _BY_INT: Final[dict[int, Decoder]] = {int(op): fn for op, fn in DECODERS.items()}
 _TABLE: Final[tuple[Decoder, ...]] = tuple(_BY_INT.get(op, decode_unknown) for op in range(64))
-_HAS_LUN: Final[tuple[bool, ...]] = tuple(op in LUN_OPCODES for op in range(64))
+#: Opcodes whose LUN field is valid only with a valid TTT (bytes 20-23 not 0xffffffff):
+#: §11.7.1, §11.7.2 (Data-Out/In), §11.18, §11.19 (NOP-Out/In).
+TTT_LUN_OPCODES: Final = frozenset({Opcode.NOP_OUT, Opcode.DATA_OUT, Opcode.NOP_IN, Opcode.DATA_IN})
+#: Per opcode: 0 = no LUN, 1 = a LUN, 2 = a LUN when the TTT is valid.
+_LUN_RULE: Final[tuple[int, ...]] = tuple(
+    (2 if op in TTT_LUN_OPCODES else 1) if op in LUN_OPCODES else 0 for op in range(64))
 
 
 def decode_pdu(bhs: bytes, ahs: bytes, data: bytes | None, frame: int, ts_ns: int, conn: str, direction: str,
@@ -421,7 +419,7 @@ def decode_pdu(bhs: bytes, ahs: bytes, data: bytes | None, frame: int, ts_ns: in
     """
     if len(bhs) != BHS_LEN:
         raise DecodeError(f"BHS is {len(bhs)} bytes, not 48", 0)
-    b0, b1, _b2, _b3, ahs_dsl, lun_raw, itt = _COMMON.unpack_from(bhs)
+    b0, b1, _b2, _b3, ahs_dsl, lun_raw, itt, word20 = _COMMON.unpack_from(bhs)
     op: int = b0 & 0x3F
     tahs = ahs_dsl >> 24
     if len(ahs) != tahs * 4:
@@ -429,10 +427,11 @@ def decode_pdu(bhs: bytes, ahs: bytes, data: bytes | None, frame: int, ts_ns: in
     dsl = ahs_dsl & 0xFFFFFF
     if data is not None and len(data) != dsl:
         raise DecodeError(f"data segment is {len(data)} bytes but DataSegmentLength says {dsl}", 5)
+    rule = _LUN_RULE[op]
     common: Common = (
         frame, ts_ns, conn, direction, first_frame, op, bool(b0 & 0x40), bool(b1 & 0x80), tahs, dsl,
-        decode_lun(lun_raw) if _HAS_LUN[op] else None, itt, parse_ahs(ahs) if ahs else _NO_AHS,
-        header_digest, data_digest,
+        decode_lun(lun_raw) if rule == 1 or (rule and word20 != 0xFFFFFFFF) else None, itt,
+        parse_ahs(ahs) if ahs else _NO_AHS, header_digest, data_digest,
     )
     doff = BHS_LEN + len(ahs) + (4 if header_digest is not None else 0)
     return _TABLE[op](common, bhs, data, doff)

@@ -146,8 +146,10 @@ _STATUS_CLASS_NAMES: Final[Mapping[int, str]] = {
     3: "Target error",
 }
 
-#: (Status-Class, Status-Detail) -> name (§11.13.5). Wording follows the RFC table,
-#: with Wireshark's "Target not found" for 0x0203 (the RFC says "Not found").
+#: (Status-Class, Status-Detail) -> name (§11.13.5). Wording is the RFC status table's
+#: (checked against the RFC 3720 §10.13.5 table that RFC 7143 §11.13.5 consolidates; see
+#: docs/rfc-verification.md), with one deliberate exception: Wireshark's "Target not found"
+#: for 0x0203 (the RFC says "Not found"), which the anomaly messages and storage logs use.
 LOGIN_STATUS: Final[Mapping[tuple[int, int], str]] = {
     (0, 0x00): "Success",
     (1, 0x01): "Target moved temporarily",
@@ -163,7 +165,7 @@ LOGIN_STATUS: Final[Mapping[tuple[int, int], str]] = {
     (2, 0x08): "Can't include in session",
     (2, 0x09): "Session type not supported",
     (2, 0x0A): "Session does not exist",
-    (2, 0x0B): "Invalid request during login",
+    (2, 0x0B): "Invalid during login",  # RFC name; "Invalid request during login" is Wireshark's
     (3, 0x00): "Target error",
     (3, 0x01): "Service unavailable",
     (3, 0x02): "Out of resources",
@@ -234,7 +236,13 @@ def reject_reason_name(reason: int) -> str:
 
 
 class AsyncEvent(IntEnum):
-    """Asynchronous Message AsyncEvent (§11.9.1; 5 from RFC 7144)."""
+    """Asynchronous Message AsyncEvent (§11.9.1; 5 from RFC 7144).
+
+    Vendor codes: RFC 3720 §10.9.1 defines only 255 ("vendor specific iSCSI Event. The
+    AsyncVCode details the vendor code") and reserves every other value. Whether RFC 7143
+    widened this to 248-255 could not be checked against its text (docs/rfc-verification.md),
+    so 248-254 keep the neutral "Reserved event N" name rather than a guessed one.
+    """
 
     SCSI_ASYNC_EVENT = 0  #: SCSI asynchronous event; sense data in the data segment, LUN valid
     REQUEST_LOGOUT = 1  #: target requests a logout within Parameter3 seconds

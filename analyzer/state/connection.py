@@ -40,10 +40,17 @@ Where a passive observer deviates from the RFC:
 * S8 is left only through the cleanup machine (§8.2, ``cleanup.py``); this table has no
   row out of CLEANUP_WAIT (see above for the transition the tracker emits at R3).
 
-[unverified] rows (notes §1.2 only verify T1-T7 and the target events of T15/T16):
-target T7 "successful reinstatement", T8/T13/T18 "successful reinstatement",
-T15/T16/T17 "failed reinstatement", initiator T12 (S7->S7 on a repeated Async 1) and
-T14 (S6->S6), and every initiator event of T8-T18.
+Checked against the RFC text (docs/rfc-verification.md, items 1-2): T1-T7 against the
+RFC 7143 §8.1.2 text; T7 (target) to T18 against the RFC 3720 §7.1.2 wording that RFC 7143
+§8.1.2 consolidates, as reproduced verbatim by RFC-derived implementations (T10, T12 and
+T18 only through the events they share with T9, T11 and T8/T13; their own lines were not
+read). Every event matches, with one row that is an observer's mapping rather than RFC text:
+target T7 on a *successful reinstatement* (the RFC 3720 list for target T7 ends with "On
+another connection a 'close the session' Logout request was received"). A session
+reinstatement is an implicit "close the session" logout (§6.3.5, §11.14.1), so a target
+connection of the old session that is still IN_LOGIN is closed by exactly that T7 event; the
+row is kept under that reading.
+``tests/unit/test_state_tables.py`` holds an independent copy of the events of every label.
 """
 
 from __future__ import annotations
@@ -140,16 +147,24 @@ INITIATOR_TABLE = _rows(
     # T7: non-zero Status-Class; login timeout; disconnect; reset; transport timeout; other-conn close-session
     (S4, (_I.LOGIN_RESPONSE_REJECT, _I.TRANSPORT_DISCONNECT, _I.TRANSPORT_RESET, _I.TRANSPORT_TIMEOUT,
           _I.OTHER_CONN_CLOSE_SESSION), "T7", S1),
-    (S5, (_I.OTHER_CONN_CLOSE_SESSION,), "T8", S1),  # [unverified event] no cleanup needed
-    (S5, (_I.LOGOUT_REQUEST,), "T9", S6),  # Logout Request sent
+    # T8: other-conn close-session success, "thus closing this connection requiring no further cleanup"
+    (S5, (_I.OTHER_CONN_CLOSE_SESSION,), "T8", S1),
+    # T9, T10: "readiness to start the Logout process ... prompting an iSCSI Logout to be sent"
+    (S5, (_I.LOGOUT_REQUEST,), "T9", S6),
     (S7, (_I.LOGOUT_REQUEST,), "T10", S6),
-    (S5, (_I.ASYNC_REQUEST_LOGOUT,), "T11", S7),  # Async "request logout" received
-    (S7, (_I.ASYNC_REQUEST_LOGOUT,), "T12", S7),  # [unverified] received again while LOGOUT_REQUESTED
+    # T11, T12: 'Async PDU with AsyncEvent "Request Logout" was received' (T12: in LOGOUT_REQUESTED)
+    (S5, (_I.ASYNC_REQUEST_LOGOUT,), "T11", S7),
+    (S7, (_I.ASYNC_REQUEST_LOGOUT,), "T12", S7),
+    # T13: Logout Response (success) received, or other-conn close-session success
     (S6, (_I.LOGOUT_RESPONSE_OK, _I.OTHER_CONN_CLOSE_SESSION), "T13", S1),
-    (S6, (_I.ASYNC_REQUEST_LOGOUT,), "T14", S6),  # [unverified] Async 1 again while IN_LOGOUT
-    (S5, _DROPS, "T15", S8),  # timeout, reset, disconnect, Async 2 (this CID) / 3 received
+    # T14: 'Async PDU with AsyncEvent "Request Logout" was received again' (target: illegal)
+    (S6, (_I.ASYNC_REQUEST_LOGOUT,), "T14", S6),
+    # T15, T16: transport timeout, reset, disconnect, Async "Drop connection" (this CID) / "Drop all"
+    (S5, _DROPS, "T15", S8),
     (S7, _DROPS, "T16", S8),
-    (S6, (_I.LOGOUT_RESPONSE_FAIL, *_DROPS), "T17", S8),  # Logout failure/timeout or any T15/T16 event
+    # T17: Logout Response failure (non-zero) received or Logout timed out; any T15/T16 event
+    (S6, (_I.LOGOUT_RESPONSE_FAIL, *_DROPS), "T17", S8),
+    # T18: other-conn close-session success
     (S7, (_I.OTHER_CONN_CLOSE_SESSION,), "T18", S1),
 )
 
@@ -161,14 +176,20 @@ TARGET_TABLE = _rows(
     (S3, (_I.TRANSPORT_DISCONNECT, _I.TRANSPORT_RESET, _I.TRANSPORT_TIMEOUT), "T6", S1),
     (S4, (_I.LOGIN_RESPONSE_FINAL_OK,), "T5", S5),  # final Login Response, Status-Class 0, sent
     # T7: non-zero-class response sent; login timeout; disconnect; reset; transport timeout;
-    # other-conn close-session; [unverified] successful reinstatement
+    # 'On another connection a "close the session" Logout request was received'. Successful
+    # reinstatement is NOT in the RFC list: it is mapped here as that implicit close-session
+    # logout (§6.3.5, §11.14.1), see the module docstring.
     (S4, (_I.LOGIN_RESPONSE_REJECT, _I.TRANSPORT_DISCONNECT, _I.TRANSPORT_RESET, _I.TRANSPORT_TIMEOUT,
           _I.OTHER_CONN_CLOSE_SESSION, _I.REINSTATEMENT_SUCCEEDED), "T7", S1),
-    (S5, (_I.OTHER_CONN_CLOSE_SESSION, _I.REINSTATEMENT_SUCCEEDED), "T8", S1),  # [unverified wording]
-    (S5, (_I.LOGOUT_REQUEST,), "T9", S6),  # Logout Request received
+    # T8: other-conn close-session success sent, or an internal event of a successful reinstatement,
+    # prompting the target to close this connection cleanly
+    (S5, (_I.OTHER_CONN_CLOSE_SESSION, _I.REINSTATEMENT_SUCCEEDED), "T8", S1),
+    (S5, (_I.LOGOUT_REQUEST,), "T9", S6),  # T9, T10: "A Logout request was received"
     (S7, (_I.LOGOUT_REQUEST,), "T10", S6),
-    (S5, (_I.ASYNC_REQUEST_LOGOUT,), "T11", S7),  # decommissioning -> Async 1 sent
+    # T11, T12: an internal event requiring the connection's decommissioning -> Async "Request Logout" sent
+    (S5, (_I.ASYNC_REQUEST_LOGOUT,), "T11", S7),
     (S7, (_I.ASYNC_REQUEST_LOGOUT,), "T12", S7),
+    # T13: Logout Response (success) sent; other-conn close-session success; successful reinstatement
     (S6, (_I.LOGOUT_RESPONSE_OK, _I.OTHER_CONN_CLOSE_SESSION, _I.REINSTATEMENT_SUCCEEDED), "T13", S1),
     # T15/T16: transport timeout, failed reinstatement, reset, disconnect, emergency cleanup (Async 2/3 sent)
     (S5, (*_DROPS, _I.REINSTATEMENT_FAILED), "T15", S8),

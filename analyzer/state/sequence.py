@@ -10,6 +10,14 @@ Theory of operation
   ``cmdsn_duplicate`` (a retry keeps ITT and CmdSN, §4.2.2.1, and is not flagged).
   Immediate commands (I bit) are exempt. With several connections per session the
   per-connection CmdSN streams have gaps; we never flag gaps in CmdSN.
+  RFC text (RFC 3720 §3.2.2.1, consolidated as RFC 7143 §4.2.2.1; docs/rfc-verification.md
+  items 4-6): "The target MUST NOT transmit a MaxCmdSN that is less than ExpCmdSN-1. For
+  non-immediate commands, the CmdSN field can take any value from ExpCmdSN to MaxCmdSN
+  inclusive. The target MUST silently ignore any non-immediate command outside of this range
+  or non-immediate duplicates within the range. The CmdSN carried by immediate commands may
+  lie outside the ExpCmdSN to MaxCmdSN range." MaxCmdSN = ExpCmdSN - 1 is a valid, closed
+  window (RFC 3720 §10.4.11: "the target cannot receive any additional commands"),
+  so such a pair is adopted, not ignored.
 * StatSN (§4.2.2.2) is per connection: the first Login Response seeds it, every later
   status-bearing PDU carries the next value. Not advancing: R2T, Data-In without S,
   NOP-In with ITT 0xffffffff (their StatSN field carries the *next* StatSN, so we check

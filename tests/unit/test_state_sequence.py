@@ -47,3 +47,44 @@ def test_statsn() -> None:
     assert s.advance(103) is None and s.expected == 106  # retransmission: not a gap, no regression
     s.reseed()
     assert s.advance(7) is None and s.expected == 8
+
+
+# RFC 3720 §3.2.2.1 (consolidated as RFC 7143 §4.2.2.1), docs/rfc-verification.md items 4-6.
+
+def test_closed_window_is_a_valid_advertisement() -> None:
+    """'If MaxCmdSN is equal to ExpCmdSN-1, this indicates ... the target cannot receive any
+    additional commands' (RFC 3720 §10.4.11): adopted, and it contains nothing."""
+    w = CmdWindow()
+    w.update(10, 9)
+    assert (w.exp, w.max) == (10, 9)
+    assert w.contains(10) is False and w.contains(9) is False
+
+
+def test_maxcmdsn_below_expcmdsn_minus_one_is_ignored_as_a_pair() -> None:
+    """'The target MUST NOT transmit a MaxCmdSN that is less than ExpCmdSN-1': the first value
+    it would be is ExpCmdSN-2, and then neither value is adopted."""
+    w = CmdWindow()
+    w.update(10, 8)
+    assert (w.exp, w.max) == (None, None)
+    w.update(5, 20)
+    w.update(30, 28)  # would move both forward, but the pair is invalid
+    assert (w.exp, w.max) == (5, 20)
+
+
+def test_each_value_is_adopted_on_its_own_when_larger() -> None:
+    w = CmdWindow()
+    w.update(10, 41)
+    w.update(12, 40)  # ExpCmdSN moved forward, MaxCmdSN did not: only ExpCmdSN adopted
+    assert (w.exp, w.max) == (12, 41)
+    w.update(11, 50)  # MaxCmdSN moved forward, ExpCmdSN did not
+    assert (w.exp, w.max) == (12, 50)
+
+
+def test_window_rules_hold_across_the_wrap() -> None:
+    w = CmdWindow()
+    w.update(0xFFFFFFFF, 0xFFFFFFFE)  # closed window at the wrap point: valid
+    assert (w.exp, w.max) == (0xFFFFFFFF, 0xFFFFFFFE)
+    w.update(0, 0xFFFFFFFD)  # MaxCmdSN = ExpCmdSN - 3 (serially): ignored
+    assert (w.exp, w.max) == (0xFFFFFFFF, 0xFFFFFFFE)
+    w.update(1, 4)
+    assert (w.exp, w.max) == (1, 4) and w.contains(0) is False and w.contains(4) is True

@@ -10,12 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from analyzer.iscsi.opcodes import async_event_name, login_status_name
 from analyzer.state import cleanup, connection, session
-from analyzer.state.cleanup import CleanupState
+from analyzer.state.cleanup import CleanupInput, CleanupState
 from analyzer.state.connection import ConnInput, ConnState
 from analyzer.state.events import Transition, Violation
 from analyzer.state.machine import Context, Spec, advance, rows, step
-from analyzer.state.session import SessState
+from analyzer.state.session import SessInput, SessState
 
 C = ConnState
 # RFC 7143 §8.1.5 transition tables: label -> (from, to). Independent of the implementation.
@@ -47,6 +48,87 @@ SESSION_TOPOLOGY = {
                "N6": (Q.Q4_FAILED, Q.Q1_FREE), "N7": (Q.Q4_FAILED, Q.Q5_IN_CONTINUE),
                "N8": (Q.Q5_IN_CONTINUE, Q.Q4_FAILED), "N9": (Q.Q2_ACTIVE, Q.Q1_FREE),
                "N10": (Q.Q5_IN_CONTINUE, Q.Q3_LOGGED_IN), "N11": (Q.Q5_IN_CONTINUE, Q.Q1_FREE)},
+}
+
+# The events of every label, written from the RFC text (docs/rfc-verification.md items 1-3),
+# independently of the tables: T1-T7 from RFC 7143 §8.1.2; target T7 .. T18 from the RFC 3720
+# §7.1.2 wording RFC 7143 consolidates; M1-M4 from §8.2.2; N1-N11 from the §8.3.3 wording.
+CI = ConnInput
+#: T15/T16's transport failures plus Async "Drop connection"/"Drop all connections" ("any T15/T16 event")
+DROPS = {CI.TRANSPORT_DISCONNECT, CI.TRANSPORT_RESET, CI.TRANSPORT_TIMEOUT, CI.ASYNC_DROP}
+RFC_CONN_EVENTS: dict[str, dict[str, set[ConnInput]]] = {
+    "initiator": {
+        "T1": {CI.TRANSPORT_CONNECT_REQUESTED},  # "Transport connect request was made (e.g., TCP SYN sent)"
+        # "Transport connection request timed out, a transport reset was received, or ... close the session"
+        "T2": {CI.TRANSPORT_RESET, CI.TRANSPORT_TIMEOUT, CI.OTHER_CONN_CLOSE_SESSION},
+        "T4": {CI.TRANSPORT_ESTABLISHED},  # "Transport connection established, thus prompting ... Login"
+        "T5": {CI.LOGIN_RESPONSE_FINAL_OK},  # "The final iSCSI Login Response with a Status-Class of zero"
+        # a) non-zero Status-Class b) Login timed out c) disconnect d) reset e) transport timeout
+        # f) close-session success on another connection
+        "T7": {CI.LOGIN_RESPONSE_REJECT, CI.TRANSPORT_TIMEOUT, CI.TRANSPORT_DISCONNECT, CI.TRANSPORT_RESET,
+               CI.OTHER_CONN_CLOSE_SESSION},
+        "T8": {CI.OTHER_CONN_CLOSE_SESSION},  # "... closing this connection requiring no further cleanup"
+        "T9": {CI.LOGOUT_REQUEST}, "T10": {CI.LOGOUT_REQUEST},  # "... prompting an iSCSI Logout to be sent"
+        "T11": {CI.ASYNC_REQUEST_LOGOUT}, "T12": {CI.ASYNC_REQUEST_LOGOUT},  # Async "Request Logout" received
+        "T13": {CI.LOGOUT_RESPONSE_OK, CI.OTHER_CONN_CLOSE_SESSION},
+        "T14": {CI.ASYNC_REQUEST_LOGOUT},  # 'AsyncEvent "Request Logout" was received again'
+        "T15": DROPS, "T16": DROPS,  # timeout, RESET, disconnect, "Drop connection" (this CID), "Drop all"
+        "T17": DROPS | {CI.LOGOUT_RESPONSE_FAIL},  # Logout Response failure or timeout; any T15 event
+        "T18": {CI.OTHER_CONN_CLOSE_SESSION},
+    },
+    "target": {
+        "T3": {CI.TRANSPORT_ESTABLISHED},  # "Received a valid transport connection request ..."
+        "T4": {CI.LOGIN_REQUEST},  # "Initial iSCSI Login Request was received"
+        "T5": {CI.LOGIN_RESPONSE_FINAL_OK},  # final Login Request -> final Login Response, Status-Class 0
+        # "Timed out waiting for an iSCSI Login, transport disconnect ..., transport reset ..., ... timeout"
+        "T6": {CI.TRANSPORT_TIMEOUT, CI.TRANSPORT_DISCONNECT, CI.TRANSPORT_RESET},
+        # non-zero Status-Class sent; Login timed out; disconnect; reset; transport timeout; "On another
+        # connection a 'close the session' Logout request was received". REINSTATEMENT_SUCCEEDED is the
+        # observer's mapping of a session reinstatement as that implicit close-session logout (§6.3.5).
+        "T7": {CI.LOGIN_RESPONSE_REJECT, CI.TRANSPORT_TIMEOUT, CI.TRANSPORT_DISCONNECT, CI.TRANSPORT_RESET,
+               CI.OTHER_CONN_CLOSE_SESSION, CI.REINSTATEMENT_SUCCEEDED},
+        # close-session success sent on another connection, "or an internal event of a successful
+        # session reinstatement" (RFC 3720 as quoted by Delphix; connection reinstatement likewise)
+        "T8": {CI.OTHER_CONN_CLOSE_SESSION, CI.REINSTATEMENT_SUCCEEDED},
+        "T9": {CI.LOGOUT_REQUEST}, "T10": {CI.LOGOUT_REQUEST},  # "A Logout request was received"
+        "T11": {CI.ASYNC_REQUEST_LOGOUT}, "T12": {CI.ASYNC_REQUEST_LOGOUT},  # Async "Request Logout" sent
+        "T13": {CI.LOGOUT_RESPONSE_OK, CI.OTHER_CONN_CLOSE_SESSION, CI.REINSTATEMENT_SUCCEEDED},
+        # transport timeout, failed reinstatement, RESET, disconnect, emergency cleanup (Async 2/3 sent)
+        "T15": DROPS | {CI.REINSTATEMENT_FAILED}, "T16": DROPS | {CI.REINSTATEMENT_FAILED},
+        # failed Logout processing (failure response sent), failed reinstatement, any T15/T16 event
+        "T17": DROPS | {CI.REINSTATEMENT_FAILED, CI.LOGOUT_RESPONSE_FAIL},
+        "T18": {CI.OTHER_CONN_CLOSE_SESSION, CI.REINSTATEMENT_SUCCEEDED},
+    },
+}
+M = CleanupInput
+RFC_CLEANUP_EVENTS: dict[str, set[CleanupInput]] = {
+    "M1": {M.STATE_TIMEOUT, M.CLOSE_SESSION_SUCCESS},  # connection state timeout; close-session success
+    "M2": {M.CLEANUP_STARTED},  # implicit/explicit logout process initiated (CSM-I login, CSM-E Logout)
+    "M3": {M.CLEANUP_FAILED},  # CSM-I ended in FREE; CSM-E logout failed/timed out
+    "M4": {M.CLEANUP_SUCCEEDED, M.CLOSE_SESSION_SUCCESS},  # CSM-I LOGGED_IN / CSM-E success; close-session
+}
+N = SessInput
+RFC_SESSION_EVENTS: dict[str, dict[str, set[SessInput]]] = {
+    "initiator": {
+        "N1": {N.CONN_LOGGED_IN},  # "At least one transport connection reached the LOGGED_IN state"
+        "N2": {N.SESSION_CLOSED},  # graceful closing of the session via session closure
+        "N3": {N.SESSION_FAILED},  # session failure
+        "N4": {N.CONN_LOGGED_IN},  # "A session continuation attempt succeeded"
+        # "Session state timeout occurred, or a session reinstatement cleared this session instance"
+        "N5": {N.SESSION_TIMEOUT, N.SESSION_REINSTATED},
+    },
+    "target": {
+        "N1": {N.LOGIN_STARTED},  # "The first iSCSI connection in the session had reached the IN_LOGIN state"
+        "N2": {N.CONN_LOGGED_IN},  # "At least one iSCSI connection reached the LOGGED_IN state"
+        "N3": {N.SESSION_CLOSED},  # "Graceful closing of the session via session closure"
+        "N5": {N.SESSION_FAILED},  # "Session failure"
+        "N6": {N.SESSION_TIMEOUT, N.SESSION_REINSTATED},  # timeout, or "a session reinstatement cleared" it
+        "N7": {N.LOGIN_STARTED},  # "A session continuation attempt is initiated"
+        "N8": {N.LOGIN_FAILED},  # "The last session continuation attempt failed"
+        "N9": {N.LOGIN_FAILED},  # "Login attempt on the leading connection failed"
+        "N10": {N.CONN_LOGGED_IN},  # "A session continuation attempt succeeded"
+        "N11": {N.SESSION_REINSTATED},  # "A successful session reinstatement cleanly closed the session"
+    },
 }
 
 SPECS: list[Spec] = [connection.INITIATOR, connection.TARGET, cleanup.INITIATOR, cleanup.TARGET,  # type: ignore[type-arg]
@@ -153,3 +235,70 @@ def test_any_input_sequence_never_raises_and_stays_in_the_enum(data: st.DataObje
             assert isinstance(r, (Transition, Violation))
             if isinstance(r, Transition):
                 spec.states(r.to_state)  # a member of the enum
+
+
+def _events_by_label(spec: Spec) -> dict[str, set[Enum]]:  # type: ignore[type-arg]
+    got: dict[str, set[Enum]] = {}
+    for _, inp, label, _ in rows(spec):
+        got.setdefault(label, set()).add(inp)
+    return got
+
+
+@pytest.mark.parametrize(("side", "label"), [(side, label) for side, labels in RFC_CONN_EVENTS.items()
+                                             for label in labels])
+def test_connection_label_fires_on_exactly_the_rfc_events(side: str, label: str) -> None:
+    spec = connection.INITIATOR if side == "initiator" else connection.TARGET
+    assert _events_by_label(spec)[label] == RFC_CONN_EVENTS[side][label]
+
+
+@pytest.mark.parametrize("spec", [cleanup.INITIATOR, cleanup.TARGET], ids=lambda s: s.side)
+def test_cleanup_labels_fire_on_exactly_the_rfc_events(spec: Spec) -> None:  # type: ignore[type-arg]
+    assert _events_by_label(spec) == RFC_CLEANUP_EVENTS
+
+
+@pytest.mark.parametrize(("side", "label"), [(side, label) for side, labels in RFC_SESSION_EVENTS.items()
+                                             for label in labels])
+def test_session_label_fires_on_exactly_the_rfc_events(side: str, label: str) -> None:
+    spec = session.INITIATOR if side == "initiator" else session.TARGET
+    assert _events_by_label(spec)[label] == RFC_SESSION_EVENTS[side][label]
+
+
+def test_rfc_event_copies_cover_every_label() -> None:
+    assert set(RFC_CONN_EVENTS["initiator"]) == CONN_LABELS["initiator"]
+    assert set(RFC_CONN_EVENTS["target"]) == CONN_LABELS["target"]
+    for side in ("initiator", "target"):
+        assert set(RFC_SESSION_EVENTS[side]) == set(SESSION_TOPOLOGY[side])
+
+
+def test_target_reinstatement_of_a_logging_in_connection_is_t7_not_a_violation() -> None:
+    """The one observer mapping (docs/rfc-verification.md item 2): a successful session
+    reinstatement is an implicit "close the session" logout (§6.3.5, §11.14.1), the RFC's
+    last target-T7 event, so the old session's IN_LOGIN connection goes to FREE."""
+    r = step(connection.TARGET, C.S4_IN_LOGIN, ConnInput.REINSTATEMENT_SUCCEEDED, CTX)
+    assert isinstance(r, Transition) and (r.label, r.to_state) == ("T7", "FREE")
+    r = step(connection.INITIATOR, C.S4_IN_LOGIN, ConnInput.REINSTATEMENT_SUCCEEDED, CTX)
+    assert isinstance(r, Violation)  # the initiator learns nothing from the target's internal event
+
+
+# RFC 3720 §10.13.5 status table (consolidated as RFC 7143 §11.13.5); the tracker names T7
+# events and login outcomes with these. 0x0203 deliberately keeps Wireshark's "Target not found".
+RFC_LOGIN_STATUS = {
+    0x0000: "Success", 0x0101: "Target moved temporarily", 0x0102: "Target moved permanently",
+    0x0200: "Initiator error", 0x0201: "Authentication failure", 0x0202: "Authorization failure",
+    0x0203: "Not found", 0x0204: "Target removed", 0x0205: "Unsupported version",
+    0x0206: "Too many connections", 0x0207: "Missing parameter", 0x0208: "Can't include in session",
+    0x0209: "Session type not supported", 0x020A: "Session does not exist", 0x020B: "Invalid during login",
+    0x0300: "Target error", 0x0301: "Service unavailable", 0x0302: "Out of resources",
+}
+
+
+@pytest.mark.parametrize("code", sorted(RFC_LOGIN_STATUS), ids=lambda c: f"{c:04x}")
+def test_login_status_names_are_the_rfc_names(code: int) -> None:
+    expected = "Target not found" if code == 0x0203 else RFC_LOGIN_STATUS[code]
+    assert login_status_name(code >> 8, code & 0xFF) == expected
+
+
+def test_async_vendor_code_names() -> None:
+    # RFC 3720 §10.9.1: "255 - vendor specific iSCSI Event ... All other event codes are reserved."
+    assert async_event_name(255) == "Vendor-specific event"
+    assert async_event_name(248) == "Reserved event 248"  # RFC 7143's range not checkable: neutral name

@@ -590,7 +590,7 @@ def decode_result(task: FileTask) -> dict[str, Any]:
     feed = pipe.feed_segment
     first_ts: int | None = None
     try:
-        for fr, ts, src, dst, sp, dp, seq, ack, fl, win, pl in iter_tcp(reader):
+        for fr, ts, src, dst, sp, dp, seq, ack, fl, win, pl, miss in iter_tcp(reader):
             pos = fr | base
             key = (src, sp, dst, dp)
             u = key_unit.get(key)
@@ -609,7 +609,7 @@ def decode_result(task: FileTask) -> dict[str, Any]:
                     if first_ts is None:
                         first_ts = ts
                 key_unit[key] = u
-            recs = feed(pos, ts, src, dst, sp, dp, seq, ack, fl, win, pl)
+            recs = feed(pos, ts, src, dst, sp, dp, seq, ack, fl, win, pl, miss)
             if fl & SYN:
                 syn_units.add(u)
                 syn_segments += 1
@@ -910,11 +910,11 @@ class ChainStitcher:
         base = index << 32
         first_ts: int | None = None
         try:
-            for fr, ts, src, dst, sp, dp, seq, ack, fl, win, pl in iter_tcp(reader):
+            for fr, ts, src, dst, sp, dp, seq, ack, fl, win, pl, miss in iter_tcp(reader):
                 pos = fr | base
                 if first_ts is None:
                     first_ts = ts
-                for r in feed(pos, ts, src, dst, sp, dp, seq, ack, fl, win, pl):
+                for r in feed(pos, ts, src, dst, sp, dp, seq, ack, fl, win, pl, miss):
                     feed_local(r, pos)
         finally:
             reader.close()
@@ -1012,7 +1012,7 @@ class ChainStitcher:
         creations: list[tuple[int, tuple[bytes, int, bytes, int]]] = []
         reader = open_capture(res["path"])
         try:
-            for fr, ts, src, dst, sp, dp, seq, ack, fl, win, pl in iter_tcp(reader):
+            for fr, ts, src, dst, sp, dp, seq, ack, fl, win, pl, miss in iter_tcp(reader):
                 pos = fr | base
                 while gi < n and groups[gi][0] < pos:
                     gi += 1  # (cannot happen: every group has its segment)
@@ -1020,7 +1020,7 @@ class ChainStitcher:
                 if unit in rerun_set:
                     key = (src, sp, dst, dp)
                     before = flows.get(key)
-                    out = P.feed_segment(pos, ts, src, dst, sp, dp, seq, ack, fl, win, pl)
+                    out = P.feed_segment(pos, ts, src, dst, sp, dp, seq, ack, fl, win, pl, miss)
                     flows = P.reassembler.flows
                     after = flows.get(key)
                     if (after[0] if after else None) is not (before[0] if before else None):

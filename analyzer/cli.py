@@ -162,7 +162,9 @@ def crosscheck(capture: str, ports: tuple[int, ...], max_differences: int, limit
     res = compare(records, theirs)
     click.echo(f"{capture}: ours {res.ours} PDUs, tshark {res.theirs} PDUs, matched {res.matched}, "
                f"recovered after capture gaps (tshark lost framing) {res.recovered}, "
-               f"differences {len(res.differences)}")
+               + (f"shown by tshark in their header's frame (data cut by the snap length) "
+                  f"{res.snaplen_header_frame}, " if res.snaplen_header_frame else "")
+               + f"differences {len(res.differences)}")
     for d in res.differences[:max_differences]:
         click.echo(f"  frame {d.frame}: {d.kind}: {d.detail}")
     if len(res.differences) > max_differences:

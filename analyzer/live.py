@@ -507,7 +507,7 @@ class LiveAnalyzer:
                 self.anomaly_kinds[r.kind] += 1
                 self.anomalies_seen += 1
                 alerts.append(r)
-            elif t is TcpGap:
+            elif t is TcpGap and not r.snaplen:  # type: ignore[attr-defined]
                 self.tcp_gaps += 1
                 self.gap_bytes += r.length  # type: ignore[attr-defined]
             elif t is SessionSummary and self.finished:

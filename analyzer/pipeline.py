@@ -19,6 +19,7 @@ from analyzer.tcp.reassembly import (
     DEFAULT_MAX_OOO_BYTES,
     DEFAULT_MAX_TOTAL_OOO_BYTES,
     DEFAULT_PORTS,
+    SNAPLEN_GAP,
     TcpReassembler,
 )
 
@@ -74,14 +75,17 @@ class Pipeline:
     # ------------------------------------------------------------------ feeding
 
     def feed_segment(self, frame: int, ts_ns: int, src: bytes, dst: bytes, sport: int, dport: int,
-                     seq: int, ack: int, flags: int, window: int, payload: bytes | memoryview) -> list[Record]:
+                     seq: int, ack: int, flags: int, window: int, payload: bytes | memoryview,
+                     missing: int = 0) -> list[Record]:
         self.last_frame = frame
         self.last_ts = ts_ns
         reassembler = self.reassembler
-        items = reassembler.feed_segment(frame, ts_ns, src, dst, sport, dport, seq, ack, flags, window, payload)
+        items = reassembler.feed_segment(frame, ts_ns, src, dst, sport, dport, seq, ack, flags, window, payload,
+                                         missing)
         if reassembler.sunk:
             # Hot path: the bytes went straight to their framer (attached in _open); these are its records.
-            return items if self.tracker is None or not items else self._post(items)  # type: ignore[arg-type]
+            recs: list[Record] = items  # type: ignore[assignment]
+            return recs if self.tracker is None or not recs else self._post(recs)
         if not items:
             return []
         return self._dispatch(items)
@@ -155,7 +159,8 @@ class Pipeline:
                 framer = framers.get((conn, direction))
                 if framer is None:
                     continue
-                recs = framer.feed(frame, ts, data) if tag == DATA else framer.gap(frame, ts, data)
+                recs = framer.feed(frame, ts, data) if tag == DATA else framer.gap(frame, ts, data,
+                                                                                   snaplen=tag == SNAPLEN_GAP)
                 if recs:
                     out.extend(self._post(recs))
                 continue

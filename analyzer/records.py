@@ -19,7 +19,7 @@ Sequence numbers are kept as the raw 32-bit unsigned values from the wire.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, TypeVar, dataclass_transform
 
 _T = TypeVar("_T")
@@ -106,11 +106,16 @@ class TcpClosed(TcpRecord):
 
 @record
 class TcpGap(TcpRecord):
-    """Bytes [seq, seq+length) of this direction were never captured. Never zero-filled."""
+    """Bytes [seq, seq+length) of this direction were never captured. Never zero-filled.
+
+    ``snaplen``: the bytes were on the wire in a captured frame, cut by the capture's snap
+    length (not lost: the frame and the stream position are known).
+    """
 
     direction: str
     seq: int
     length: int
+    snaplen: bool = False
 
 
 @record
@@ -247,7 +252,12 @@ class LoginRequest(Pdu):
     cid: int
     cmdsn: int
     expstatsn: int
-    keys: tuple[tuple[str, str], ...]  #: text keys in wire order
+    #: text keys in wire order; complete pairs only when the text continues in the next PDU (C=1)
+    keys: tuple[tuple[str, str], ...]
+    #: The data segment as received (RFC 7143 §6.1 key=value text; b"" when empty or not kept by the
+    #: framer), so a consumer can rejoin text split across C-bit PDUs byte-exactly (a key or value may
+    #: be split anywhere). Left out of equality and repr (raw CHAP values; ``keys`` says the same).
+    text: bytes = field(default=b"", compare=False, repr=False)
 
 
 @record
@@ -259,6 +269,8 @@ class TextRequest(Pdu):
     cmdsn: int
     expstatsn: int
     keys: tuple[tuple[str, str], ...]
+    #: the data segment as received (see ``LoginRequest.text``)
+    text: bytes = field(default=b"", compare=False, repr=False)
 
 
 @record
@@ -353,6 +365,8 @@ class LoginResponse(Pdu):
     status_class: int
     status_detail: int
     keys: tuple[tuple[str, str], ...]
+    #: the data segment as received (see ``LoginRequest.text``)
+    text: bytes = field(default=b"", compare=False, repr=False)
 
 
 @record
@@ -365,6 +379,8 @@ class TextResponse(Pdu):
     expcmdsn: int
     maxcmdsn: int
     keys: tuple[tuple[str, str], ...]
+    #: the data segment as received (see ``LoginRequest.text``)
+    text: bytes = field(default=b"", compare=False, repr=False)
 
 
 @record

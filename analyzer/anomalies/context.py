@@ -265,7 +265,7 @@ class Context:
             self._identified(rec)  # type: ignore[arg-type]
         elif t is Reinstatement:
             self.link(rec.conn, rec.session)  # type: ignore[attr-defined]
-        elif t is TcpGap:
+        elif t is TcpGap and not rec.snaplen:  # type: ignore[attr-defined]
             c = self.conn(rec.conn)  # type: ignore[attr-defined]
             c.last_loss_ts[rec.direction] = rec.ts_ns  # type: ignore[attr-defined]
             c.gap_dirs.add(rec.direction)  # type: ignore[attr-defined]

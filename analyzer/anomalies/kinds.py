@@ -329,6 +329,11 @@ CATALOGUE: Final[tuple[Kind, ...]] = (
        "gaps, bytes missing and tasks whose outcome was lost: warning.",
        "Capture with a larger buffer/snaplen on a less loaded host, or capture closer to one endpoint; "
        "findings after the first gap may be artefacts."),
+    _k(_WIRE, "capture_truncated", "info", "(capture)", "Frames cut by the snap length",
+       "The capture kept only the first bytes of some frames (tcpdump -s / dumpcap -s): the rest of each "
+       "segment's payload is missing, but its length and position are known, so framing continues.",
+       "One finding per connection and direction with cut segments, when it closes (or at capture end): info.",
+       "Capture with -s 0 when data contents, sense data, login keys or data digests matter."),
     _k(_WIRE, "tcp_overlap_conflict", "warning", "RFC 9293", "Retransmission with different bytes",
        "A retransmitted segment carried different bytes than the first copy (the first copy was kept): "
        "corruption or a broken middlebox.",

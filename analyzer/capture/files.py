@@ -47,8 +47,8 @@ MAX_BLOCK: Final = 16 << 20
 #: Frame as yielded by ``CaptureReader``: (frame_no, ts_ns, linktype, data, orig_len).
 Frame = tuple[int, int, int, memoryview, int]
 #: Segment as yielded by ``iter_tcp``: (frame_no, ts_ns, src_ip, dst_ip, sport, dport,
-#: seq, ack, tcp_flags, window, payload).
-TcpFrame = tuple[int, int, bytes, bytes, int, int, int, int, int, int, memoryview]
+#: seq, ack, tcp_flags, window, payload, missing).
+TcpFrame = tuple[int, int, bytes, bytes, int, int, int, int, int, int, memoryview, int]
 
 _PCAP_MAGICS: Final = {
     b"\xd4\xc3\xb2\xa1": ("<", 1000),  # µs, little-endian
@@ -399,14 +399,18 @@ class PcapReader(CaptureReader):
                         if k1 == key1 and k2 == key2 and proto == 6 and tot >= 40 and not frag & 0x3FFF:
                             ip = d + ipo
                             end = ip + tot
-                            if end > e:  # noqa: PLR1730 (no min() call on the hot path)
+                            if end > e:  # cut by the snaplen: the rest of the payload was not captured
+                                missing = end - e
                                 end = e
+                            else:
+                                missing = 0
                             hl = ip + 20 + ((offflags >> 12) << 2)
                             if ip + 40 <= hl < end:
                                 yield (frame_no, ts, src, dst, sport, dport, seq, ack, offflags & 0xFF, win,
-                                       mv[hl:end])
+                                       mv[hl:end], missing)
                             elif hl == end:
-                                yield frame_no, ts, src, dst, sport, dport, seq, ack, offflags & 0xFF, win, empty
+                                yield (frame_no, ts, src, dst, sport, dport, seq, ack, offflags & 0xFF, win, empty,
+                                       missing)
                             else:
                                 non_tcp += 1
                             continue
@@ -621,14 +625,18 @@ class PcapngReader(CaptureReader):
                         if k1 == key1 and k2 == key2 and proto == 6 and tot >= 40 and not frag & 0x3FFF:
                             ip = d + ipo
                             end = ip + tot
-                            if end > fe:  # noqa: PLR1730 (no min() call on the hot path)
+                            if end > fe:  # cut by the snaplen: the rest of the payload was not captured
+                                missing = end - fe
                                 end = fe
+                            else:
+                                missing = 0
                             hl = ip + 20 + ((offflags >> 12) << 2)
                             if ip + 40 <= hl < end:
                                 yield (frame_no, ts, src, dst, sport, dport, seq, ack, offflags & 0xFF, win,
-                                       mv[hl:end])
+                                       mv[hl:end], missing)
                             elif hl == end:
-                                yield frame_no, ts, src, dst, sport, dport, seq, ack, offflags & 0xFF, win, empty
+                                yield (frame_no, ts, src, dst, sport, dport, seq, ack, offflags & 0xFF, win, empty,
+                                       missing)
                             else:
                                 non_tcp += 1
                             continue
@@ -726,8 +734,9 @@ def iter_tcp(reader: CaptureReader) -> Iterator[TcpFrame]:
     """The fused hot loop: every TCP segment of the capture, everything else skipped.
 
     Yields ``(frame_no, ts_ns, src_ip, dst_ip, sport, dport, seq, ack, tcp_flags, window,
-    payload)`` (fields as in ``packets.decode_frame``; ``payload`` per the module's slice
-    contract). Counts frames that are not TCP (``reader.non_tcp``) and frames cut by the
+    payload, missing)`` (fields as in ``packets.decode_frame``; ``payload`` per the module's slice
+    contract; ``missing`` = payload bytes the IP length says the segment carried beyond what
+    was captured, i.e. cut by the snaplen). Counts frames that are not TCP (``reader.non_tcp``) and frames cut by the
     snaplen (``reader.truncated``). IPv4 (no options) + TCP behind the usual link headers
     is decoded inline (``packets.FAST_PATHS``); every other layout goes through
     ``decode_frame``, with identical results. A segment without payload gets a shared

@@ -42,7 +42,7 @@ LINKTYPE_IPV6: Final = 229
 LINKTYPE_LINUX_SLL2: Final = 276
 
 #: Frame layout: (src_ip, dst_ip, sport, dport, seq, ack, flags, window, payload).
-TcpSegment = tuple[bytes, bytes, int, int, int, int, int, int, memoryview]
+TcpSegment = tuple[bytes, bytes, int, int, int, int, int, int, memoryview, int]
 
 ETHERTYPE_IPV4: Final = 0x0800
 ETHERTYPE_IPV6: Final = 0x86DD
@@ -142,14 +142,14 @@ def _link_payload(linktype: int, data: memoryview) -> tuple[int, int] | None:
     return None
 
 
-def _tcp(data: memoryview, src: bytes, dst: bytes, off: int, end: int) -> TcpSegment | None:
+def _tcp(data: memoryview, src: bytes, dst: bytes, off: int, end: int, missing: int) -> TcpSegment | None:
     if end - off < 20:
         return None
     sport, dport, seq, ack, offflags, window = _TCP.unpack_from(data, off)
     hlen = (offflags >> 12) << 2
     if hlen < 20 or off + hlen > end:
         return None
-    return src, dst, sport, dport, seq, ack, offflags & 0xFF, window, data[off + hlen:end]
+    return src, dst, sport, dport, seq, ack, offflags & 0xFF, window, data[off + hlen:end], missing
 
 
 def _ip4(data: memoryview, off: int) -> TcpSegment | None:
@@ -161,12 +161,13 @@ def _ip4(data: memoryview, off: int) -> TcpSegment | None:
     if vihl >> 4 != 4 or hlen < 20 or proto != _IPPROTO_TCP or frag & 0x3FFF:
         return None
     if total == 0:  # TCP segmentation offload on the capturing host: trust the capture
-        end = n
+        end = wire_end = n
     elif total < hlen:
         return None
     else:
-        end = min(off + total, n)
-    return _tcp(data, src, dst, off + hlen, end)
+        wire_end = off + total
+        end = min(wire_end, n)
+    return _tcp(data, src, dst, off + hlen, end, wire_end - end)
 
 
 def _ip6(data: memoryview, off: int) -> TcpSegment | None:
@@ -177,7 +178,8 @@ def _ip6(data: memoryview, off: int) -> TcpSegment | None:
     if vbyte >> 4 != 6:
         return None
     # A zero payload length is a jumbogram or TSO: trust the capture.
-    end = n if plen == 0 else min(off + 40 + plen, n)
+    wire_end = n if plen == 0 else off + 40 + plen
+    end = min(wire_end, n)
     p = off + 40
     while nh != _IPPROTO_TCP:
         if end - p < 8:
@@ -195,19 +197,20 @@ def _ip6(data: memoryview, off: int) -> TcpSegment | None:
             return None
     if p > end:
         return None
-    return _tcp(data, src, dst, p, end)
+    return _tcp(data, src, dst, p, end, wire_end - end)
 
 
 def decode_frame(linktype: int, data: bytes | memoryview) -> TcpSegment | None:
     """Decode one captured frame down to TCP.
 
-    Returns ``(src_ip, dst_ip, sport, dport, seq, ack, tcp_flags, window, payload)`` for a
+    Returns ``(src_ip, dst_ip, sport, dport, seq, ack, tcp_flags, window, payload, missing)`` for a
     TCP segment over IPv4 or IPv6, else None. ``src_ip``/``dst_ip`` are the raw address
     bytes (4 or 16); ``tcp_flags`` is the TCP flags byte (FIN 0x01 ... CWR 0x80);
     ``window`` is the raw 16-bit field (unscaled). ``payload`` is a memoryview of the TCP
     payload, clipped to the IP length (Ethernet padding and FCS removed) and to what was
-    captured (snaplen). IP fragments (IPv4 MF/offset, non-atomic IPv6 fragments) give None.
-    Never raises on malformed input.
+    captured (snaplen); ``missing`` is how many payload bytes the IP length says follow
+    ``payload`` but were not captured (0 unless the snaplen cut the frame). IP fragments
+    (IPv4 MF/offset, non-atomic IPv6 fragments) give None. Never raises on malformed input.
     """
     mv = data if isinstance(data, memoryview) else memoryview(data)
     try:

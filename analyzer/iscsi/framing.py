@@ -154,7 +154,7 @@ def plausible_bhs(b: bytes | bytearray | memoryview, pos: int, requests: bool, m
 class DigestState:
     """Digest settings shared by both directions of one connection (see module doc)."""
 
-    __slots__ = ("header", "data", "login_header", "login_data")
+    __slots__ = ("header", "data", "login_header", "login_data", "login_seen", "login_text_cut")
 
     def __init__(self, *, known: bool) -> None:
         #: True/False once known; None = unknown (login not captured: detect)
@@ -162,17 +162,26 @@ class DigestState:
         self.data: bool | None = False if known else None
         self.login_header = False
         self.login_data = False
+        #: which of "HeaderDigest"/"DataDigest" the login settled on in what we saw
+        self.login_seen: frozenset[str] = frozenset()
+        #: a Login PDU's text was not captured whole (snap length, capture gap)
+        self.login_text_cut = False
 
     def note_keys(self, keys: tuple[tuple[str, str], ...]) -> None:
         for k, v in keys:
             if k == "HeaderDigest" and "," not in v:
                 self.login_header = v == "CRC32C"
+                self.login_seen |= {k}
             elif k == "DataDigest" and "," not in v:
                 self.login_data = v == "CRC32C"
+                self.login_seen |= {k}
 
     def enter_full_feature_phase(self) -> None:
-        self.header = self.login_header
-        self.data = self.login_data
+        # A key not seen is None (not offered) when the login text was all there, else unknown:
+        # then the framers detect the digest at the next header, as after a mid-stream start.
+        cut = self.login_text_cut
+        self.header = self.login_header if "HeaderDigest" in self.login_seen or not cut else None
+        self.data = self.login_data if "DataDigest" in self.login_seen or not cut else None
 
 
 # framer modes
@@ -234,6 +243,8 @@ class PduFramer:
         #: (offset in rbuf, frame, ts_ns) where each captured chunk in the resync buffer starts
         self.rmarks: list[tuple[int, int, int]] = []
         self.skipped = 0
+        #: the stream had frames cut by the snap length (see ``gap``)
+        self.cut_seen = False
         #: totals for reports
         self.pdus = 0
         self.bytes_unframed = 0
@@ -261,7 +272,7 @@ class PduFramer:
                 if self.plausible_op[b0] and not mv[pos + 4]:
                     login = op == 0x03 or op == 0x23
                     digests = self.digests
-                    if login or not digests.header:
+                    if login or digests.header is False:
                         bhs = bytes(mv[pos:pos + BHS_LEN])
                         pos += BHS_LEN
                         if not (bhs[5] or bhs[6] or bhs[7]) and not login:
@@ -340,9 +351,20 @@ class PduFramer:
                 self._resync_and_refeed(frame, ts_ns, out)
         return out
 
-    def gap(self, frame: int, ts_ns: int, length: int) -> list[Record]:
-        """``length`` bytes of the stream are missing from the capture."""
+    def gap(self, frame: int, ts_ns: int, length: int, snaplen: bool = False) -> list[Record]:
+        """``length`` bytes of the stream are missing from the capture.
+
+        ``snaplen``: they are the tail of a captured frame cut by the snap length. While
+        resynchronising, a plausible header at the start of a captured chunk whose PDU runs
+        into such a cut is then accepted unconfirmed (its next header is in or after the cut,
+        so it can never be confirmed), and framing resumes at that PDU: in a capture with a
+        small snap length every segment is cut, and PDUs mostly start segments.
+        """
         out: list[Record] = []
+        if snaplen:
+            self.cut_seen = True
+        if snaplen and self.mode == _RESYNC and self.rbuf:
+            self._resync_and_refeed(self.last_frame, self.last_ts, out, cut=True)
         if self.mode == _DATA and length <= self.data_left:
             # The hole is inside a data segment we are skipping anyway: framing survives.
             self.data_left -= length
@@ -376,7 +398,7 @@ class PduFramer:
         self.rmarks = []
         self.dbuf = bytearray()
         self.mode = _RESYNC
-        self.resync_reason = "gap"
+        self.resync_reason = "snaplen" if snaplen else "gap"
         return out
 
     def finish(self, frame: int, ts_ns: int) -> list[Record]:
@@ -438,6 +460,17 @@ class PduFramer:
             login = op == 0x03 or op == 0x23
             self.cur_hd = False if login else self.digests.header
             self.cur_dd = False if login else self.digests.data
+            if self.cur_hd is None:
+                # Digests unknown in sync (the login's digest keys were not captured): detect the
+                # header digest as resynchronisation does (its CRC check), starting at this header.
+                self.rbuf = bytearray(hb)
+                self.rmarks = [(0, self.first_frame, self.first_ts)]
+                self.skipped = 0
+                self.hbuf = b""
+                self.mode = _RESYNC
+                self.resync_reason = "digests_unknown"
+                self._resync_and_refeed(frame, ts_ns, out)
+                return
             extra = hb[4] * 4 + (4 if self.cur_hd else 0)
             if extra:
                 self.need = BHS_LEN + extra
@@ -531,6 +564,8 @@ class PduFramer:
         if op == 0x23 or op == 0x03:
             keys = getattr(rec, "keys", ())
             self.digests.note_keys(keys)
+            if data is None and self.dsl:
+                self.digests.login_text_cut = True
             if op == 0x23 and bhs[1] & 0x83 == 0x83 and bhs[36] == 0:
                 self.digests.enter_full_feature_phase()
         self.hbuf = b""
@@ -540,7 +575,7 @@ class PduFramer:
         self.mode = _HEADER
 
     def _lose_sync(self, frame: int, ts_ns: int, out: list[Record], reason: str) -> None:
-        self.rbuf = self.hbuf[1:]
+        self.rbuf = bytearray(self.hbuf[1:])
         self.rmarks = [(0, self.first_frame, self.first_ts)]
         self.skipped = 1
         self.hbuf = bytearray()
@@ -551,10 +586,11 @@ class PduFramer:
 
     # ------------------------------------------------------------------ resync
 
-    def _resync_and_refeed(self, frame: int, ts_ns: int, out: list[Record], final: bool = False) -> None:
+    def _resync_and_refeed(self, frame: int, ts_ns: int, out: list[Record], final: bool = False,
+                           cut: bool = False) -> None:
         """Resynchronise; on success re-feed the buffered bytes, each chunk with its own frame."""
         marks = self.rmarks
-        rest = self._resync(frame, ts_ns, out, final)
+        rest = self._resync(frame, ts_ns, out, final, cut)
         if rest is None:
             return
         start, chunks = rest
@@ -569,12 +605,15 @@ class PduFramer:
                 out.extend(self.feed(fr, ts, piece))
 
     def _resync(self, frame: int, ts_ns: int, out: list[Record],
-                final: bool = False) -> tuple[int, bytes] | None:
+                final: bool = False, cut: bool = False) -> tuple[int, bytes] | None:
         """Scan ``rbuf`` for a plausible BHS. Returns (its offset, the bytes from it on) or None.
 
         ``final``: the stream has ended, no more bytes will come; a candidate that cannot be
         confirmed by a next header is accepted only if its PDU ends exactly where the stream does.
+        ``cut``: a snap-length cut follows the buffered bytes (see ``gap``); an unconfirmable
+        candidate is accepted if it starts a captured chunk.
         """
+        chunk_starts = {off for off, _fr, _ts in self.rmarks} if cut or self.cut_seen else None
         rb = self.rbuf
         finder = _CANDIDATE_RE[self.requests]
         hd = self.digests.header
@@ -624,7 +663,13 @@ class PduFramer:
                 if not undecided:
                     pos = p + 1
                     continue
-                if final:
+                if cut:
+                    if p not in chunk_starts:  # type: ignore[operator]  # only a chunk's first byte is a likely PDU start
+                        pos = p + 1
+                        continue
+                elif chunk_starts is not None and p in chunk_starts and n in nexts:
+                    pass  # (a stream cut by the snap length) a whole PDU filling the last captured chunk(s)
+                elif final:
                     if n - p not in (nxt - p for nxt in nexts):
                         pos = p + 1
                         continue

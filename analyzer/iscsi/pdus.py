@@ -118,11 +118,12 @@ def _reserved_lun(c: Common) -> Common:
     return c if c[10] is None else c[:10] + (None,) + c[11:]
 
 
-def _keys(data: bytes | None, data_offset: int) -> tuple[tuple[str, str], ...]:
+def _keys(data: bytes | None, data_offset: int, continued: bool) -> tuple[tuple[str, str], ...]:
+    # §6.1: ``continued`` = the text goes on in the next PDU, so a trailing fragment is no pair.
     if not data:
         return _NO_KEYS
     try:
-        return parse_keys(data)
+        return parse_keys(data, continued=continued)
     except DecodeError as e:
         raise e.shifted(data_offset) from None
 
@@ -193,18 +194,22 @@ def decode_login_request(c: Common, bhs: bytes, data: bytes | None, doff: int) -
     """RFC 7143 §11.12 Login Request (T/C/CSG/NSG in byte 1, versions in 2-3, ISID+TSIH in 8-15)."""
     flags = bhs[1]
     isid, tsih, _itt, cid, cmdsn, expstatsn = _LOGIN_REQ.unpack_from(bhs, 8)
+    cont = bool(flags & 0x40)
     return LoginRequest(
-        *c, transit=bool(flags & 0x80), cont=bool(flags & 0x40), csg=(flags >> 2) & 3, nsg=flags & 3,
+        *c, transit=bool(flags & 0x80), cont=cont, csg=(flags >> 2) & 3, nsg=flags & 3,
         version_max=bhs[2], version_min=bhs[3], isid=int.from_bytes(isid, "big"), tsih=tsih, cid=cid,
-        cmdsn=cmdsn, expstatsn=expstatsn, keys=_keys(data, doff),
+        cmdsn=cmdsn, expstatsn=expstatsn, keys=_keys(data, doff, cont), text=bytes(data) if data else b"",
     )
 
 
 def decode_text_request(c: Common, bhs: bytes, data: bytes | None, doff: int) -> Pdu:
-    """RFC 7143 §11.10 Text Request (F 0x80, C 0x40)."""
+    """RFC 7143 §11.10 Text Request (F 0x80, C 0x40); text continues with C=1 or, for a split without
+    the C bit, F=0 (the fragment is kept out of ``keys``)."""
     ttt, cmdsn, expstatsn = _W20_28.unpack_from(bhs, 20)
+    cont = bool(bhs[1] & 0x40)
     return TextRequest(
-        *c, cont=bool(bhs[1] & 0x40), ttt=ttt, cmdsn=cmdsn, expstatsn=expstatsn, keys=_keys(data, doff),
+        *c, cont=cont, ttt=ttt, cmdsn=cmdsn, expstatsn=expstatsn, keys=_keys(data, doff, cont or not c[7]),
+        text=bytes(data) if data else b"",
     )
 
 
@@ -274,20 +279,23 @@ def decode_login_response(c: Common, bhs: bytes, data: bytes | None, doff: int) 
     """RFC 7143 §11.13 Login Response (Status-Class byte 36, Status-Detail byte 37)."""
     flags = bhs[1]
     isid, tsih, statsn, expcmdsn, maxcmdsn, cls, detail = _LOGIN_RSP.unpack_from(bhs, 8)
+    cont = bool(flags & 0x40)
     return LoginResponse(
-        *c, transit=bool(flags & 0x80), cont=bool(flags & 0x40), csg=(flags >> 2) & 3, nsg=flags & 3,
+        *c, transit=bool(flags & 0x80), cont=cont, csg=(flags >> 2) & 3, nsg=flags & 3,
         version_max=bhs[2], version_active=bhs[3], isid=int.from_bytes(isid, "big"), tsih=tsih,
         statsn=statsn, expcmdsn=expcmdsn, maxcmdsn=maxcmdsn, status_class=cls, status_detail=detail,
-        keys=_keys(data, doff),
+        keys=_keys(data, doff, cont), text=bytes(data) if data else b"",
     )
 
 
 def decode_text_response(c: Common, bhs: bytes, data: bytes | None, doff: int) -> Pdu:
-    """RFC 7143 §11.11 Text Response (F 0x80, C 0x40)."""
+    """RFC 7143 §11.11 Text Response (F 0x80, C 0x40); text continues with C=1 or, for a split without
+    the C bit (tgtd cuts long SendTargets replies anywhere), F=0 (the fragment is kept out of ``keys``)."""
     ttt, statsn, expcmdsn, maxcmdsn = _W20_32.unpack_from(bhs, 20)
+    cont = bool(bhs[1] & 0x40)
     return TextResponse(
-        *c, cont=bool(bhs[1] & 0x40), ttt=ttt, statsn=statsn, expcmdsn=expcmdsn, maxcmdsn=maxcmdsn,
-        keys=_keys(data, doff),
+        *c, cont=cont, ttt=ttt, statsn=statsn, expcmdsn=expcmdsn, maxcmdsn=maxcmdsn,
+        keys=_keys(data, doff, cont or not c[7]), text=bytes(data) if data else b"",
     )
 
 

@@ -2,6 +2,9 @@
 
 * :func:`parse_keys` -- the data segment of a Login or Text PDU -> key/value pairs in wire
   order. Bounded (at most :data:`MAX_PAIRS` pairs, :data:`MAX_VALUE_BYTES` per item).
+  With ``continued=True`` (the PDU's text goes on in the next PDU: C bit, §6.1) a trailing
+  fragment without its NUL is left out instead of becoming a bogus pair.
+* :func:`text_tail` -- that trailing fragment (the bytes after the last NUL).
 * :data:`KEY_SPEC` -- what RFC 7143 §13 (plus §12 security keys and RFC 7144) says about
   each key: use, senders, scope, type, default, result function.
 * :func:`mask_secret` / :func:`mask_keys` -- hide CHAP/SRP/Kerberos secrets before printing.
@@ -32,13 +35,20 @@ REJECT: Final = "Reject"
 SPECIAL_VALUES: Final = frozenset({NOT_UNDERSTOOD, IRRELEVANT, REJECT})
 
 
-def parse_keys(data: bytes | bytearray | memoryview) -> tuple[tuple[str, str], ...]:
+def parse_keys(data: bytes | bytearray | memoryview, *, continued: bool = False) -> tuple[tuple[str, str], ...]:
     """Split a Login/Text data segment into ``(key, value)`` pairs in wire order (§6.1).
 
     Items are NUL-terminated ``key=value`` strings, UTF-8 (invalid bytes become U+FFFD).
     Empty items (padding, doubled NULs) are skipped. An item without ``=`` -- normally the
     tail of a pair split across PDUs with the C (continue) bit -- is returned as
-    ``("", item)``; joining the data of C-bit PDUs is the session layer's job.
+    ``("", item)``; joining the data of C-bit PDUs is the state layer's job
+    (``analyzer.state.negotiation.TextJoiner``, from the records' raw ``text``).
+
+    ``continued``: the text of this PDU continues in the next one (C=1, §11.10-§11.13), so an
+    unterminated trailing item is a fragment of a pair split across the PDU boundary
+    (§6.1: a key or value may be split anywhere): it is left out, not turned into a pair
+    (the raw bytes stay available to whoever rejoins the text, see :func:`text_tail`).
+    Without ``continued`` an unterminated last item is taken as it is (a missing final NUL).
 
     Raises :class:`DecodeError` with the item's offset when there are more than
     :data:`MAX_PAIRS` items or an item is longer than :data:`MAX_VALUE_BYTES`.
@@ -47,8 +57,13 @@ def parse_keys(data: bytes | bytearray | memoryview) -> tuple[tuple[str, str], .
     out: list[tuple[str, str]] = []
     pos = 0
     end = len(raw)
+    if continued and end and raw[-1] != 0:
+        end = raw.rfind(b"\0") + 1  # 0 when the whole segment is one fragment
+        tail = len(raw) - end
+        if tail > MAX_VALUE_BYTES:
+            raise DecodeError(f"text key item longer than {MAX_VALUE_BYTES} bytes", end)
     while pos < end:
-        nul = raw.find(b"\0", pos)
+        nul = raw.find(b"\0", pos, end)
         if nul < 0:
             nul = end
         if nul > pos:
@@ -61,6 +76,15 @@ def parse_keys(data: bytes | bytearray | memoryview) -> tuple[tuple[str, str], .
             out.append((key, value) if eq else ("", item))
         pos = nul + 1
     return tuple(out)
+
+
+def text_tail(data: bytes | bytearray | memoryview) -> bytes:
+    """The unterminated trailing fragment of a Login/Text data segment: the bytes after its last
+    NUL (§6.1), or ``b""`` when the segment is empty or ends with a NUL."""
+    raw = bytes(data)
+    if not raw or raw[-1] == 0:
+        return b""
+    return raw[raw.rfind(b"\0") + 1:]
 
 
 def encode_keys(pairs: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> bytes:

@@ -14,9 +14,19 @@ from typing import Any
 from analyzer.lab import initiator as ini
 from analyzer.lab import scripted as sc
 from analyzer.lab.errors import LabError
+from analyzer.lab.manifest import tool_versions
 from analyzer.lab.runner import LabContext, Scenario
 from analyzer.lab.target import LunSpec, TargetSpec
-from analyzer.lab.verify import CaptureFacts, ExchangeFacts, SessionFacts, collect_exchanges
+from analyzer.lab.verify import (
+    CaptureFacts,
+    ExchangeFacts,
+    PduFacts,
+    SessionFacts,
+    collect_exchanges,
+    collect_text_pdus,
+    text_series,
+    undissected_text_pdus,
+)
 
 DISK_IQN = "iqn.2024-01.org.iscsi-analyzer:disk1"
 SECURE_IQN = "iqn.2024-01.org.iscsi-analyzer:secure"
@@ -427,6 +437,7 @@ ISID_CONN_MCS = 0x805C51030002
 ISID_LOGOUT = 0x805C51040000  # + 1..n
 ISID_WINDOW = 0x805C51050000  # + 1..n
 ISID_NOP = 0x805C51060000  # + 1..n
+ISID_TEXT = 0x805C51070000  # + 1..n
 #: tbf rate for the scripted scenarios: high enough not to matter, but `Namespace.shape` also turns off tail
 #: loss probes, which otherwise retransmit tgtd's FIN while the peer's (delayed) ACK is on its way.
 SCRIPTED_RATE = "100mbit"
@@ -817,12 +828,75 @@ def _body_nop_and_text(lab: ScriptedRun) -> None:
         lab.wait_closed(c, "normal session", 1.5)
 
 
+#: Ten targets with long IQNs (no LUNs): the SendTargets=All reply is about 1.7 KB, far above the 512 bytes
+#: the discovery session's initiator declares it can receive (MaxRecvDataSegmentLength, §13.12).
+TEXT_TARGETS = tuple(
+    TargetSpec(tid, f"iqn.2024-01.org.iscsi-analyzer:text-continuation-target-{tid:02d}"
+                    ".with-a-long-name-so-that-sendtargets-needs-several-pdus", luns=())
+    for tid in range(1, 11))
+#: The discovery login's security-stage text (> 512 bytes): a 255-byte InitiatorAlias and a vendor key.
+TEXT_ALIAS = "lab initiator whose alias is long enough to make the login text span PDUs " * 3 + "(end)"
+TEXT_VENDOR_KEY = ("X-org.iscsi-analyzer.padding", "p" * 300)
+#: The Discovery session's MaxRecvDataSegmentLength (§13.12: the smallest legal value).
+TEXT_MRDSL = 512
+
+
+def _text_login_keys(initiator: str) -> list[tuple[str, str]]:
+    return [("InitiatorName", initiator), ("SessionType", "Discovery"), ("AuthMethod", "None"),
+            ("InitiatorAlias", TEXT_ALIAS[:255]), TEXT_VENDOR_KEY]
+
+
+def _text_login_cuts(text: bytes) -> list[int]:
+    """Byte offsets where the discovery login text is cut into 4 C-bit PDUs (§6.1): inside the key
+    InitiatorAlias, inside its value, and right before the NUL that ends the vendor key's value."""
+    alias = text.index(b"InitiatorAlias=")
+    return [alias + len(b"Initiator"), alias + len(b"InitiatorAlias=") + 120, len(text) - 1]
+
+
+def _body_text_continuation(lab: ScriptedRun) -> None:
+    """Discovery login whose security-stage text goes out as 4 C=1 Login Requests cut mid-key, mid-value
+    and before a NUL; MaxRecvDataSegmentLength=512, so tgtd must split the SendTargets=All reply; a Text
+    Request cut mid-key with C=1; then a login whose InitiatorName is cut across two PDUs."""
+    ctx = lab.ctx
+    keys = _text_login_keys(ctx.initiator)
+    cuts = _text_login_cuts(sc.encode_keys(keys))
+    ctx.data["login_text"] = {"bytes": len(sc.encode_keys(keys)), "cuts": cuts}
+    d = lab.connect(lab.session(ISID_TEXT + 1), 0)
+    res = lab.login(d, f"discovery login: security-stage text of {len(sc.encode_keys(keys))} bytes as 4 "
+                       f"Login Requests (C=1 cut at bytes {cuts}), MaxRecvDataSegmentLength={TEXT_MRDSL}",
+                    session_type="Discovery", first=keys, cuts=cuts,
+                    operational=(("MaxRecvDataSegmentLength", str(TEXT_MRDSL)),))
+    if not res.ok:
+        raise LabError(f"discovery login with a C-bit series failed: 0x{res.status:04x}")
+    st = lab.ctx.step("discovery session: Text Request SendTargets=All (reply far above 512 bytes)")
+    tx = d.text([("SendTargets", "All")])
+    names = [v for k, v in tx.keys if k == "TargetName"]
+    st.result = "; ".join(sc.describe(p) for p in tx.responses) + f"; {len(names)} TargetName keys rejoined"
+    ctx.data["sendtargets"] = names
+    st = lab.ctx.step("discovery session: Text Request SendTargets=All cut mid-key into 2 PDUs (C=1)")
+    tc = d.text([("SendTargets", "All")], cuts=[len("SendTar")])
+    st.result = "; ".join(sc.describe(p) for p in tc.responses) + f"; keys {list(tc.keys)}"
+    lab.do("discovery session: Logout reason 0", lambda: d.logout(), lambda r: f"response {r.response}")
+    lab.wait_closed(d, "discovery session", 1.5)
+    name_keys = [("SessionType", "Discovery"), ("InitiatorName", ctx.initiator), ("AuthMethod", "None")]
+    text = sc.encode_keys(name_keys)
+    cut = text.index(b"InitiatorName=") + len(b"InitiatorName=iqn.2024")
+    e = lab.connect(lab.session(ISID_TEXT + 2), 0)
+    res2 = lab.login(e, f"discovery login with InitiatorName cut mid-value across 2 Login Requests (C=1 at byte "
+                        f"{cut})", session_type="Discovery", first=name_keys, cuts=[cut])
+    ctx.data["split_name_login"] = f"0x{res2.status:04x}"
+    if res2.ok:
+        lab.do("second discovery session: Logout reason 0", lambda: e.logout(), lambda r: f"response {r.response}")
+    lab.wait_closed(e, "second discovery session", 1.5)
+
+
 body_mcs_two_connections = _scripted(_body_mcs)
 body_session_reinstatement = _scripted(_body_session_reinstatement)
 body_connection_reinstatement = _scripted(_body_connection_reinstatement)
 body_logout_failures = _scripted(_body_logout_failures)
 body_cmdsn_window = _scripted(_body_cmdsn_window)
 body_nop_and_text = _scripted(_body_nop_and_text)
+body_text_continuation = _scripted(_body_text_continuation)
 
 
 # -- checks of the scripted scenarios
@@ -842,9 +916,11 @@ def _task_cause(task: dict[str, Any]) -> str:
     return "no_response"
 
 
-def _scripted_expect(facts: CaptureFacts, ctx: LabContext, findings: list[str]) -> ExchangeFacts:
-    """Fill expect["scripted"] and the extra faults from the capture; return the exchange facts."""
-    x = collect_exchanges(facts)
+def _scripted_expect(facts: CaptureFacts, ctx: LabContext, findings: list[str],
+                     extra: list[PduFacts] | None = None) -> ExchangeFacts:
+    """Fill expect["scripted"] and the extra faults from the capture; return the exchange facts. `extra`: PDUs
+    the capture holds that tshark does not dissect."""
+    x = collect_exchanges(facts, extra=extra)
     unanswered = []
     for t in x.unanswered:
         item = {k: t[k] for k in ("tcp_stream", "frame", "t", "opcode", "itt", "cmdsn", "immediate", "window",
@@ -1132,6 +1208,81 @@ def check_nop_and_text(facts: CaptureFacts, ctx: LabContext) -> list[str]:
     return p
 
 
+def check_text_continuation(facts: CaptureFacts, ctx: LabContext) -> list[str]:
+    """The C-bit login series and tgtd's split SendTargets reply, rejoined from the TCP payload; what tgtd did
+    with each (expect["text_continuation"]); which of those PDUs tshark does not dissect."""
+    p = _problems()
+    findings: list[str] = []
+    blind_pdus = undissected_text_pdus(facts.path)
+    x = _scripted_expect(facts, ctx, findings, [q.as_pdu_facts() for q in blind_pdus])
+    pdus = collect_text_pdus(facts.path)
+    series = text_series(pdus)
+    login_s = [s for s in series if s["opcode"] == "Login Request" and s["completed"]]
+    sendtargets = [s for s in series if s["opcode"] == "Text Response" and s["completed"]]
+    _need(p, len(login_s) == 1, f"expected one completed C-bit Login Request series, saw {len(login_s)}")
+    _need(p, len(sendtargets) == 1, f"expected one completed multi-PDU Text Response, saw {len(sendtargets)}")
+    if not (login_s and sendtargets):
+        return p
+    lg, st = login_s[0], sendtargets[0]
+    sent = [list(kv) for kv in _text_login_keys(ctx.initiator)]
+    _need(p, lg["keys"] == sent, f"rejoined login text {lg['keys']} is not what was sent {sent}")
+    _need(p, len(lg["pieces"]) == 4, f"login text in {len(lg['pieces'])} PDUs, expected 4")
+    for a in lg["answers"]:
+        if a["dsl"]:
+            findings.append(f"tgtd answered a C=1 Login Request with a non-empty Login Response (frame {a['frame']}: "
+                            f"{' '.join('='.join(kv) for kv in a['keys'])}); RFC 7143 §6.2 wants an empty one")
+            ctx.data.setdefault("extra_faults", []).append(
+                {"kind": "text_continuation_answer_not_empty", "tcp_stream": lg["stream"], "frame": a["frame"]})
+    names = [v for k, v in st["keys"] if k == "TargetName"]
+    _need(p, names == [t.iqn for t in TEXT_TARGETS], f"rejoined SendTargets names {names}")
+    pieces = st["pieces"]
+    _need(p, len(pieces) >= 3, f"SendTargets reply in {len(pieces)} PDU(s), expected at least 3")
+    cut = [pc for pc in pieces if pc["ends_inside_pair"]]
+    with_c = [pc for pc in pieces if pc["c"]]
+    findings.append(f"SendTargets=All with MaxRecvDataSegmentLength={TEXT_MRDSL}: tgtd sent {len(pieces)} Text "
+                    f"Responses of {', '.join(str(pc['dsl']) for pc in pieces)} bytes (flags "
+                    f"{', '.join(pc['flags'] for pc in pieces)}); {len(cut)} end inside a key=value pair, "
+                    + ("none sets the C bit: tgtd continues with F=0 and a TTT only (RFC 7143 §6.1 allows a split "
+                       "pair only with C=1)" if not with_c else f"{len(with_c)} set the C bit"))
+    for pc in cut:
+        if not pc["c"]:
+            ctx.data.setdefault("extra_faults", []).append(
+                {"kind": "text_split_without_continue", "tcp_stream": st["stream"], "frame": pc["frame"]})
+    blind = [{"frame": q.frame, "opcode": q.name, "itt": f"0x{q.itt:08x}", "flags": f"0x{q.flags:02x}"}
+             for q in blind_pdus]
+    if blind:
+        findings.append(f"tshark {tool_versions()['wireshark']} does not dissect "
+                        + ", ".join(f"the {b['opcode']} of frame {b['frame']} (flags {b['flags']})" for b in blind))
+    for sr in series:
+        if sr["completed"]:
+            continue
+        end = sr["ended_by"] or {}
+        what = "the capture ended"
+        if end:
+            what = (f"the {end['opcode']} of frame {end['frame']}"
+                    + (f" (status {end['status']})" if end.get("status") else f" (flags {end['flags']})"))
+        findings.append(f"{sr['sender']}'s {sr['opcode']} cut with C=1 at frame {sr['pieces'][0]['frame']} "
+                        f"(fragment {sr['pieces'][-1]['fragment']!r}) never completed: {what} ended it")
+        ctx.data.setdefault("extra_faults", []).append(
+            {"kind": "text_continuation_abandoned", "tcp_stream": sr["stream"], "sender": sr["sender"],
+             "frame": sr["pieces"][0]["frame"], "ended_by_frame": end.get("frame")})
+    closed = [t for t in x.tasks if t["in_window"] is False and t["answered"]]
+    if closed:
+        findings.append(f"{len(closed)} Text/other requests with a CmdSN outside [ExpCmdSN, MaxCmdSN] were answered "
+                        f"(frames {', '.join(str(t['frame']) for t in closed)}): tgtd never raises MaxCmdSN in a "
+                        "discovery session, so its command window closes after the first request")
+        ctx.data.setdefault("extra_faults", []).append(
+            {"kind": "cmdsn_window_closed", "tcp_stream": lg["stream"], "frames": [t["frame"] for t in closed]})
+    ctx.data["expect_extra"]["text_continuation"] = {
+        "login_keys_sent": sent,
+        "mrdsl_initiator": TEXT_MRDSL,
+        "targets": [t.iqn for t in TEXT_TARGETS],
+        "series": series,
+        "tshark_undissected": blind,
+    }
+    return p
+
+
 def _sc(name: str, description: str, body: Callable[[LabContext], None],
         check: Callable[[CaptureFacts, LabContext], list[str]], **kw: Any) -> Scenario:
     kw.setdefault("targets", (DISK,))
@@ -1201,6 +1352,13 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         "a WRITE waiting for Data-Out and for an unknown ITT (both 'task does not exist'); the WRITE then "
         "completes; Text SendTargets=All in FFP (tgtd resets the connection).", body_nop_and_text,
         check_nop_and_text, targets=(DISK_SMALL,), rate=SCRIPTED_RATE),
+    _sc("text_continuation", "Scripted initiator: a discovery login whose security-stage text goes out as 4 Login "
+        "Requests with the C bit (cut mid-key, mid-value, before a NUL; tgtd answers the first with keys); "
+        "MaxRecvDataSegmentLength=512 against ten long-named targets, so tgtd cuts the SendTargets=All reply into "
+        "512-byte Text Responses anywhere, with F=0 and no C bit (tshark does not dissect them); a Text Request cut "
+        "with C=1 (tgtd ends the exchange after the first piece); a login whose InitiatorName is cut across two "
+        "PDUs (tgtd: 0x0207).", body_text_continuation, check_text_continuation, targets=TEXT_TARGETS,
+        rate=SCRIPTED_RATE),
 )}
 
 

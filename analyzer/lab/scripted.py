@@ -22,7 +22,12 @@ reasons, or sends a command outside the CmdSN window, we speak the protocol ours
   back at once: the socket stays in the lab namespace (traffic never leaves its loopback), the process
   does not.
 
-Not modelled: CHAP, digests, SNACK, ERL > 0 recovery, Text continuation (C bit) beyond one response PDU.
+* Key=value text may go out as a C-bit series cut at chosen byte offsets (`Connection.login(cuts=...)`,
+  `Connection.text(cuts=...)`, RFC 7143 §6.1): every piece but the last with C=1, each answered by the
+  target before the next one goes. The target's own continuations (C=1, or F=0 with a TTT for a long Text
+  Response, §11.11) are followed with empty requests and their text is concatenated.
+
+Not modelled: CHAP, digests, SNACK, ERL > 0 recovery.
 """
 
 from __future__ import annotations
@@ -36,8 +41,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
+from itertools import pairwise
 
 from analyzer.lab.errors import LabError
 
@@ -197,19 +203,31 @@ def isid_bytes(isid: int) -> bytes:
 
 def encode_login_request(*, isid: int, tsih: int, cid: int, itt: int, cmdsn: int, exp_statsn: int,
                          csg: Stage, nsg: Stage, transit: bool, keys: Sequence[tuple[str, str]],
-                         cont: bool = False) -> bytes:
-    """Login Request (§11.12): always immediate; T, C, CSG, NSG; ISID, TSIH, CID; version 0/0."""
+                         cont: bool = False, data: bytes | None = None) -> bytes:
+    """Login Request (§11.12): always immediate; T, C, CSG, NSG; ISID, TSIH, CID; version 0/0.
+
+    `data` replaces the encoded `keys` (a piece of a C-bit series, §6.1)."""
     flags = (0x80 if transit else 0) | (0x40 if cont else 0) | (int(csg) << 2) | (int(nsg) if transit else 0)
     lun8 = isid_bytes(isid) + tsih.to_bytes(2, "big")
     return _pdu(Opcode.LOGIN_REQUEST | IMMEDIATE, flags, 0x0000, lun8, itt,
-                (cid << 16, cmdsn, exp_statsn), encode_keys(keys))
+                (cid << 16, cmdsn, exp_statsn), encode_keys(keys) if data is None else data)
 
 
 def encode_text_request(*, itt: int, cmdsn: int, exp_statsn: int, keys: Sequence[tuple[str, str]],
-                        ttt: int = RESERVED_TAG, final: bool = True, immediate: bool = False) -> bytes:
-    """Text Request (§11.10): F bit, TTT 0xffffffff to start a new exchange."""
-    return _pdu(Opcode.TEXT_REQUEST | (IMMEDIATE if immediate else 0), FINAL if final else 0, 0,
-                bytes(8), itt, (ttt, cmdsn, exp_statsn), encode_keys(keys))
+                        ttt: int = RESERVED_TAG, final: bool = True, immediate: bool = False,
+                        cont: bool = False, data: bytes | None = None) -> bytes:
+    """Text Request (§11.10): F and C bits, TTT 0xffffffff to start a new exchange; `data` replaces the
+    encoded `keys` (a piece of a C-bit series, §6.1)."""
+    flags = (FINAL if final else 0) | (0x40 if cont else 0)
+    return _pdu(Opcode.TEXT_REQUEST | (IMMEDIATE if immediate else 0), flags, 0,
+                bytes(8), itt, (ttt, cmdsn, exp_statsn), encode_keys(keys) if data is None else data)
+
+
+def cut_text(text: bytes, cuts: Sequence[int]) -> list[bytes]:
+    """`text` cut at the byte offsets `cuts` (sorted, inside the text; a key or value may be cut anywhere,
+    §6.1); no cuts gives the whole text as one piece."""
+    bounds = [0, *sorted(c for c in cuts if 0 < c < len(text)), len(text)]
+    return [text[a:b] for a, b in pairwise(bounds)]
 
 
 def encode_scsi_command(*, lun: int, itt: int, cmdsn: int, exp_statsn: int, cdb: bytes,
@@ -644,6 +662,15 @@ class LoginResult:
 
 
 @dataclass(frozen=True)
+class TextResult:
+    """A Text exchange: every Text Response (or Reject) of it and the target's text, rejoined (§6.1)."""
+
+    itt: int
+    responses: tuple[TargetPdu, ...]
+    keys: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class CommandResult:
     """A finished SCSI command: status, Data-In bytes, and every PDU the target sent for it."""
 
@@ -822,11 +849,13 @@ class Connection:
 
     # -- login -----------------------------------------------------------------------------------------
     def login(self, *, session_type: str = "Normal", operational: Sequence[tuple[str, str]] = (),
-              extra: Sequence[tuple[str, str]] = (), itt: int | None = None) -> LoginResult:
+              extra: Sequence[tuple[str, str]] = (), itt: int | None = None,
+              first: Sequence[tuple[str, str]] | None = None, cuts: Sequence[int] = ()) -> LoginResult:
         """Security stage (AuthMethod=None) then operational stage up to Full Feature Phase.
 
         On success with TSIH 0 the session takes the new TSIH from the final response (§11.13.3). A
-        non-zero status ends the login: the target closes the connection (§11.13.5).
+        non-zero status ends the login: the target closes the connection (§11.13.5). `first` replaces the
+        security stage's keys; `cuts` sends them as a C-bit series cut at those byte offsets (§6.1).
         """
         s = self.session
         itt = s.new_itt() if itt is None else itt
@@ -834,6 +863,8 @@ class Connection:
         if session_type == "Normal":
             keys.append(("TargetName", s.target_name))
         keys += [("AuthMethod", "None"), *extra]
+        if first is not None:
+            keys = list(first)
         responses: list[LoginResponse] = []
         all_keys: list[tuple[str, str]] = []
         stage, nsg = Stage.SECURITY, Stage.OPERATIONAL
@@ -843,14 +874,8 @@ class Connection:
             offered = {k: v for k, v in offered.items()
                        if k in ("HeaderDigest", "DataDigest", "MaxRecvDataSegmentLength")}
         for _ in range(8):
-            pdu = encode_login_request(isid=s.isid, tsih=s.tsih, cid=self.cid, itt=itt, cmdsn=s.cmdsn,
-                                       exp_statsn=self.exp_statsn, csg=stage, nsg=nsg, transit=True, keys=keys)
-            self.send(pdu, f"Login Request CSG={stage.name} NSG={nsg.name} T=1 ISID=0x{s.isid:012x} "
-                           f"TSIH=0x{s.tsih:04x} CID={self.cid} ITT=0x{itt:x} keys={len(keys)}")
-            rsp = self.wait_for(lambda p: p.opcode in (Opcode.LOGIN_RESPONSE, Opcode.REJECT))
-            if not isinstance(rsp, LoginResponse):
-                raise ScriptedError(f"login answered by {describe(rsp)}")
-            responses.append(rsp)
+            rsp = self._login_text(encode_keys(keys), cuts, itt=itt, stage=stage, nsg=nsg, responses=responses)
+            cuts = ()
             all_keys += rsp.keys
             if rsp.status_class != 0:
                 return LoginResult(rsp.status, rsp.tsih, tuple(all_keys), tuple(responses))
@@ -867,6 +892,43 @@ class Connection:
                 sent = {k for k, _ in keys}
                 keys = [(k, v) for k, v in rsp.keys if k not in _DECLARATIVE and k not in sent]
         raise ScriptedError("login did not reach Full Feature Phase in 8 exchanges")
+
+    def _login_text(self, text: bytes, cuts: Sequence[int], *, itt: int, stage: Stage, nsg: Stage,
+                    responses: list[LoginResponse]) -> LoginResponse:
+        """One login exchange: `text` as one Login Request (T=1), or cut into a C-bit series (C=1, T=0 for
+        every piece but the last, §6.1, §11.12), each piece waiting for the target's answer; a target
+        answer with C=1 is followed with empty Login Requests (§6.2). Every response goes to `responses`;
+        returns the last one with the target's text of its series rejoined."""
+        s = self.session
+        pieces = cut_text(text, cuts)
+        rsp: TargetPdu | None = None
+        for i, piece in enumerate(pieces):
+            last = i == len(pieces) - 1
+            self.send(encode_login_request(isid=s.isid, tsih=s.tsih, cid=self.cid, itt=itt, cmdsn=s.cmdsn,
+                                           exp_statsn=self.exp_statsn, csg=stage, nsg=nsg, transit=last,
+                                           keys=(), cont=not last, data=piece),
+                      f"Login Request CSG={stage.name} NSG={nsg.name} T={int(last)} C={int(not last)} "
+                      f"ISID=0x{s.isid:012x} TSIH=0x{s.tsih:04x} CID={self.cid} ITT=0x{itt:x} len={len(piece)}")
+            rsp = self.wait_for(lambda p: p.opcode in (Opcode.LOGIN_RESPONSE, Opcode.REJECT))
+            if not isinstance(rsp, LoginResponse):
+                raise ScriptedError(f"login answered by {describe(rsp)}")
+            responses.append(rsp)
+            if rsp.status_class != 0:
+                return rsp
+        assert isinstance(rsp, LoginResponse)
+        data = bytearray(rsp.data)
+        while rsp.cont:
+            self.send(encode_login_request(isid=s.isid, tsih=s.tsih, cid=self.cid, itt=itt, cmdsn=s.cmdsn,
+                                           exp_statsn=self.exp_statsn, csg=stage, nsg=nsg, transit=False,
+                                           keys=()),
+                      f"Login Request CSG={stage.name} T=0 (empty: the target's text continues) ITT=0x{itt:x}")
+            nxt = self.wait_for(lambda p: p.opcode in (Opcode.LOGIN_RESPONSE, Opcode.REJECT))
+            if not isinstance(nxt, LoginResponse):
+                raise ScriptedError(f"login answered by {describe(nxt)}")
+            responses.append(nxt)
+            data += nxt.data
+            rsp = nxt
+        return rsp if len(data) == len(rsp.data) else replace(rsp, keys=decode_keys(bytes(data)))
 
     def _adopt(self, target_keys: Sequence[tuple[str, str]], offered: dict[str, str]) -> None:
         agreed = dict(offered)
@@ -980,6 +1042,42 @@ class Connection:
                   f"Text Request ITT=0x{itt:x} CmdSN={sn} {' '.join(f'{k}={v}' for k, v in keys)}")
         return itt
 
+    def text(self, keys: Sequence[tuple[str, str]], *, cuts: Sequence[int] = (),
+             timeout: float | None = None) -> TextResult:
+        """A Text exchange (§11.10, §11.11): the keys as one Text Request, or cut into a C-bit series at the
+        byte offsets `cuts` (C=1, F=0 for every piece but the last, §6.1), each piece waiting for its answer.
+        A response that continues (C=1, or F=0 with a TTT) is followed with empty Text Requests carrying its
+        TTT until the final one; the target's text of that chain is concatenated and decoded."""
+        s = self.session
+        itt = s.new_itt()
+        pieces = cut_text(encode_keys(keys), cuts)
+        responses: list[TargetPdu] = []
+        rsp: TargetPdu | None = None
+        for i, piece in enumerate(pieces):
+            last = i == len(pieces) - 1
+            sn = s.take_cmdsn(False)
+            self.send(encode_text_request(itt=itt, cmdsn=sn, exp_statsn=self.exp_statsn, keys=(), final=last,
+                                          cont=not last, data=piece),
+                      f"Text Request ITT=0x{itt:x} CmdSN={sn} F={int(last)} C={int(not last)} len={len(piece)}")
+            rsp = self.wait_for(lambda p: p.itt == itt or p.opcode == Opcode.REJECT, timeout)
+            responses.append(rsp)
+            if not isinstance(rsp, TextResponse):
+                return TextResult(itt, tuple(responses), ())
+        assert isinstance(rsp, TextResponse)
+        data = bytearray(rsp.data)
+        while rsp.cont or not rsp.final:
+            sn = s.take_cmdsn(False)
+            self.send(encode_text_request(itt=itt, cmdsn=sn, exp_statsn=self.exp_statsn, keys=(), ttt=rsp.ttt),
+                      f"Text Request ITT=0x{itt:x} CmdSN={sn} TTT=0x{rsp.ttt:x} (empty: the target's text "
+                      f"continues)")
+            nxt = self.wait_for(lambda p: p.itt == itt or p.opcode == Opcode.REJECT, timeout)
+            responses.append(nxt)
+            if not isinstance(nxt, TextResponse):
+                break
+            data += nxt.data
+            rsp = nxt
+        return TextResult(itt, tuple(responses), decode_keys(bytes(data)))
+
     def send_logout(self, reason: LogoutReason, cid: int | None = None, *, immediate: bool = True) -> int:
         """Logout Request without waiting; return its ITT. `cid` defaults to this connection's CID."""
         s = self.session
@@ -1036,5 +1134,5 @@ def describe(pdu: TargetPdu) -> str:
     if isinstance(pdu, AsyncMessage):
         return f"{base} event={pdu.event} P1={pdu.param1} P2={pdu.param2} P3={pdu.param3}"
     if isinstance(pdu, TextResponse):
-        return f"{base} F={int(pdu.final)} TTT=0x{pdu.ttt:x} keys={len(pdu.keys)}"
+        return f"{base} F={int(pdu.final)} C={int(pdu.cont)} TTT=0x{pdu.ttt:x} len={len(pdu.data)}"
     return base

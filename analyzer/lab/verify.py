@@ -10,6 +10,7 @@ import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from analyzer.lab.errors import LabError
 from analyzer.lab.procs import run
@@ -42,7 +43,8 @@ TMF_FUNCTIONS: dict[int, str] = {
 FIELDS: tuple[str, ...] = (
     "frame.number", "frame.time_epoch", "tcp.stream", "tcp.srcport", "tcp.dstport", "tcp.flags.syn",
     "tcp.flags.ack", "tcp.flags.fin", "tcp.flags.reset", "iscsi.opcode", "iscsi.login.status",
-    "iscsi.login.T", "iscsi.login.nsg", "iscsi.keyvalue", "iscsi.isid", "iscsi.tsih",
+    "iscsi.login.T", "iscsi.login.C", "iscsi.login.nsg", "iscsi.keyvalue", "iscsi.isid", "iscsi.tsih",
+    "iscsi.datasegmentlength",
     "iscsi.taskmanfun.function", "iscsi.taskmanfun.response", "iscsi.logout.reason", "iscsi.logout.response",
     "iscsi.reject.reason", "iscsi.initiatortasktag", "iscsi.targettransfertag", "iscsi.headerdigest32", "iscsi.datadigest32", "iscsi.scsiresponse.status",
     "ip.version", "ipv6.version",
@@ -226,7 +228,13 @@ def collect_facts(path: Path, target_port: int = 3260) -> CaptureFacts:
         opcodes = [_int(v) for v in row["iscsi.opcode"]]
         hd += len(row["iscsi.headerdigest32"])
         dd += len(row["iscsi.datadigest32"])
-        keys = dict(kv.split("=", 1) for kv in row["iscsi.keyvalue"] if "=" in kv)
+        items = row["iscsi.keyvalue"]
+        if opcodes in ([0x03], [0x23]) and _flag(row, "iscsi.login.C") and items and row["iscsi.datasegmentlength"] \
+                and sum(len(i.encode()) + 1 for i in items) > _int(row["iscsi.datasegmentlength"][0]):
+            # §6.1: the text continues in the next PDU and tshark read its unterminated last item (a
+            # fragment) on into the padding; an unterminated item with no padding after it is not shown
+            items = items[:-1]
+        keys = dict(kv.split("=", 1) for kv in items if "=" in kv)
         for op in opcodes:
             name = OPCODES.get(op, f"0x{op:02x}")
             pdus[name] += 1
@@ -402,9 +410,15 @@ class ExchangeFacts:
         return [t for t in self.tasks if not t["answered"]]
 
 
-def collect_exchanges(facts: CaptureFacts, target_port: int = 3260) -> ExchangeFacts:
-    """Pair every request of `facts.path` with its response and group connections into sessions."""
+def collect_exchanges(facts: CaptureFacts, target_port: int = 3260,
+                      extra: list[PduFacts] | None = None) -> ExchangeFacts:
+    """Pair every request of `facts.path` with its response and group connections into sessions.
+
+    `extra`: PDUs tshark does not dissect but the capture holds (see `undissected_text_pdus`), merged in
+    capture order so their requests count as answered and their command windows count."""
     pdus = collect_pdus(facts.path, target_port)
+    if extra:
+        pdus = sorted(pdus + extra, key=lambda q: q.frame)
     conns = {s.tcp_stream: s for s in facts.sessions}
     rel = facts.rel
     # Per stream: the session key (ISID, TSIH) once a login succeeded, for CmdSN-window bookkeeping.
@@ -527,3 +541,169 @@ def collect_exchanges(facts: CaptureFacts, target_port: int = 3260) -> ExchangeF
         sess_entry["connections"].append(entry)  # type: ignore[union-attr]
     return ExchangeFacts(pdus=pdus, tasks=tasks, logins=[logins[k] for k in sorted(logins)], logouts=logouts,
                          sessions=list(sessions.values()))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Key=value text split across PDUs (RFC 7143 §6.1). tshark shows each PDU's items on their own and does not
+# dissect some legal Login/Text PDUs at all (4.0.17 skips a Text Response with F=0 and C=0), so these facts
+# come from the TCP payload tshark prints per frame, framed here (BHS + AHS + padded data; the lab's scripted
+# sessions never negotiate digests) and decoded with the scripted initiator's own decoder, which shares no
+# code with the analyzer.
+
+#: Login/Text opcodes (§11.10-§11.13).
+TEXT_OPCODES = frozenset({0x03, 0x04, 0x23, 0x24})
+
+
+@dataclass
+class TextPduFacts:
+    """One Login or Text PDU read from the TCP payload: the frame carrying its last byte, flags, raw text."""
+
+    frame: int
+    t: float  # epoch of that frame
+    stream: int
+    from_target: bool
+    opcode: int
+    flags: int
+    itt: int
+    ttt: int | None  # Text PDUs only
+    status: int | None  # Login Response: Status-Class << 8 | Status-Detail
+    data: bytes
+    bhs: bytes
+
+    def as_pdu_facts(self) -> PduFacts:
+        """The fields `collect_exchanges` reads, as tshark would name them (§11.10-§11.13 BHS layout)."""
+        w = [int.from_bytes(self.bhs[o:o + 4], "big") for o in (20, 24, 28, 32)]
+        fields: dict[str, object] = {"iscsi.opcode": f"0x{self.opcode:02x}",
+                                     "iscsi.initiatortasktag": f"0x{self.itt:08x}"}
+        if self.from_target:
+            fields.update({"iscsi.statsn": str(w[1]), "iscsi.expcmdsn": str(w[2]), "iscsi.maxcmdsn": str(w[3])})
+        else:
+            fields.update({"iscsi.cmdsn": str(w[1]), "iscsi.I": "1" if self.bhs[0] & 0x40 else "0"})
+        if self.login:
+            fields.update({"iscsi.login.T": "1" if self.last else "0", "iscsi.login.nsg": str(self.flags & 3),
+                           "iscsi.isid": self.bhs[8:14].hex(), "iscsi.tsih": f"0x{self.bhs[14:16].hex()}"})
+            if self.status is not None:
+                fields["iscsi.login.status"] = f"0x{self.status:04x}"
+            else:
+                fields["iscsi.cid"] = str(w[0] >> 16)
+        return PduFacts(self.frame, self.t, self.stream, self.from_target, self.opcode, fields)
+
+    @property
+    def cont(self) -> bool:
+        """C bit (0x40)."""
+        return bool(self.flags & 0x40)
+
+    @property
+    def last(self) -> bool:
+        """T bit of a Login PDU, F bit of a Text PDU (0x80)."""
+        return bool(self.flags & 0x80)
+
+    @property
+    def login(self) -> bool:
+        """A Login Request or Response."""
+        return self.opcode in (0x03, 0x23)
+
+    @property
+    def name(self) -> str:
+        """Opcode name as tshark prints it."""
+        return OPCODES[self.opcode]
+
+    @property
+    def continues(self) -> bool:
+        """The sender's text goes on in its next PDU: C=1, or a Text PDU with F=0 whose text stops inside a
+        pair (tgtd's way to cut a long reply)."""
+        return self.cont or (not self.login and not self.last and bool(self.data) and self.data[-1] != 0)
+
+
+def collect_text_pdus(path: Path, target_port: int = 3260) -> list[TextPduFacts]:
+    """Every Login/Text PDU of `path` in capture order, framed from the TCP payload of each frame.
+
+    Needs a capture without retransmissions or reordering (the lab's loopback captures): the payloads
+    of one direction are simply concatenated. Raises `LabError` when the framing does not add up.
+    """
+    rows = tshark_rows(path, ("frame.number", "frame.time_epoch", "tcp.stream", "tcp.srcport", "tcp.payload"),
+                       "tcp.len > 0")
+    flows: dict[tuple[int, bool], tuple[bytearray, list[tuple[int, int, float]]]] = {}
+    for row in rows:
+        if not row["tcp.payload"]:
+            continue
+        key = (int(row["tcp.stream"][0]), int(row["tcp.srcport"][0]) == target_port)
+        buf, ends = flows.setdefault(key, (bytearray(), []))
+        buf += bytes.fromhex(row["tcp.payload"][0].replace(":", ""))
+        ends.append((len(buf), int(row["frame.number"][0]), float(row["frame.time_epoch"][0])))
+    out: list[TextPduFacts] = []
+    for (stream, from_target), (buf, ends) in flows.items():
+        pos = 0
+        while pos + 48 <= len(buf):
+            bhs = bytes(buf[pos:pos + 48])
+            ahs, dsl = bhs[4] * 4, int.from_bytes(bhs[5:8], "big")
+            start = pos + 48 + ahs
+            stop = start + dsl + (-dsl % 4)
+            if stop > len(buf):
+                raise LabError(f"{path}: stream {stream}: a PDU runs past the captured bytes at offset {pos}")
+            frame, t = next((f, t) for end, f, t in ends if end >= start + dsl)
+            op = bhs[0] & 0x3F
+            if op in TEXT_OPCODES:
+                out.append(TextPduFacts(
+                    frame, t, stream, from_target, op, bhs[1], int.from_bytes(bhs[16:20], "big"),
+                    int.from_bytes(bhs[20:24], "big") if op in (0x04, 0x24) else None,
+                    bhs[36] << 8 | bhs[37] if op == 0x23 else None, bytes(buf[start:start + dsl]), bhs))
+            pos = stop
+    out.sort(key=lambda p: p.frame)
+    return out
+
+
+def _decode_keys(data: bytes) -> list[list[str]]:
+    from analyzer.lab.scripted import decode_keys  # the generator's decoder, not the analyzer's
+
+    return [[k, v] for k, v in decode_keys(data)]
+
+
+def text_series(pdus: list[TextPduFacts]) -> list[dict[str, Any]]:
+    """The C-bit series of `pdus` (and tgtd's F=0 cuts): per stream and sender, consecutive PDUs of one
+    ITT whose text continues, up to the one that ends it. Each: the pieces (frame, length, flags, where the
+    piece ends), the other side's answers in between, whether it completed, and the rejoined keys."""
+    series: list[dict[str, Any]] = []
+    open_: dict[tuple[int, bool], dict[str, Any]] = {}
+    for p in pdus:
+        key = (p.stream, p.from_target)
+        peer = open_.get((p.stream, not p.from_target))
+        if peer is not None:
+            peer["answers"].append({"frame": p.frame, "opcode": p.name, "dsl": len(p.data),
+                                    "flags": f"0x{p.flags:02x}", "keys": _decode_keys(p.data)})
+            if (p.from_target and (p.last or (p.status or 0) >> 8)) or peer["itt"] != f"0x{p.itt:08x}":
+                # the target ended the exchange (final response, failed login) or the initiator began
+                # another one while the text went on
+                peer["ended_by"] = {"frame": p.frame, "opcode": p.name, "flags": f"0x{p.flags:02x}",
+                                    "status": None if p.status is None else f"0x{p.status:04x}"}
+                series.append(open_.pop((p.stream, not p.from_target)))
+        cur = open_.get(key)
+        if cur is not None and cur["itt"] != f"0x{p.itt:08x}":
+            cur["ended_by"] = {"frame": p.frame, "opcode": p.name, "flags": f"0x{p.flags:02x}", "status": None}
+            series.append(open_.pop(key))
+            cur = None
+        if cur is None:
+            if not p.continues:
+                continue
+            cur = open_[key] = {"stream": p.stream, "sender": "target" if p.from_target else "initiator",
+                                "opcode": p.name, "itt": f"0x{p.itt:08x}", "pieces": [], "answers": [],
+                                "completed": False, "ended_by": None, "text": b""}
+        tail = p.data[p.data.rfind(b"\0") + 1:] if p.data and p.data[-1] != 0 else b""
+        cur["pieces"].append({"frame": p.frame, "dsl": len(p.data), "flags": f"0x{p.flags:02x}",
+                              "c": p.cont, "f_or_t": p.last, "ends_inside_pair": bool(tail),
+                              "fragment": tail.decode("utf-8", "replace")})
+        cur["text"] = cur["text"] + p.data
+        if not p.continues:
+            cur["completed"] = True
+            series.append(open_.pop(key))
+    series.extend(open_.values())
+    for s in series:
+        s["keys"] = _decode_keys(s.pop("text"))
+    series.sort(key=lambda s: s["pieces"][0]["frame"])
+    return series
+
+
+def undissected_text_pdus(path: Path, target_port: int = 3260) -> list[TextPduFacts]:
+    """The Login/Text PDUs of `path` that tshark's iSCSI dissector does not show (by frame, opcode, ITT)."""
+    shown = {(q.frame, q.opcode, q.itt) for q in collect_pdus(path, target_port)}
+    return [q for q in collect_text_pdus(path, target_port) if (q.frame, q.opcode, q.itt) not in shown]

@@ -112,6 +112,8 @@ class Collector:
         self.last_ts: int | None = None
         self.last_frame = 0
         self.gap_bytes = 0
+        self.snaplen_cuts = 0  # TcpGap records of frames cut by the snap length (not losses)
+        self.snaplen_bytes = 0
         self.retransmitted_bytes = 0
         self.resync_skipped = 0
         self.damage: list[str] = []
@@ -150,7 +152,11 @@ class Collector:
         elif t is ConnectionSummary:
             self._connections[rec.conn] = rec  # type: ignore[attr-defined,assignment]
         elif t is TcpGap:
-            self.gap_bytes += rec.length  # type: ignore[attr-defined]
+            if rec.snaplen:  # type: ignore[attr-defined]
+                self.snaplen_cuts += 1
+                self.snaplen_bytes += rec.length  # type: ignore[attr-defined]
+            else:
+                self.gap_bytes += rec.length  # type: ignore[attr-defined]
         elif t is TcpRetransmission:
             self.retransmitted_bytes += rec.length  # type: ignore[attr-defined]
         elif t is FramingResync:
@@ -197,8 +203,10 @@ class Collector:
             "first_ts_ns": self.first_ts,
             "last_ts_ns": self.last_ts,
             "last_frame": self.last_frame,
-            "tcp_gaps": self.counts.get("TcpGap", 0),
+            "tcp_gaps": self.counts.get("TcpGap", 0) - self.snaplen_cuts,
             "gap_bytes": self.gap_bytes,
+            "snaplen_cut_segments": self.snaplen_cuts,
+            "snaplen_cut_bytes": self.snaplen_bytes,
             "retransmissions": self.counts.get("TcpRetransmission", 0),
             "retransmitted_bytes": self.retransmitted_bytes,
             "framing_resyncs": self.counts.get("FramingResync", 0),

@@ -18,6 +18,18 @@ answers Reject / NotUnderstood / Irrelevant (§6.2) leave the key at its default
 Secrets never leave this module: CHAP_C, CHAP_R (and all SRP_/KRB_/SPKM_ values) are not
 stored; only ``chap_used``, ``chap_algorithm`` and ``chap_mutual`` are.
 
+Text split across PDUs (§6.1, §6.2; C bit of §11.10-§11.13): a sender whose key=value text
+does not fit in one PDU sets C=1 and goes on in its next PDU of the same exchange; a key or a
+value may be cut anywhere (mid-key, mid-value, around the '=', right before the NUL). The
+data segments of such a series up to the first PDU with C=0 form one logical text data segment
+(LTDS), and only that is meaningful. :class:`TextJoiner` rejoins one sender's series byte-exactly
+from the records' raw ``text`` and hands the LTDS's keys to :meth:`Negotiation.feed`; the tracker
+decides when a series starts and ends (per connection and direction: login phase, Text
+exchange by ITT) and turns a :class:`TextBreak` into a Deviation record. Bounded: at most
+:data:`MAX_LTDS_BYTES` are buffered per sender; beyond that the complete pairs of each PDU are used
+and the pairs split across PDUs are lost, which a TextBreak says (likewise, without a break, when
+the framer did not keep a data segment: then the PDU has neither raw text nor keys).
+
 The key table below is a minimal own copy (RFC 7143 §13); ``analyzer/iscsi/text_keys.py``
 may replace it once it exists.
 """
@@ -26,6 +38,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Final
+
+from analyzer.iscsi.errors import DecodeError
+from analyzer.iscsi.text_keys import MAX_PAIRS, MAX_VALUE_BYTES, parse_keys
 
 
 class Fn(Enum):
@@ -150,7 +166,8 @@ class Negotiation:
     discovered_targets: list[str] = field(default_factory=list)
 
     def feed(self, side: str, keys: tuple[tuple[str, str], ...], *, ffp_text: bool = False) -> list[Issue]:
-        """Account for the keys one side sent in one Login/Text PDU."""
+        """Account for the keys one side sent in one Login/Text PDU, or in one C-bit series of them
+        rejoined by :class:`TextJoiner` (§6.1: only the whole text is meaningful)."""
         issues: list[Issue] = []
         for name, value in keys:
             if name.startswith(_SECRET_PREFIXES):
@@ -232,3 +249,117 @@ class Negotiation:
         if v is None:
             return "CHAP" if self.chap_used else "None"
         return v
+
+
+# --------------------------------------------------------------------------- text continuation (§6.1)
+
+#: Most bytes of one logical text data segment rejoined per sender. Our bound, not the RFC's (it
+#: sets none): 512 KiB hold a SendTargets reply listing a few thousand targets.
+MAX_LTDS_BYTES: Final = 512 * 1024
+
+Pairs = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TextBreak:
+    """A problem with a C-bit series (turned into a Deviation record by the tracker)."""
+
+    kind: str  #: "text_continuation_too_long", "text_continuation_malformed"
+    rfc: str
+    detail: str
+    start_frame: int  #: first PDU of the series
+
+
+def _items(raw: bytes) -> Pairs:
+    # The pairs of an LTDS that parse_keys refused (too many items or one too long): the first
+    # MAX_PAIRS items, over-long ones skipped.
+    out: list[tuple[str, str]] = []
+    for chunk in raw.split(b"\0"):
+        if not chunk or len(chunk) > MAX_VALUE_BYTES:
+            continue
+        key, eq, value = chunk.decode("utf-8", "replace").partition("=")
+        out.append((key, value) if eq else ("", key))
+        if len(out) >= MAX_PAIRS:
+            break
+    return tuple(out)
+
+
+@dataclass(slots=True, eq=False)
+class TextJoiner:
+    """One sender's Login/Text PDUs of one exchange, rejoined into one LTDS (RFC 7143 §6.1).
+
+    :meth:`feed` takes each PDU's raw data segment (``text``), its complete pairs (``keys``, the
+    fallback when ``text`` is missing), its DataSegmentLength and whether the text goes on in the
+    next PDU (``more``: C=1). It returns None while the series continues and the LTDS's keys at
+    its last PDU. A single PDU with C=0 costs nothing: its own ``keys`` come back as they are.
+    """
+
+    limit: int = MAX_LTDS_BYTES
+    buf: bytearray = field(default_factory=bytearray)
+    #: complete pairs gathered PDU by PDU once byte-exact joining had to stop
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+    exact: bool = True
+    pdus: int = 0  #: PDUs of the open series (0: none open)
+    first_frame: int = 0
+    tag: int | None = None  #: ITT of the open series
+
+    @property
+    def open(self) -> bool:
+        """True while a series has started and not reached its C=0 PDU."""
+        return self.pdus > 0
+
+    def reset(self) -> None:
+        """Forget the open series (its exchange ended or was abandoned)."""
+        self.buf = bytearray()
+        self.pairs = []
+        self.exact, self.pdus, self.first_frame, self.tag = True, 0, 0, None
+
+    def feed(self, text: bytes, keys: Pairs, dsl: int, more: bool, frame: int, tag: int
+             ) -> tuple[Pairs | None, list[TextBreak]]:
+        """Account for one PDU of the sender; (keys of the completed LTDS or None, problems)."""
+        breaks: list[TextBreak] = []
+        if not self.pdus:
+            if not more:
+                return keys, breaks
+            self.first_frame, self.tag = frame, tag
+        self.pdus += 1
+        if self.exact:
+            if dsl and not text:  # the framer did not keep this data segment
+                self._inexact()
+            elif len(self.buf) + len(text) > self.limit:
+                breaks.append(TextBreak(
+                    "text_continuation_too_long", "§6.1",
+                    f"the text continued over {self.pdus} PDUs beyond {self.limit} bytes; the analyzer stopped "
+                    f"rejoining it, so pairs split across PDUs from here on are lost", self.first_frame))
+                self._inexact()
+            else:
+                self.buf += text
+        if not self.exact:
+            room = MAX_PAIRS - len(self.pairs)
+            self.pairs.extend(kv for kv in keys[:max(room, 0)] if kv[0])
+        if more:
+            return None, breaks
+        out = self._joined(breaks)
+        self.reset()
+        return out, breaks
+
+    def _inexact(self) -> None:
+        self.exact = False
+        try:
+            self.pairs = list(parse_keys(self.buf, continued=True))
+        except DecodeError:
+            self.pairs = list(_items(bytes(self.buf[:self.buf.rfind(b"\0") + 1])))
+        self.buf = bytearray()
+
+    def _joined(self, breaks: list[TextBreak]) -> Pairs:
+        if not self.exact:
+            return tuple(self.pairs)
+        raw = bytes(self.buf)
+        try:
+            return parse_keys(raw)
+        except DecodeError as e:
+            breaks.append(TextBreak("text_continuation_malformed", "§6.1",
+                                    f"the rejoined text of {self.pdus} PDUs is not valid key=value text "
+                                    f"({e.reason}); its first {MAX_PAIRS} acceptable items are used",
+                                    self.first_frame))
+            return _items(raw)

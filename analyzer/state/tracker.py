@@ -21,6 +21,14 @@ sides at once (sent by one, received by the other). Session identity follows §6
   session marked ``mid_stream``.
 * The SSID is ISID + TargetPortalGroupTag (from the target's login response).
 
+Key=value text split across PDUs with the C bit (§6.1) is rejoined per connection and direction
+(``_ltds``, :class:`~analyzer.state.negotiation.TextJoiner`): negotiation, the session's names
+(InitiatorName, TargetName, SessionType, TargetPortalGroupTag, TargetAlias) and SendTargets results
+come from the joined text, never from a PDU's fragment. A series ends with its C=0 PDU; a new ITT,
+the end of the login phase or of the Text exchange abandons one still open. Breaks of the rules
+(a C=1 PDU answered with data, §6.2; C with T/F set; a pair cut without the C bit, as tgtd does
+with F=0; an abandoned series) become Deviation records.
+
 A capture that begins mid-connection starts the machines in the non-RFC ``UNKNOWN`` and
 places them with inferred transitions (see ``connection.py``). Responses whose ITT we
 never saw are not flagged on such connections (their command predates the capture), nor
@@ -57,6 +65,7 @@ import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from analyzer.iscsi.text_keys import text_tail
 from analyzer.records import (
     I2T,
     R2T,
@@ -108,7 +117,7 @@ from analyzer.state.events import (
     Transition,
 )
 from analyzer.state.machine import Context, Spec, advance
-from analyzer.state.negotiation import CONNECTION_PARAMS, SESSION_PARAMS, Issue, Negotiation
+from analyzer.state.negotiation import CONNECTION_PARAMS, SESSION_PARAMS, Issue, Negotiation, TextJoiner
 from analyzer.state.sequence import CmdWindow, StatSn, serial_add, serial_gt
 from analyzer.state.session import LIVE_STATES, SessInput, SessState
 from analyzer.state.tasks import (
@@ -208,6 +217,10 @@ class _Conn:
     was_ffp: dict[str, bool] = field(default_factory=lambda: {"initiator": False, "target": False})
     login: _Login | None = None
     text_neg: Negotiation | None = None
+    #: per direction: the sender's key=value text being rejoined across C-bit PDUs (§6.1)
+    ltds: dict[str, TextJoiner] = field(default_factory=dict)
+    #: (direction that owes an empty answer, frame and ITT of the C=1 PDU it answers) (§6.2)
+    ltds_answer: tuple[str, int, int] | None = None
     params_known: bool = False
     params: dict[str, str] = field(default_factory=dict)
     header_digest: bool = False
@@ -479,7 +492,7 @@ class SessionTracker:
             self._tcp(r)
         elif isinstance(r, (MalformedPdu, FramingResync)):
             c = self._conns.get(r.conn)
-            if c is not None:
+            if c is not None and not (isinstance(r, FramingResync) and r.found and not r.skipped):
                 self._damage(c, r.direction)
 
     # ------------------------------------------------------------------ helpers: machines
@@ -824,7 +837,9 @@ class SessionTracker:
             return
         if isinstance(r, TcpGap):
             gapped = self._conns.get(r.conn)
-            if gapped is not None:
+            # A snap-length cut loses no PDU (the framer skips cut data by its length; a cut
+            # header shows as a FramingResync, which does count as damage).
+            if gapped is not None and not r.snaplen:
                 self._damage(gapped, r.direction)
             return
         if not isinstance(r, (TcpFin, TcpRst, TcpClosed)):
@@ -832,6 +847,8 @@ class SessionTracker:
         c = self._conn_for(r)
         if isinstance(r, TcpClosed):
             c.tcp_closed = True
+            c.ltds.clear()  # nothing more can arrive: text still being rejoined is dropped (§6.1)
+            c.ltds_answer = None
             if c.tcp_end is None or r.reason == "rst":
                 c.tcp_end = r.reason
             if c.tcp_down:
@@ -1061,6 +1078,7 @@ class SessionTracker:
         if new_phase:
             if c.state["target"] is ConnState.UNKNOWN:
                 c.mid_stream = False  # the login is in the capture: identity is known
+            self._ltds_end(c, pdu, "the initiator began a new login")
             self._begin_login(c, pdu, keys)
         s = c.session
         if s is not None:
@@ -1075,10 +1093,114 @@ class SessionTracker:
             t = Task(s.id, c.id, pdu.itt, "login", pdu.first_frame, pdu.ts_ns, True, pdu.cmdsn, None)
             s.tasks[pdu.itt] = t
         if c.login is not None:
-            self._issues(c, pdu, c.login.neg.feed("initiator", pdu.keys))
+            joined = self._ltds(c, s, pdu)
+            if joined is not None:
+                if joined is not pdu.keys:  # the text spanned C-bit PDUs: names may come only now
+                    self._joined_identity(c, _keys(joined))
+                self._issues(c, pdu, c.login.neg.feed("initiator", joined))
             if s is not None and (lt := s.tasks.get(c.login.itt)) is not None:
                 lt.touch(pdu.frame, pdu.ts_ns)
         self._settle(c, pdu.frame, pdu.ts_ns, "Login Request")
+
+    # ---------------------------------------------------------------- text split across PDUs (§6.1)
+
+    def _ltds(self, c: _Conn, s: _Session | None,
+              pdu: LoginRequest | LoginResponse | TextRequest | TextResponse) -> tuple[tuple[str, str], ...] | None:
+        """The keys of the logical text data segment (§6.1) this Login/Text PDU completes -- its own
+        keys when no C-bit series is open -- or None while its sender's text goes on. Checks the
+        continuation rules on the way (§6.1, §6.2, C bit of §11.10-§11.13) as Deviation records."""
+        side = "initiator" if pdu.direction == I2T else "target"
+        name = _PDU_NAMES[type(pdu).__name__]
+        login = isinstance(pdu, (LoginRequest, LoginResponse))
+        for direction, other in c.ltds.items():  # a PDU of another exchange ends any series still going on
+            if other.open and other.tag != pdu.itt:
+                self._ltds_abandoned(c, s, pdu, other, "initiator" if direction == I2T else "target",
+                                     f"the {side} began another exchange (ITT {pdu.itt:#x}, {name} of frame "
+                                     f"{pdu.frame})")
+        owed = c.ltds_answer
+        if owed is not None:
+            # Only the peer's next PDU of the exchange answers a C=1 PDU; if the sender goes on first, the
+            # answer is not in the capture (or never came): nothing to check.
+            c.ltds_answer = None
+            if owed[0] == pdu.direction and pdu.dsl and pdu.itt == owed[2]:
+                self._deviation(c, s, pdu.frame, pdu.ts_ns, "text_continuation_answer_not_empty", "§6.2",
+                                f"the {side} answered the C=1 PDU of frame {owed[1]} with a {name} carrying "
+                                f"{pdu.dsl} bytes of text; a PDU whose text continues must be answered by one "
+                                f"without data", owed[1], side=side, itt=pdu.itt)
+        more = pdu.cont
+        last = pdu.transit if isinstance(pdu, (LoginRequest, LoginResponse)) else pdu.final
+        if pdu.cont and last:
+            bit, rfc = ("T", "§11.12" if pdu.direction == I2T else "§11.13") if login else \
+                ("F", "§11.10" if pdu.direction == I2T else "§11.11")
+            self._deviation(c, s, pdu.frame, pdu.ts_ns, "text_continue_with_final", rfc,
+                            f"{name} with both the C and the {bit} bit set; a PDU whose text continues must have "
+                            f"{bit}=0 (its text is joined with the next {name})", pdu.frame, side=side, itt=pdu.itt)
+        elif not pdu.cont and not login and not pdu.final and pdu.text and pdu.text[-1] != 0:
+            more = True  # tgtd cuts long SendTargets replies anywhere and continues them with F=0 only
+            cut = len(text_tail(pdu.text))
+            self._deviation(c, s, pdu.frame, pdu.ts_ns, "text_split_without_continue", "§6.1",
+                            f"{name} with F=0 ends inside a key=value pair ({cut} bytes after its last NUL) "
+                            f"without the C bit; only a C=1 PDU may split a pair. "
+                            f"Its text is joined with the next {name} of the exchange", pdu.frame, side=side,
+                            itt=pdu.itt)
+        j = c.ltds.get(pdu.direction)
+        if j is None:
+            if not more:
+                return pdu.keys
+            j = c.ltds[pdu.direction] = TextJoiner()
+        keys, breaks = j.feed(pdu.text, pdu.keys, pdu.dsl, more, pdu.frame, pdu.itt)
+        for b in breaks:
+            self._deviation(c, s, pdu.frame, pdu.ts_ns, b.kind, b.rfc, b.detail, b.start_frame, side=side,
+                            itt=pdu.itt)
+        if pdu.cont:
+            c.ltds_answer = (T2I if pdu.direction == I2T else I2T, pdu.frame, pdu.itt)
+        return keys
+
+    def _ltds_abandoned(self, c: _Conn, s: _Session | None, pdu: Pdu, j: TextJoiner, owner: str, why: str) -> None:
+        # The deviation is on the sender of ``pdu``, the PDU that ended the series early.
+        self._deviation(c, s, pdu.frame, pdu.ts_ns, "text_continuation_abandoned", "§6.1",
+                        f"the {owner}'s key=value text announced more with the C bit ({j.pdus} PDU(s) from frame "
+                        f"{j.first_frame}) but {why} before it ended; that text is dropped", j.first_frame,
+                        side="initiator" if pdu.direction == I2T else "target", itt=j.tag)
+        j.reset()
+
+    def _ltds_end(self, c: _Conn, pdu: Pdu, why: str) -> None:
+        """The login phase or Text exchange is over (``pdu`` ended it): no text may still be
+        continuing (§6.1)."""
+        for direction, j in list(c.ltds.items()):
+            if j.open:
+                self._ltds_abandoned(c, c.session, pdu, j, "initiator" if direction == I2T else "target",
+                                     f"{why} (frame {pdu.frame})")
+        c.ltds.clear()
+        c.ltds_answer = None
+
+    def _joined_identity(self, c: _Conn, keys: dict[str, str]) -> None:
+        """Names the first Login Request did not carry whole because its text continued in later
+        PDUs (§6.1) complete the login's identity, as ``_begin_login`` would have used them."""
+        login, s = c.login, c.session
+        if login is None or s is None:
+            return
+        iname, tname, stype = keys.get("InitiatorName"), keys.get("TargetName"), keys.get("SessionType")
+        if login.kind not in ("leading", "session_reinstatement") or login.tsih != 0:
+            if s.initiator_name is None and iname:
+                s.initiator_name = iname
+            return
+        if stype:
+            s.session_type = stype
+        if (s.initiator_name or not iname) and (s.target_name or not tname):
+            return
+        self._unindex(s)
+        s.initiator_name, s.target_name = s.initiator_name or iname, s.target_name or tname
+        if login.old_session is None:  # §6.3.5: the same InitiatorName, ISID and TargetName as a live session
+            old = self._by_nexus.get((s.initiator_name, login.isid, s.target_name))
+            if old is not None and old is not s:
+                if old.live():
+                    login.kind, login.old_session = "session_reinstatement", old
+                    login.old_states = {side: old.state[side].value for side in SIDES}
+                    self._reinstating[old.id] = c
+                else:
+                    self._unindex(old)
+        self._index(s)
 
     def _begin_login(self, c: _Conn, pdu: LoginRequest, keys: dict[str, str]) -> None:
         iname, tname = keys.get("InitiatorName"), keys.get("TargetName")
@@ -1154,15 +1276,17 @@ class SessionTracker:
             if pdu.itt != login.itt:
                 self._seq_event(pdu, s, "unexpected_response", login.itt, pdu.itt,
                                 "Login Response ITT differs from the login's ITT", pdu.itt)
-            self._issues(c, pdu, login.neg.feed("target", pdu.keys))
-            keys = _keys(pdu.keys)
-            if "TargetPortalGroupTag" in keys and login.kind in ("leading", "session_reinstatement", "unknown"):
-                try:
-                    s.tpgt = int(keys["TargetPortalGroupTag"], 0)
-                except ValueError:
-                    pass
-            if "TargetAlias" in keys:
-                s.target_alias = keys["TargetAlias"]
+            joined = self._ltds(c, s, pdu)
+            if joined is not None:
+                self._issues(c, pdu, login.neg.feed("target", joined))
+                keys = _keys(joined)
+                if "TargetPortalGroupTag" in keys and login.kind in ("leading", "session_reinstatement", "unknown"):
+                    try:
+                        s.tpgt = int(keys["TargetPortalGroupTag"], 0)
+                    except ValueError:
+                        pass
+                if "TargetAlias" in keys:
+                    s.target_alias = keys["TargetAlias"]
         if pdu.status_class == 0:  # numbering fields are valid only for class 0 (§11.13)
             gap = c.statsn.advance(pdu.statsn)
             if gap is not None:
@@ -1251,6 +1375,7 @@ class SessionTracker:
             self._emit_task(s, task, task.finish(pdu.frame, pdu.ts_ns, "completed", login_status=(0, 0),
                                                  response_name="Success"))
         c.login = None
+        self._ltds_end(c, pdu, "the target ended the login phase")
         if login is not None:
             if login.old_conn is not None:
                 self._conn_reinstated(c, login, pdu)
@@ -1262,6 +1387,8 @@ class SessionTracker:
     def _login_failed(self, c: _Conn, frame: int, ts: int, pdu: LoginResponse | None, cause: str) -> None:
         login, s = c.login, c.session
         c.login = None
+        if pdu is not None:
+            self._ltds_end(c, pdu, "the target failed the login")
         if login is None or s is None:
             return
         ev = f"login on {c.id} failed ({cause})"
@@ -1487,7 +1614,9 @@ class SessionTracker:
                 t.touch(pdu.frame, pdu.ts_ns)
             if c.text_neg is None:
                 c.text_neg = Negotiation()
-            self._issues(c, pdu, c.text_neg.feed("initiator", pdu.keys, ffp_text=True))
+            joined = self._ltds(c, s, pdu)
+            if joined is not None:
+                self._issues(c, pdu, c.text_neg.feed("initiator", joined, ffp_text=True))
         elif isinstance(pdu, LogoutRequest):
             self._logout_request(c, s, pdu)
             return
@@ -1793,9 +1922,12 @@ class SessionTracker:
         t = self._task_for(c, s, pdu, "text")
         if c.text_neg is None:
             c.text_neg = Negotiation()
-        self._issues(c, pdu, c.text_neg.feed("target", pdu.keys, ffp_text=True))
+        joined = self._ltds(c, s, pdu)
+        if joined is not None:
+            self._issues(c, pdu, c.text_neg.feed("target", joined, ffp_text=True))
         if not pdu.final or pdu.cont:
             return
+        self._ltds_end(c, pdu, "the target ended the Text exchange with its final response")
         neg, c.text_neg = c.text_neg, None
         for name in neg.discovered_targets:
             if len(s.discovered_targets) < 1000 and name not in s.discovered_targets:

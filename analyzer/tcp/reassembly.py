@@ -43,6 +43,12 @@ buffer. The policies (documented in the README):
   (after an explicit gap) and ends with ``TcpClosed(reason="evicted")`` (the ``resource_limit``
   anomaly). Its ``#N`` counter is kept so a later connection on the same 4-tuple gets a new id;
   the counters of flows that never published an id are dropped, so memory stays bounded.
+* **Snap length**: a frame the capture cut short (its IP length says the segment carried more
+  payload than was captured) delivers its captured bytes, then the cut tail at once as a
+  ``TcpGap`` with ``snaplen=True``: the stream position stays exact, so the framer skips a cut
+  data segment by its length and keeps framing (headers at the start of segments survive a
+  small snaplen, as they do in Wireshark). A cut segment that arrives out of order keeps only
+  its captured bytes; its tail becomes an ordinary gap once proven lost.
 * **Zero window**: a segment advertising window 0 starts a ``TcpZeroWindow`` episode (one
   record per episode).
 
@@ -51,7 +57,8 @@ events) or *stream items*, plain tuples for speed:
 
 * ``(DATA, conn, direction, frame, ts_ns, data)`` with ``data`` a bytes-like object the
   consumer must copy if it keeps it (it may be a view of the capture reader's buffer);
-* ``(GAP, conn, direction, frame, ts_ns, length)`` for bytes missing from the capture.
+* ``(GAP, conn, direction, frame, ts_ns, length)`` for bytes missing from the capture
+  (tag ``SNAPLEN_GAP`` when a frame's tail was cut by the capture's snap length).
 
 A consumer may ``attach`` a *sink* per direction of an open connection (the pipeline attaches
 its framers' ``feed``): in-order payload of a segment that produced nothing else is then handed
@@ -86,6 +93,7 @@ from analyzer.records import (
 
 DATA: Final = 0  #: stream item tag: in-order payload bytes
 GAP: Final = 1  #: stream item tag: bytes missing from the capture
+SNAPLEN_GAP: Final = 2  #: stream item tag: bytes of a captured frame cut by the snap length
 
 FIN: Final = 0x01
 SYN: Final = 0x02
@@ -228,9 +236,13 @@ class TcpReassembler:
 
     def feed_segment(
         self, frame: int, ts_ns: int, src: bytes, dst: bytes, sport: int, dport: int,
-        seq: int, ack: int, flags: int, window: int, payload: bytes | memoryview,
+        seq: int, ack: int, flags: int, window: int, payload: bytes | memoryview, missing: int = 0,
     ) -> list[object]:
-        """Feed one TCP segment (capture order). Returns TCP records and stream items."""
+        """Feed one TCP segment (capture order). Returns TCP records and stream items.
+
+        ``missing``: payload bytes the segment carried after ``payload`` that the capture cut
+        (snaplen); see "Snap length" in the module doc.
+        """
         self.segments += 1
         self.sunk = False
         entry = self.flows.get((src, sport, dst, dport))
@@ -268,9 +280,9 @@ class TcpReassembler:
         elif half.zero_window:
             half.zero_window = False
         n = len(payload)
-        if n:
+        if n or missing:
             if flow.iscsi is None:
-                if not self._classify(flow, d, payload, src, dst, sport, dport):
+                if not n or not self._classify(flow, d, payload, src, dst, sport, dport):
                     return out
                 d = 0 if half is flow.halves[0] else 1  # roles may have been swapped
             if not flow.opened:
@@ -278,7 +290,15 @@ class TcpReassembler:
             nxt = half.next_seq
             if nxt is None:
                 half.next_seq = nxt = seq
-            if seq == nxt and not half.ooo:
+            if missing and seq == nxt and not half.ooo:
+                # Cut by the snaplen: deliver what was captured, then the cut tail as a gap.
+                half.next_seq = (seq + n + missing) & MASK
+                if n:
+                    out.append((DATA, flow.conn, DIRECTIONS[d], frame, ts_ns, payload))
+                self._gap_item(flow, d, frame, ts_ns, (seq + n) & MASK, missing, out, snaplen=True)
+            elif missing and not n:
+                pass  # out of order, nothing captured: the hole is declared when it is proven lost
+            elif seq == nxt and not half.ooo:
                 half.next_seq = (seq + n) & MASK
                 sink = half.sink
                 if sink is not None and not out and not flags & (RST | FIN):
@@ -290,9 +310,9 @@ class TcpReassembler:
                 self._segment_slow(flow, d, frame, ts_ns, seq, payload, out)
         if flags & (RST | FIN):
             if flags & RST:
-                self._rst(flow, d, frame, ts_ns, out, (seq + n) & MASK)
+                self._rst(flow, d, frame, ts_ns, out, (seq + n + missing) & MASK)
             else:
-                self._fin(flow, d, frame, ts_ns, (seq + n) & MASK, out)
+                self._fin(flow, d, frame, ts_ns, (seq + n + missing) & MASK, out)
         return out
 
     def finish(self, frame: int, ts_ns: int) -> list[object]:
@@ -623,9 +643,9 @@ class TcpReassembler:
                 break
 
     def _gap_item(self, flow: Flow, d: int, frame: int, ts_ns: int, seq: int, length: int,
-                  out: list[object]) -> None:
-        out.append(TcpGap(frame, ts_ns, flow.conn, DIRECTIONS[d], seq, length))
-        out.append((GAP, flow.conn, DIRECTIONS[d], frame, ts_ns, length))
+                  out: list[object], snaplen: bool = False) -> None:
+        out.append(TcpGap(frame, ts_ns, flow.conn, DIRECTIONS[d], seq, length, snaplen))
+        out.append((SNAPLEN_GAP if snaplen else GAP, flow.conn, DIRECTIONS[d], frame, ts_ns, length))
 
 
 def _fmt_ep(ip: str, port: int) -> str:
@@ -640,4 +660,4 @@ def _format_ip(addr: bytes) -> str:
     return str(ipaddress.IPv6Address(addr))
 
 
-__all__ = ["TcpReassembler", "DATA", "GAP", "seq_diff", "looks_like_login_request", "Record"]
+__all__ = ["TcpReassembler", "DATA", "GAP", "SNAPLEN_GAP", "seq_diff", "looks_like_login_request", "Record"]

@@ -47,6 +47,15 @@ ALLOWED: tuple[Allowed, ...] = (
     # end the connection at the RST (analyzer/tcp/reassembly.py policy); tshark dissects on.
     Allowed("initiator_killed.pcap", 616, "missing", "opcode 0x25 ITT 0x4cbfbec1",
             "Data-In sent by the target after the initiator's in-window RST (frame 610)"),
+    # text_continuation: tgtd answers SendTargets=All to an initiator that declared
+    # MaxRecvDataSegmentLength=512 with 512-byte Text Responses with F=0 and C=0 and a TTT (a
+    # long response continued by follow-on Text Requests, RFC 7143 §11.11.1). tshark 4.0.17 does
+    # not take a Text Response with neither F nor C set as iSCSI (the frame stays plain TCP, with
+    # or without its bogus-PDU filter; setting F or C alone in the same bytes makes it dissect),
+    # so it shows 3 PDUs fewer. The lab manifest lists them under
+    # expect.text_continuation.tshark_undissected.
+    *(Allowed("text_continuation.pcap", frame, "extra", "opcode 0x24 ITT 0x00000011",
+              "Text Response with F=0 and C=0 that tshark does not dissect") for frame in (17, 19, 21)),
 )
 
 

@@ -188,3 +188,17 @@ def test_format_ip() -> None:
     assert format_ip(bytes.fromhex("fe800000000000000000000000000001")) == "fe80::1"
     assert format_ip(IP6_B) == "2001:db8::2"
     assert format_ip(b"\x01\x02") == "0102"
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_snaplen_cut_frame_reports_missing_payload(version: int) -> None:
+    """A frame cut by the snap length: the payload is what was captured, ``missing`` the rest."""
+    payload = bytes(range(200))
+    seg = tcp(sport=51000, dport=3260, seq=1, ack=2, flags=0x18, window=100, payload=payload)
+    frame = ethernet(ipv4(seg) if version == 4 else ipv6(seg), 0x0800 if version == 4 else 0x86DD)
+    keep = 60  # bytes of payload the capture kept
+    cut = frame[: len(frame) - len(payload) + keep]
+    r = decode_frame(1, cut)
+    assert r is not None and bytes(r[8]) == payload[:keep] and r[9] == len(payload) - keep
+    whole = decode_frame(1, frame)
+    assert whole is not None and bytes(whole[8]) == payload and whole[9] == 0

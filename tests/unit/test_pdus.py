@@ -361,9 +361,12 @@ def test_data_none_means_no_sense_and_no_keys() -> None:
 
 
 def test_login_keys_partial_item_is_kept() -> None:
+    # C=1: the unterminated trailing fragment continues in the next PDU (§6.1); it is no pair of its
+    # own, but the raw text keeps it for the state layer to rejoin.
     p = b.decode_wire(b.login_request(keys=[], data=b"CHAP_C=0x1234\0tail-of-previous", cont=True, transit=False))
     assert isinstance(p, LoginRequest)
-    assert p.keys == (("CHAP_C", "0x1234"), ("", "tail-of-previous"))
+    assert p.keys == (("CHAP_C", "0x1234"),)
+    assert p.text == b"CHAP_C=0x1234\0tail-of-previous"
 
 
 def test_reject_with_short_header() -> None:

@@ -17,7 +17,7 @@ from analyzer.records import (
     TcpRst,
     TcpZeroWindow,
 )
-from analyzer.tcp.reassembly import DATA, GAP, TcpReassembler, looks_like_login_request, seq_diff
+from analyzer.tcp.reassembly import DATA, GAP, SNAPLEN_GAP, TcpReassembler, looks_like_login_request, seq_diff
 
 CLI = b"\x0a\x00\x00\x01"
 SRV = b"\x0a\x00\x00\x02"
@@ -266,3 +266,33 @@ def test_any_segmentation_and_order_gives_same_stream(data: bytes, rnd: random.R
             c.c2s(1 + off, chunk)  # retransmission
     assert c.stream() == data
     assert not c.records(TcpGap)
+
+
+def _feed_cut(c: Conn, seq_off: int, data: bytes, missing: int) -> None:
+    c.frame += 1
+    c.out += c.r.feed_segment(c.frame, c.frame * 1000, SRV, CLI, c.sport, c.cport, (c.isn_s + seq_off) & 0xFFFFFFFF,
+                              (c.isn_c + 1) & 0xFFFFFFFF, ACK | PSH, 1000, memoryview(data), missing)
+
+
+def test_snaplen_cut_tail_is_an_exact_snaplen_gap() -> None:
+    """The captured bytes are delivered, the cut tail is a gap at its exact place, and the
+    stream goes on in order after it (no out-of-order buffering, no ACK-proven loss)."""
+    c = Conn()
+    c.handshake()
+    _feed_cut(c, 1, b"head", missing=96)  # a 100-byte segment cut after 4 bytes
+    _feed_cut(c, 101, b"next", missing=0)
+    items = [i for i in c.out if type(i) is tuple and i[2] == "t2i"]
+    assert [(i[0], bytes(i[5]) if i[0] == DATA else i[5]) for i in items] == [
+        (DATA, b"head"), (SNAPLEN_GAP, 96), (DATA, b"next")]
+    gaps = c.records(TcpGap)
+    assert len(gaps) == 1 and gaps[0].snaplen and gaps[0].length == 96
+    assert gaps[0].seq == (c.isn_s + 5) & 0xFFFFFFFF
+
+
+def test_snaplen_cut_with_nothing_captured_keeps_position() -> None:
+    c = Conn()
+    c.handshake()
+    _feed_cut(c, 1, b"", missing=50)
+    _feed_cut(c, 51, b"more", missing=0)
+    items = [i for i in c.out if type(i) is tuple and i[2] == "t2i"]
+    assert [(i[0], bytes(i[5]) if i[0] == DATA else i[5]) for i in items] == [(SNAPLEN_GAP, 50), (DATA, b"more")]

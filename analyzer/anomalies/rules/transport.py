@@ -1,8 +1,8 @@
 """Transport and capture findings: TCP retransmissions, zero windows, capture gaps, overlaps,
 framing problems, damaged captures, evicted flows.
 
-Kinds: tcp_retransmissions, zero_window, capture_gap, tcp_overlap_conflict, malformed_pdu,
-framing_lost, capture_damaged, resource_limit.
+Kinds: tcp_retransmissions, zero_window, capture_gap, capture_truncated, tcp_overlap_conflict,
+malformed_pdu, framing_lost, capture_damaged, resource_limit.
 
 Per-stream counters are summarised once per connection and direction when the connection
 closes (``TcpClosed``, which the pipeline also emits at capture end), so a lossy capture
@@ -65,6 +65,10 @@ class _Stream:
     gap_bytes: int = 0
     gap_frames: list[int] = field(default_factory=list)
     gap_first_ts: int = 0
+    cut: int = 0  # segments cut by the snap length
+    cut_bytes: int = 0
+    cut_frames: list[int] = field(default_factory=list)
+    cut_first_ts: int = 0
 
 
 class TransportRule(Rule):
@@ -101,6 +105,15 @@ class TransportRule(Rule):
 
     def gap(self, g: TcpGap) -> None:
         s = self._s(g.conn, g.direction)
+        if g.snaplen:  # cut by the snap length: not lost, and the stream position is exact
+            if not s.cut:
+                s.cut_first_ts = g.ts_ns
+            s.cut += 1
+            s.cut_bytes += g.length
+            s.carried += g.length
+            if len(s.cut_frames) < _KEEP:
+                s.cut_frames.append(g.frame)
+            return
         if not s.gaps:
             s.gap_first_ts = g.ts_ns
         s.gaps += 1
@@ -178,6 +191,12 @@ class TransportRule(Rule):
                      f"The capture is missing {_bytes(s.gap_bytes)} of the {dw} stream in {s.gaps} "
                      f"gap{'s' if s.gaps != 1 else ''}, the first at frame {s.gap_frames[0]}: analysis of this stream "
                      f"after that point is uncertain{tail}.", conn=conn, frames=s.gap_frames)
+        if s.cut:
+            ctx.emit("capture_truncated", s.cut_frames[0], s.cut_first_ts,
+                     f"The capture's snap length cut {s.cut} segment{'s' if s.cut != 1 else ''} of the {dw} stream "
+                     f"({_bytes(s.cut_bytes)} of payload not captured): PDU headers were decoded and cut data "
+                     f"segments skipped by length, so their contents (login/text keys, sense data) and data "
+                     f"digests are unknown.", conn=conn, frames=s.cut_frames)
 
     def finish(self, ts_ns: int) -> None:
         for conn in sorted({k[0] for k in self._streams}):
@@ -208,6 +227,8 @@ class FramingRule(Rule):
         c = ctx.conns.get(r.conn)
         earlier_loss = c is not None and r.direction in c.gap_dirs
         why = {"gap": "after a capture gap", "mid_stream": "because the capture began mid-stream",
+               "snaplen": "where the capture's snap length cut a PDU header",
+               "digests_unknown": "while detecting digests (the login's digest keys were not captured)",
                "implausible_header": "because the stream did not hold a plausible iSCSI header"}.get(r.reason, r.reason)
         found = "then found a PDU header" if r.found else "and found no PDU boundary"
         sev = "warning" if r.reason == "implausible_header" and not earlier_loss else "info"

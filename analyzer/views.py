@@ -41,16 +41,20 @@ def hex32(v: int | None) -> str | None:
     return None if v is None else f"0x{v:08x}"
 
 
-#: Per record type, source expressions for (cdb_opcode, scsi_status, response, datasn, buffer_offset).
+#: "0x00" .. "0xff": one-byte codes as the listing shows them (a lookup, not a format call per cell).
+_HEX2: Final = tuple(f"0x{v:02x}" for v in range(256))
+
+#: Per record type, source expressions for (cdb_opcode, scsi_status, response, datasn, buffer_offset),
+#: shared by the row and the CSV line builders (``HEX2`` is in both builders' namespace).
 _EXTRA_SRC: Final[dict[type, tuple[str, str, str, str, str]]] = {
-    ScsiCommand: ('f"0x{p.cdb.opcode:02x}"', "None", "None", "None", "None"),
-    ScsiResponse: ("None", 'f"0x{p.status:02x}"', 'f"0x{p.response:02x}"', "None", "None"),
-    DataIn: ("None", '(None if p.status is None else f"0x{p.status:02x}")', "None", "p.datasn", "p.buffer_offset"),
+    ScsiCommand: ("HEX2[p.cdb.opcode]", "None", "None", "None", "None"),
+    ScsiResponse: ("None", "HEX2[p.status]", "HEX2[p.response]", "None", "None"),
+    DataIn: ("None", "(None if p.status is None else HEX2[p.status])", "None", "p.datasn", "p.buffer_offset"),
     DataOut: ("None", "None", "None", "p.datasn", "p.buffer_offset"),
     R2T: ("None", "None", "None", "None", "p.buffer_offset"),
     LoginResponse: ("None", "None", 'f"0x{p.status_class:02x}{p.status_detail:02x}"', "None", "None"),
-    LogoutResponse: ("None", "None", 'f"0x{p.response:02x}"', "None", "None"),
-    TaskMgmtResponse: ("None", "None", 'f"0x{p.response:02x}"', "None", "None"),
+    LogoutResponse: ("None", "None", "HEX2[p.response]", "None", "None"),
+    TaskMgmtResponse: ("None", "None", "HEX2[p.response]", "None", "None"),
 }
 
 _OPCODE_NAMES: list[str] = []
@@ -89,7 +93,7 @@ def _row_builder(cls: type) -> Any:
     ]
     assert len(cells) == len(PDU_COLUMNS)
     source = "lambda p, src, sport, dst, dport, info: (" + ", ".join(cells) + ",)"
-    return eval(source, {"NAMES": _opcode_names()})  # noqa: S307 - built from our own field names only
+    return eval(source, {"NAMES": _opcode_names(), "HEX2": _HEX2})  # noqa: S307 - built from our own field names only
 
 
 def pdu_values(pdu: Pdu | MalformedPdu, endpoints: Any, info: str) -> tuple[Any, ...]:
@@ -125,7 +129,7 @@ def _csv_builder(cls: type) -> Any:
         return ("%s", f"'' if p.{name} is None else p.{name}") if name in fields else ("", None)
 
     extras = [("", None) if x == "None" else ("%s", f"'' if (_v := ({x})) is None else _v")
-              for x in _CSV_EXTRA_SRC.get(cls, ("None",) * 5)]
+              for x in _EXTRA_SRC.get(cls, ("None",) * 5)]
     cdb_opcode, status, response, datasn, buffer_offset = extras
     ts = "(t := str(p.ts_ns))[:-9] + '.' + t[-9:] if p.ts_ns >= 1_000_000_000 else TS(p.ts_ns)"
     cells: list[tuple[str, str | None]] = [
@@ -143,20 +147,6 @@ def _csv_builder(cls: type) -> Any:
     return eval(source, {"NAMES": _opcode_names(), "HEX2": _HEX2, "TS": ts_text})  # noqa: S307 - our own field names
 
 
-#: "0x00" .. "0xff": one-byte codes as the listing shows them (a lookup, not a format call per cell).
-_HEX2: Final = tuple(f"0x{v:02x}" for v in range(256))
-
-#: ``_EXTRA_SRC`` for the CSV line builders: one-byte codes through ``HEX2``.
-_CSV_EXTRA_SRC: Final[dict[type, tuple[str, str, str, str, str]]] = {
-    ScsiCommand: ("HEX2[p.cdb.opcode]", "None", "None", "None", "None"),
-    ScsiResponse: ("None", "HEX2[p.status]", "HEX2[p.response]", "None", "None"),
-    DataIn: ("None", "(None if p.status is None else HEX2[p.status])", "None", "p.datasn", "p.buffer_offset"),
-    DataOut: ("None", "None", "None", "p.datasn", "p.buffer_offset"),
-    R2T: ("None", "None", "None", "None", "p.buffer_offset"),
-    LoginResponse: ("None", "None", 'f"0x{p.status_class:02x}{p.status_detail:02x}"', "None", "None"),
-    LogoutResponse: ("None", "None", "HEX2[p.response]", "None", "None"),
-    TaskMgmtResponse: ("None", "None", "HEX2[p.response]", "None", "None"),
-}
 
 
 def pdu_csv(pdu: Pdu | MalformedPdu, endpoints: Any, info_cell: str) -> str:

@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 DEMO_CAPTURE ?= sample_pcaps/admin_drop.pcap
 
-.PHONY: setup demo test lab bench clean
+.PHONY: setup demo test lab bench golden clean
 
 setup:
 	@scripts/setup.sh
@@ -17,6 +17,9 @@ test: setup
 
 lab: setup
 	$(VENV)/bin/iscsi-analyzer lab run --all --out sample_pcaps
+
+golden: setup
+	$(VENV)/bin/python scripts/golden.py
 
 bench: setup
 	$(VENV)/bin/python bench/run.py

@@ -248,7 +248,7 @@ def run_report(
 
 def analyze_many(*args: Any, **kwargs: Any) -> Any:
     """Many captures / ring-buffer chains on Dask; see :func:`analyzer.batch.analyze_many`."""
-    from analyzer.batch import analyze_many as _analyze_many
+    from analyzer.batch.runner import analyze_many as _analyze_many
 
     return _analyze_many(*args, **kwargs)
 

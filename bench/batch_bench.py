@@ -74,7 +74,7 @@ def _sequential(files: list[Path], out: Path) -> float:
 
 
 def _batch(client: Any, inputs: list[Path], out: Path) -> tuple[float, Any]:
-    from analyzer.batch import analyze_many
+    from analyzer.batch.runner import analyze_many
 
     shutil.rmtree(out, ignore_errors=True)
     t = time.perf_counter()
@@ -159,7 +159,7 @@ def main() -> int:
         print("editcap not found (apt-get install wireshark-common)", file=sys.stderr)
         return 2
 
-    from analyzer.batch import probe_file
+    from analyzer.batch.runner import probe_file
 
     work = Path(tempfile.mkdtemp(prefix="batch_bench_"))
     results: list[dict[str, Any]] = []

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import pandas as pd
 
-from analyzer.output import escape_controls
+from analyzer.render.output import escape_controls
 from analyzer.reports import frames
 
 #: Tables written as Parquet (all of them).
@@ -31,7 +31,7 @@ FORMAT_VERSION: Final = 1
 
 def neutralise_cell(value: Any) -> Any:
     """``'`` + value when a spreadsheet would treat the text cell as a formula; control
-    characters shown as escapes (``analyzer.output.escape_controls``)."""
+    characters shown as escapes (``analyzer.render.output.escape_controls``)."""
     if isinstance(value, str):
         value = escape_controls(value)
         if value.startswith(FORMULA_CHARS):

@@ -49,7 +49,7 @@ from analyzer.records import (
     TextResponse,
 )
 from analyzer.state.events import ConnectionSummary, SessionSummary, TaskRecord, Transition
-from analyzer.views import PDU_COLUMNS, pdu_row
+from analyzer.render.rows import PDU_COLUMNS, pdu_row
 
 # --------------------------------------------------------------------------- schemas
 

@@ -29,7 +29,7 @@ def _rows(df: pd.DataFrame) -> list[dict[str, Any]]:
     return cast(list[dict[str, Any]], df.to_dict("records"))
 
 from analyzer.iscsi.text_keys import mask_secret
-from analyzer.output import escape_controls
+from analyzer.render.output import escape_controls
 from analyzer.reports.frames import params_dict
 
 if TYPE_CHECKING:

@@ -31,7 +31,7 @@ from conftest import sample_captures
 pytest.importorskip("distributed")
 
 from analyzer.api import analyze, capture_stem
-from analyzer.batch import analyze_many, expand_inputs, group_chains, probe_file
+from analyzer.batch.runner import analyze_many, expand_inputs, group_chains, probe_file
 from analyzer.reports import dataset, frames
 
 TABLES = ("sessions", "connections", "transitions", "tasks", "anomalies", "keys", "pdus")
@@ -313,7 +313,7 @@ def test_dataset_readers(client: Any, captures: list[tuple[Path, str, int]], tmp
 def test_cli_no_readable_input(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from analyzer.batch_cli import batch
+    from analyzer.cli.batch import batch
 
     junk = tmp_path / "junk.pcap"
     junk.write_bytes(b"not a capture")

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from analyzer.capture import iter_tcp, open_capture
-from analyzer.views import PDU_COLUMNS
+from analyzer.render.rows import PDU_COLUMNS
 
 Cli = Callable[..., Any]  # conftest.run_cli: (*args) -> Run(args, returncode, stdout, stderr)
 

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.lab
 
 TOOLS = ("ip", "ethtool", "sysctl", "tc", "ss", "tgtd", "tgtadm", "tcpdump", "dumpcap", "iscsi-inq", "iscsi-perf")
 #: The live command, runnable whether or not the lead has registered it in analyzer.cli yet.
-LIVE_ENTRY = "import sys; from analyzer.live_cli import live; live(prog_name='iscsi-analyzer live')"
+LIVE_ENTRY = "import sys; from analyzer.cli.live import live; live(prog_name='iscsi-analyzer live')"
 _PID = re.compile(r"capturing on \S+ with (\w+) \(pid ([\d, ]+)\)")
 _ESC = re.compile(r"[\x1b\x07\x9b]")
 

@@ -251,7 +251,7 @@ def test_forget_is_a_no_op_on_file_analysis_paths() -> None:
 def test_live_analyzer_forgets_through_the_pipeline() -> None:
     """``LiveAnalyzer.housekeeping`` flushes ended sessions (their final state) and makes the
     tracker, the anomaly engine and the endpoint map forget them."""
-    from analyzer.live import LiveAnalyzer, LiveOptions
+    from analyzer.live.monitor import LiveAnalyzer, LiveOptions
 
     eng = LiveAnalyzer(LiveOptions(forget_after_s=FORGET_AFTER / NS, max_finished=20))
     done: list[tuple[str, str, str]] = []

@@ -31,7 +31,7 @@ from analyzer.capture.live import (
     describe_failure,
     parse_exit_stats,
 )
-from analyzer.live import (
+from analyzer.live.monitor import (
     NS,
     LiveAnalyzer,
     LiveOptions,
@@ -43,7 +43,7 @@ from analyzer.live import (
     latency_bin,
     run_live,
 )
-from analyzer.live_view import PlainView, alert_line, render, summary_lines
+from analyzer.live.view import PlainView, alert_line, render, summary_lines
 from analyzer.records import Anomaly
 from analyzer.state.events import TaskRecord
 
@@ -497,7 +497,7 @@ def test_run_live_over_a_pipe_until_capture_end(tmp_path: Path) -> None:
     cap = FakeCapture(data, chunk=333)
     view = RecordingView()
     alerts_path = tmp_path / "alerts.jsonl"
-    from analyzer.live import AlertSink
+    from analyzer.live.monitor import AlertSink
 
     sink = AlertSink(str(alerts_path))
     report = LiveReport(tmp_path / "out")
@@ -556,7 +556,7 @@ def test_run_live_bad_stream_reports_error() -> None:
 
 
 def _hostile_status() -> LiveStatus:
-    from analyzer.live import ConnView, SessionView, StatsView
+    from analyzer.live.monitor import ConnView, SessionView, StatsView
 
     evil = "iqn.evil\x1b[2J\x1b]0;pwned\x07[bold]x[/bold]\u202e"
     st = StatsView(10, 1.5, 1.0, 0.5, 0.2, 0.9, 2.0, 100, 1000, 10**6, 10)

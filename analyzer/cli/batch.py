@@ -36,7 +36,7 @@ def batch(paths: tuple[str, ...], out_dir: str, scheduler: str | None, workers: 
     its files concatenated. Writes OUT/<table>/chain=<id>/part-*.parquet for pdus, tasks,
     sessions, connections, transitions, anomalies and keys, plus OUT/report.html.
     """
-    from analyzer.batch import NoInput, analyze_many
+    from analyzer.batch.runner import NoInput, analyze_many
 
     if scheduler is not None and workers is not None:
         raise click.UsageError("--scheduler and --workers exclude each other")

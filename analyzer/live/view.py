@@ -6,7 +6,7 @@ most recent anomalies. When the output is not a terminal (a pipe, a log file, sy
 view prints one line per alert as it appears and a status block every ``status_every_s``.
 
 Every capture-derived string (names, aliases, messages, connection ids) goes through
-``analyzer.output.terminal_safe`` and into rich ``Text`` objects, never into markup, so a
+``analyzer.render.output.terminal_safe`` and into rich ``Text`` objects, never into markup, so a
 TargetAlias with escape sequences or ``[bold]`` cannot steer the terminal or the layout.
 """
 
@@ -16,8 +16,8 @@ import sys
 import time
 from typing import IO, Any
 
-from analyzer.live import LiveStatus, SessionView, StatsView
-from analyzer.output import terminal_safe
+from analyzer.live.monitor import LiveStatus, SessionView, StatsView
+from analyzer.render.output import terminal_safe
 from analyzer.records import Anomaly
 
 _SEV_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}

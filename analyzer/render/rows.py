@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from analyzer.output import csv_safe
+from analyzer.render.output import csv_safe
 
 from analyzer.records import (
     R2T,

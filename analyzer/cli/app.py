@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from analyzer import __version__
-from analyzer.limits import limit_options
+from analyzer.cli.limits import limit_options
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -88,9 +88,9 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...], limits: dict[str, int])
     import json
 
     from analyzer.iscsi.describe import info
-    from analyzer.output import RowWriter
+    from analyzer.render.output import RowWriter
     from analyzer.records import MalformedPdu, Pdu, TcpOpened
-    from analyzer.views import PDU_COLUMNS, csv_text_cell, pdu_csv, pdu_values
+    from analyzer.render.rows import PDU_COLUMNS, csv_text_cell, pdu_csv, pdu_values
 
     readers: list[Any] = []
     endpoints: dict[str, Any] = {}
@@ -201,8 +201,8 @@ def _parse_time(text: str, capture: str) -> int:
 
 def _session_block(s: Any, conns: list[Any], show_secrets: bool = False) -> str:
     """One session in the style of `targetcli sessions detail` + `esxcli iscsi session connection list`."""
-    from analyzer.output import terminal_safe as safe
-    from analyzer.views import ts_iso
+    from analyzer.render.output import terminal_safe as safe
+    from analyzer.render.rows import ts_iso
 
     dur = (s.end_ts_ns - s.start_ts_ns) / 1e9
     lines = [
@@ -255,10 +255,10 @@ def _session_block(s: Any, conns: list[Any], show_secrets: bool = False) -> str:
 def sessions(capture: str, fmt: str, at: str | None, ports: tuple[int, ...], limits: dict[str, int]) -> None:
     """One row per session: identity, type, parameters, connections, how it ended."""
     from analyzer.capture import CaptureError
-    from analyzer.output import RowWriter
+    from analyzer.render.output import RowWriter
     from analyzer.pipeline import run_until
     from analyzer.state.events import ConnectionSummary, SessionSummary
-    from analyzer.views import SESSION_COLUMNS, session_row
+    from analyzer.render.rows import SESSION_COLUMNS, session_row
 
     opts = _options(ports, state=True, anomalies=False, limits=limits)
     readers: list[Any] = []
@@ -303,9 +303,9 @@ def sessions(capture: str, fmt: str, at: str | None, ports: tuple[int, ...], lim
 @limit_options
 def timeline(capture: str, fmt: str, session_id: str | None, machine: str | None, ports: tuple[int, ...], limits: dict[str, int]) -> None:
     """Every state transition (RFC 7143 §8 labels), in time order."""
-    from analyzer.output import RowWriter
+    from analyzer.render.output import RowWriter
     from analyzer.state.events import Transition
-    from analyzer.views import TRANSITION_COLUMNS, transition_row, ts_iso
+    from analyzer.render.rows import TRANSITION_COLUMNS, transition_row, ts_iso
 
     readers: list[Any] = []
     writer = RowWriter(fmt, TRANSITION_COLUMNS,
@@ -338,9 +338,9 @@ def timeline(capture: str, fmt: str, session_id: str | None, machine: str | None
 @limit_options
 def tasks(capture: str, fmt: str, session_id: str | None, ports: tuple[int, ...], limits: dict[str, int]) -> None:
     """One row per task (SCSI command, login, text, logout, TMF, NOP) with outcome and latency."""
-    from analyzer.output import RowWriter
+    from analyzer.render.output import RowWriter
     from analyzer.state.events import TaskRecord
-    from analyzer.views import TASK_COLUMNS, task_row
+    from analyzer.render.rows import TASK_COLUMNS, task_row
 
     readers: list[Any] = []
     writer = RowWriter(fmt, TASK_COLUMNS,
@@ -361,8 +361,8 @@ def _anomaly_block(a: Any) -> str:
     """A finding for people: headline, message, and where to look (RFC section, Wireshark filter)."""
     import textwrap
 
-    from analyzer.output import terminal_safe as safe
-    from analyzer.views import ts_iso
+    from analyzer.render.output import terminal_safe as safe
+    from analyzer.render.rows import ts_iso
 
     head = f"{a.severity.upper():<8} {a.kind}  frame {a.frame}  {ts_iso(a.ts_ns)}"
     if a.session:
@@ -388,7 +388,7 @@ def anomalies(capture: str, fmt: str, min_severity: str, fail_on: str | None, ki
               ports: tuple[int, ...], limits: dict[str, int]) -> None:
     """What went wrong, when, on which session, with the frames that show it."""
     from analyzer.anomalies import ANOMALY_COLUMNS, anomaly_row, severity_at_least
-    from analyzer.output import RowWriter
+    from analyzer.render.output import RowWriter
     from analyzer.records import Anomaly
 
     readers: list[Any] = []
@@ -463,7 +463,7 @@ def analyze(capture: str, out_dir: str | None, no_html: bool, quiet: bool, ports
     """The main job: sessions, states, tasks and anomalies, with a report directory and report.html."""
     from analyzer.api import run_analyze
     from analyzer.capture import CaptureError
-    from analyzer.output import terminal_safe
+    from analyzer.render.output import terminal_safe
 
     try:
         with _ProgressBar("analyzing") as bar:
@@ -518,7 +518,7 @@ def _register_lab() -> None:
 
 
 def _register_live() -> None:
-    from analyzer.live_cli import live
+    from analyzer.cli.live import live
 
     cli.add_command(live)
 
@@ -527,7 +527,7 @@ _register_live()
 
 
 def _register_batch() -> None:
-    from analyzer.batch_cli import batch
+    from analyzer.cli.batch import batch
 
     cli.add_command(batch)
 

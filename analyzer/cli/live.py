@@ -66,8 +66,8 @@ def live(interface: str, bpf: str | None, ports: tuple[int, ...], duration: floa
     and live.json.
     """
     from analyzer.capture.live import LiveCapture, LiveCaptureError, RingSpec
-    from analyzer.live import AlertSink, LiveAnalyzer, LiveOptions, LiveReport, StopSignals, run_live
-    from analyzer.live_view import make_view
+    from analyzer.live.monitor import AlertSink, LiveAnalyzer, LiveOptions, LiveReport, StopSignals, run_live
+    from analyzer.live.view import make_view
     from analyzer.pipeline import Options
     from analyzer.tcp.reassembly import DEFAULT_PORTS
 

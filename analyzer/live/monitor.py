@@ -291,7 +291,7 @@ def anomaly_to_row(a: Anomaly) -> dict[str, Any]:
     if anomaly_row is not None:
         row = dict(anomaly_row(a))
         return {c: row.get(c) for c in _ANOMALY_COLUMNS} | {k: v for k, v in row.items() if k not in _ANOMALY_COLUMNS}
-    from analyzer.views import ts_text
+    from analyzer.render.rows import ts_text
 
     return {"frame": a.frame, "ts": ts_text(a.ts_ns), "severity": a.severity, "kind": a.kind,
             "session": a.session, "conn": a.conn, "message": a.message, "rfc": a.rfc,
@@ -746,7 +746,7 @@ def _session_dict(s: SessionSummary) -> dict[str, Any]:
 
 
 class View(Protocol):
-    """What the run loop needs from the terminal view (``analyzer.live_view``)."""
+    """What the run loop needs from the terminal view (``analyzer.live.view``)."""
 
     def update(self, status: LiveStatus) -> None: ...
     def alert(self, a: Anomaly) -> None: ...

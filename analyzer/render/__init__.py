@@ -1,0 +1,1 @@
+"""Pandas-free rendering shared by the CLI, live and the reports: rows, column lists, safe text."""

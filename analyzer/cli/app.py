@@ -148,7 +148,13 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...], limits: dict[str, int])
 @port_option
 @limit_options
 @click.option("--max-differences", default=50, show_default=True, help="How many differences to print.")
-def crosscheck(capture: str, ports: tuple[int, ...], max_differences: int, limits: dict[str, int]) -> None:
+@click.option("--deep", is_flag=True,
+              help="Also compare every field both decoders expose (header fields, keys, CDB, status, sense, "
+                   "residuals) with Wireshark's full dissection, through pyshark.")
+@click.option("--limit", default=2000, show_default=True, type=click.IntRange(1),
+              help="With --deep: compare at most this many PDUs (Wireshark's full dissection is slow).")
+def crosscheck(capture: str, ports: tuple[int, ...], max_differences: int, deep: bool, limit: int,
+               limits: dict[str, int]) -> None:
     """Compare our PDU decode with tshark's, PDU by PDU; exit 1 when they differ."""
     from analyzer.capture.tshark import TsharkError, tshark_pdus_union
     from analyzer.crosscheck import compare
@@ -169,9 +175,36 @@ def crosscheck(capture: str, ports: tuple[int, ...], max_differences: int, limit
         click.echo(f"  frame {d.frame}: {d.kind}: {d.detail}")
     if len(res.differences) > max_differences:
         click.echo(f"  ... {len(res.differences) - max_differences} more")
+    agree = res.agree
+    if deep:
+        agree = _deep_crosscheck(capture, ports, records, limit, max_differences) and agree
     _report_damage(readers)
-    if not res.agree:
+    if not agree:
         sys.exit(EXIT_FINDINGS)
+
+
+def _deep_crosscheck(capture: str, ports: tuple[int, ...], records: list[Any], limit: int,
+                     max_differences: int) -> bool:
+    from analyzer.capture.tshark import TsharkError
+    from analyzer.capture.wireshark import wireshark_pdus
+    from analyzer.crosscheck.deep import deep_compare
+    from analyzer.render.output import terminal_safe
+
+    try:
+        theirs = wireshark_pdus(capture, ports, limit=limit)
+    except TsharkError as e:
+        raise InputError(str(e)) from e
+    res = deep_compare(records, theirs)
+    upto = f" (first {len(theirs)} PDUs, up to frame {theirs[-1].frame})" if len(theirs) >= limit else ""
+    click.echo(f"deep: Wireshark's full dissection{upto}: paired {res.paired} PDUs, "
+               f"compared {res.fields_compared} fields in {len(res.compared)} kinds, "
+               f"differences {len(res.differences)}")
+    for d in res.differences[:max_differences]:
+        click.echo(f"  frame {d.frame}: opcode 0x{d.opcode:02x} ITT 0x{d.itt:08x}: {d.field} "
+                   f"({d.wireshark_field}): ours {terminal_safe(d.ours)}, Wireshark {terminal_safe(d.theirs)}")
+    if len(res.differences) > max_differences:
+        click.echo(f"  ... {len(res.differences) - max_differences} more")
+    return res.agree
 
 
 def _parse_time(text: str, capture: str) -> int:

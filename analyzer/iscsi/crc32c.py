@@ -56,21 +56,6 @@ def _load_backend() -> tuple[Callable[[Buffer, int], int], str]:
         return (lambda data, value: int(icrar_crc(data, value))), "crc32c"
     except ImportError:  # pragma: no cover - depends on the installed wheels
         pass
-    try:  # google-crc32c's C extension
-        import google_crc32c as _g
-
-        if _g.implementation == "c":
-            extend = _g.extend
-
-            def google(data: Buffer, value: int) -> int:
-                try:
-                    return int(extend(value, data))
-                except TypeError:  # the C extension wants read-only buffers (not bytearray views)
-                    return int(extend(value, bytes(data)))
-
-            return google, "google_crc32c"
-    except ImportError:  # pragma: no cover
-        pass
     return crc32c_pure, "pure-python"  # pragma: no cover
 
 

@@ -246,11 +246,22 @@ def run_report(
     return analysis, analysis.to_html(output, show_secrets=show_secrets)
 
 
-def analyze_many(*args: Any, **kwargs: Any) -> Any:
-    """Many captures / ring-buffer chains on Dask; see :func:`analyzer.batch.analyze_many`."""
-    from analyzer.batch.runner import analyze_many as _analyze_many
+def analyze_many(paths: Iterable[str | os.PathLike[str]], out_dir: str | os.PathLike[str] | None = None,
+                 **kwargs: Any) -> Any:
+    """Many captures / ring-buffer chains on Dask; see :func:`analyzer.batch.analyze_many`.
 
-    return _analyze_many(*args, **kwargs)
+    Keyword options of ``analyze`` (pipeline options and table limits) are accepted too.
+    """
+    import inspect
+
+    from analyzer.batch import runner
+
+    own = set(inspect.signature(runner.analyze_many).parameters)
+    options, limits = _split_options({k: v for k, v in kwargs.items() if k not in own})
+    rest = {k: v for k, v in kwargs.items() if k in own}
+    rest.setdefault("options", options)
+    rest.setdefault("limits", limits)
+    return runner.analyze_many(paths, out_dir, **rest)
 
 
 __all__ = [

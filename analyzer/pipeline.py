@@ -148,6 +148,10 @@ class Pipeline:
             return []
         return list(self.detectors.forget_connection(conn))
 
+    def post(self, recs: list[Record]) -> list[Record]:
+        """Records framed elsewhere (batch stitching) through the tracker and detectors, as if framed here."""
+        return self._post(recs)
+
     # ------------------------------------------------------------------ internals
 
     def _dispatch(self, items: Iterable[object]) -> list[Record]:

@@ -8,7 +8,7 @@ frame in Wireshark.
 Layers and the records they emit:
 
 * ``tcp``   -> TcpOpened, TcpFin, TcpRst, TcpGap, TcpRetransmission, TcpOverlapConflict,
-               TcpZeroWindow, TcpClosed
+               TcpZeroWindow, TcpClosed, TcpFlowsEvicted
 * ``iscsi`` -> one ``Pdu`` subclass per RFC 7143 opcode (§11), UnknownPdu, MalformedPdu,
                FramingResync
 * ``capture`` -> CaptureDamage (a damaged or truncated capture file)
@@ -102,6 +102,18 @@ class TcpClosed(TcpRecord):
     """Both directions finished (FIN+FIN, RST) or the flow was evicted/ended with the capture."""
 
     reason: str  #: "fin", "rst", "evicted", "capture_end"
+
+
+@record
+class TcpFlowsEvicted(Record):
+    """The flow limit was reached: the reassembler forgot ``flows`` flows at once (a resource
+    bound, not an event on the wire). ``unopened`` of them never carried payload (SYN-only
+    probes, refused connections): nothing else says they went; each open one also ends with
+    ``TcpClosed(reason="evicted")``."""
+
+    flows: int
+    unopened: int
+    limit: int  #: the flow limit (``max_flows``)
 
 
 @record

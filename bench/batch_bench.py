@@ -159,7 +159,7 @@ def main() -> int:
         print("editcap not found (apt-get install wireshark-common)", file=sys.stderr)
         return 2
 
-    from analyzer.batch.runner import probe_file
+    from analyzer.batch.inputs import probe_file
 
     work = Path(tempfile.mkdtemp(prefix="batch_bench_"))
     results: list[dict[str, Any]] = []

@@ -6,7 +6,6 @@ The lead registers it with ``cli.add_command(batch)``.
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import click
 
@@ -23,20 +22,25 @@ import click
               help="Also treat PORT as iSCSI (repeatable; 3260 and 860 always are).")
 @click.option("--warmup-mb", type=click.FloatRange(min=0), default=4.0, show_default=True,
               help="Tail of the previous file each task decodes first to sync TCP and framing state.")
+@click.option("--chain-by", type=click.Choice(["tcp", "name", "none"]), default="tcp", show_default=True,
+              help="Which files are pieces of one capture: tcp = ring-buffer names (dumpcap -b, editcap -c) or a "
+                   "file that provably continues the previous one's TCP streams; name = ring-buffer names only; "
+                   "none = every file is its own chain.")
 @click.option("--max-gap", "max_gap_s", type=click.FloatRange(min=0), default=300.0, show_default=True,
-              help="Largest silence (s) between two files chained by time (files without ring-buffer names).")
+              help="Largest silence (s) between two files chained by TCP continuation.")
 @click.option("--no-html", is_flag=True, help="Do not write report.html.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def batch(paths: tuple[str, ...], out_dir: str, scheduler: str | None, workers: int | None, ports: tuple[int, ...],
-          warmup_mb: float, max_gap_s: float, no_html: bool, quiet: bool) -> None:
+          warmup_mb: float, chain_by: str, max_gap_s: float, no_html: bool, quiet: bool) -> None:
     """Analyse many captures (files, directories, globs) on Dask distributed.
 
-    Ring-buffer files (dumpcap's PREFIX_NNNNN_YYYYMMDDhhmmss.pcapng, editcap -c) and files that
-    continue each other in time are stitched into chains: each chain gives the same result as
-    its files concatenated. Writes OUT/<table>/chain=<id>/part-*.parquet for pdus, tasks,
+    Ring-buffer files (dumpcap's PREFIX_NNNNN_YYYYMMDDhhmmss.pcapng, editcap -c) and files whose
+    TCP streams continue the previous file's are stitched into chains (--chain-by): each chain
+    gives the same result as its files concatenated; any other file is its own chain. Writes OUT/<table>/chain=<id>/part-*.parquet for pdus, tasks,
     sessions, connections, transitions, anomalies and keys, plus OUT/report.html.
     """
     from analyzer.batch.runner import NoInput, analyze_many
+    from analyzer.pipeline import Options
 
     if scheduler is not None and workers is not None:
         raise click.UsageError("--scheduler and --workers exclude each other")
@@ -45,15 +49,15 @@ def batch(paths: tuple[str, ...], out_dir: str, scheduler: str | None, workers: 
         if not quiet:
             click.echo(msg, err=True)
 
-    options: dict[str, Any] = {}
+    options = Options()
     if ports:
         from analyzer.tcp.reassembly import DEFAULT_PORTS
 
-        options["ports"] = frozenset(DEFAULT_PORTS) | frozenset(ports)
+        options.ports = frozenset(DEFAULT_PORTS) | frozenset(ports)
     try:
         result = analyze_many(paths, out_dir, scheduler=scheduler, workers=workers, progress=progress,
                               html=not no_html, warmup_bytes=int(warmup_mb * 1024 * 1024), max_gap_s=max_gap_s,
-                              **options)
+                              chain_by=chain_by, options=options)
     except NoInput as exc:
         click.echo(f"iscsi-analyzer batch: {exc}", err=True)
         sys.exit(2)

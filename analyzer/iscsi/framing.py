@@ -50,6 +50,7 @@ a gap or by the end of the stream is reported at the frame of its last captured 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Final
 
@@ -151,6 +152,10 @@ def plausible_bhs(b: bytes | bytearray | memoryview, pos: int, requests: bool, m
     return True
 
 
+def _digest(b: bytes | bytearray) -> tuple[int, str]:
+    return len(b), hashlib.blake2b(b, digest_size=16).hexdigest()
+
+
 class DigestState:
     """Digest settings shared by both directions of one connection (see module doc)."""
 
@@ -175,6 +180,14 @@ class DigestState:
             elif k == "DataDigest" and "," not in v:
                 self.login_data = v == "CRC32C"
                 self.login_seen |= {k}
+
+    def image(self) -> tuple[bool | None, bool | None]:
+        """What the framers read in Full Feature Phase: the digests in force (batch stitching)."""
+        return self.header, self.data
+
+    def login_image(self) -> tuple[object, ...]:
+        """What a later Login/Text PDU reads: the digest keys settled so far (batch stitching)."""
+        return self.login_header, self.login_data, tuple(sorted(self.login_seen)), self.login_text_cut
 
     def enter_full_feature_phase(self) -> None:
         # A key not seen is None (not offered) when the login text was all there, else unknown:
@@ -248,6 +261,42 @@ class PduFramer:
         #: totals for reports
         self.pdus = 0
         self.bytes_unframed = 0
+        #: times a header scan ran (resync or digest detection; it reads ``resync_max_dsl``)
+        self.resyncs = 0
+
+
+    # ------------------------------------------------------------------ state image (batch)
+
+    def state_image(self) -> tuple[object, ...]:
+        """Canonical image of the framing state: equal images + equal bytes in = equal records out.
+
+        ``analyzer.batch`` compares it to accept a piece of a capture decoded elsewhere. Left
+        out: the counters (``pdus``, ``bytes_unframed``, ``resyncs``), the shared ``digests``
+        (``DigestState.image``), ``resync_max_dsl`` (an input the caller tracks) and fields the
+        current mode rewrites before it reads them again (per-PDU fields between PDUs, the
+        resync and data-digest bookkeeping outside those modes). A field added to ``__init__``
+        must be placed here or in that list (tests/unit/test_batch_interfaces.py checks it).
+        """
+        mode = self.mode
+        in_pdu = mode == _DATA or mode == _DDIGEST
+        img: list[object] = [self.conn, self.direction, self.max_dsl, mode, _digest(self.hbuf), self.need,
+                             _digest(self.dbuf), _digest(self.rbuf), tuple(self.rmarks), self.cut_seen]
+        if mode == _RESYNC:
+            img += [self.skipped, self.resync_reason]
+        if mode == _DDIGEST:
+            img += [self.data_end, self.dbuf_start]
+        if in_pdu:
+            img += [None if self.keep is None else _digest(self.keep), self.data_crc, self.data_complete,
+                    self.dsl, self.hd_status, self.data_left, self.last_frame, self.last_ts]
+        if in_pdu or len(self.hbuf) >= BHS_LEN or self.need != BHS_LEN:
+            img += [self.cur_hd, self.cur_dd]
+        if in_pdu or self.hbuf:
+            img += [self.first_frame, self.first_ts]
+        return tuple(img)
+
+    #: ``__init__`` fields that are not in ``state_image`` whatever the mode (see there).
+    NOT_STATE: Final = frozenset({"requests", "plausible_op", "digests", "resync_max_dsl", "pdus",
+                                  "bytes_unframed", "resyncs"})
 
     # ------------------------------------------------------------------ feeding
 
@@ -589,6 +638,7 @@ class PduFramer:
     def _resync_and_refeed(self, frame: int, ts_ns: int, out: list[Record], final: bool = False,
                            cut: bool = False) -> None:
         """Resynchronise; on success re-feed the buffered bytes, each chunk with its own frame."""
+        self.resyncs += 1
         marks = self.rmarks
         rest = self._resync(frame, ts_ns, out, final, cut)
         if rest is None:

@@ -43,6 +43,9 @@ buffer. The policies (documented in the README):
   (after an explicit gap) and ends with ``TcpClosed(reason="evicted")`` (the ``resource_limit``
   anomaly). Its ``#N`` counter is kept so a later connection on the same 4-tuple gets a new id;
   the counters of flows that never published an id are dropped, so memory stays bounded.
+  Every eviction is one ``TcpFlowsEvicted`` record (how many flows, how many never carried
+  payload: SYN-only probes leave no other trace) and counts in ``evicted_flows`` /
+  ``evicted_unopened``.
 * **Snap length**: a frame the capture cut short (its IP length says the segment carried more
   payload than was captured) delivers its captured bytes, then the cut tail at once as a
   ``TcpGap`` with ``snaplen=True``: the stream position stays exact, so the framer skips a cut
@@ -74,6 +77,7 @@ frame and timestamp of the SYN when one was seen; flows that never carry a byte 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from typing import Final
 
@@ -83,6 +87,7 @@ from analyzer.records import (
     Record,
     TcpClosed,
     TcpFin,
+    TcpFlowsEvicted,
     TcpGap,
     TcpOpened,
     TcpOverlapConflict,
@@ -188,6 +193,42 @@ class Flow:
 
 DIRECTIONS: Final = (I2T, T2I)
 
+#: A flow table key: (src address, src port, dst address, dst port).
+FlowKey = tuple[bytes, int, bytes, int]
+
+
+class FlowWatch:
+    """What a watched reassembler notes (``TcpReassembler.watch``; batch stitching)."""
+
+    __slots__ = ("created", "peak_ooo_bytes")
+
+    def __init__(self, ooo_bytes: int) -> None:
+        #: (frame, key of the segment) of every flow created
+        self.created: list[tuple[int, FlowKey]] = []
+        #: highest ``total_ooo_bytes`` after an out-of-order segment
+        self.peak_ooo_bytes = ooo_bytes
+
+
+class UnitSnapshot:
+    """A unit's part of a reassembler (``unit_snapshot``): ``flows`` as (key, (flow, direction
+    index), place in the flow table) and ``reuse`` counts by key."""
+
+    __slots__ = ("flows", "reuse")
+
+    def __init__(self, flows: list[tuple[FlowKey, tuple[Flow, int], int]], reuse: dict[FlowKey, int]) -> None:
+        self.flows = flows
+        self.reuse = reuse
+
+
+def _digest(b: bytes) -> tuple[int, str]:
+    return len(b), hashlib.blake2b(b, digest_size=16).hexdigest()
+
+
+def _half_image(h: HalfStream) -> tuple[object, ...]:
+    # everything but the ISN (history) and the sink (the consumer, not state)
+    ooo = tuple((seq, _digest(data), fr, ts) for seq, (data, fr, ts) in h.ooo.items())
+    return h.next_seq, ooo, h.ooo_bytes, h.fin, h.fin_seq, h.zero_window, h.max_acked
+
 #: A consumer of in-order payload: (frame, ts_ns, data) -> the records it produced.
 Sink = Callable[[int, int, "bytes | memoryview"], list[Record]]
 
@@ -218,8 +259,13 @@ class TcpReassembler:
         #: number of connections ever seen per 4-tuple, for "#N" ids
         self._reuse: dict[tuple[bytes, int, bytes, int], int] = {}
         self._format_ip = format_ip if callable(format_ip) else _format_ip
+        #: flows forgotten by the flow limit (open ones end with ``TcpClosed(reason="evicted")``)
         self.evicted_flows = 0
+        #: of those, flows that never carried payload (SYN-only probes, refused connections)
+        self.evicted_unopened = 0
         self.segments = 0
+        #: what a ``FlowWatch`` notes while one is set (``watch``), else None
+        self._watch: FlowWatch | None = None
         #: open connections by id (for ``attach``)
         self._open_flows: dict[str, Flow] = {}
         #: True when the last ``feed_segment`` returned only what a sink produced
@@ -231,6 +277,70 @@ class TcpReassembler:
         if flow is not None and not flow.closed:
             flow.halves[0].sink = i2t
             flow.halves[1].sink = t2i
+
+
+    # ------------------------------------------------------------------ snapshot / graft (batch)
+    #
+    # ``analyzer.batch`` decodes the files of a capture split in pieces on several workers and
+    # stitches the results exactly. It compares and moves per-*unit* state (one unit = the two
+    # 4-tuple keys of one endpoint pair: its flow and its reuse counts) through these methods
+    # only, so what counts as state stays defined here, next to the fields.
+
+    def watch(self) -> FlowWatch:
+        """Start noting flow creations and the peak of the out-of-order bytes (``unwatch`` stops)."""
+        self._watch = FlowWatch(self.total_ooo_bytes)
+        return self._watch
+
+    def unwatch(self) -> None:
+        """Stop what ``watch`` started."""
+        self._watch = None
+
+    def unit_image(self, keys: tuple[FlowKey, FlowKey]) -> tuple[tuple[object, ...], tuple[object, ...]]:
+        """Canonical image of a unit's state: (core, history). Equal images + equal input = equal output.
+
+        ``core``: the reuse counts, the flow and both halves (next_seq, buffered bytes by digest,
+        FIN/RST, window and ACK state). ``history`` (SYN frame and time, handshake, ISNs) is only
+        read when a SYN comes again or before the flow carried payload. ``last_ts`` is left out:
+        it only orders eviction (the caller keeps eviction out of reach, see ``max_flows``).
+        """
+        core: list[object] = []
+        hist: list[object] = []
+        for k in keys:
+            core.append(self._reuse.get(k))
+            e = self.flows.get(k)
+            if e is None:
+                core.append(None)
+                continue
+            flow, d = e
+            core.append((d, flow.conn, flow.client, flow.client_port, flow.server, flow.server_port, flow.iscsi,
+                         flow.opened, flow.closed, flow.rst, flow.keys, tuple(_half_image(h) for h in flow.halves)))
+            hist.append((flow.syn_frame, flow.syn_ts, flow.handshake, tuple(h.isn for h in flow.halves)))
+        return tuple(core), tuple(hist)
+
+    def unit_snapshot(self, keys: tuple[FlowKey, FlowKey], positions: dict[FlowKey, int]) -> UnitSnapshot:
+        """The unit's flows (with their places in ``flows``, from ``positions``) and reuse counts."""
+        flows = [(k, e, positions[k]) for k in keys if (e := self.flows.get(k)) is not None]
+        return UnitSnapshot(flows, {k: self._reuse[k] for k in keys if k in self._reuse})
+
+    def flow_positions(self) -> dict[FlowKey, int]:
+        """Key -> place in the flow table (its order is state: eviction sorts stably on it)."""
+        return {k: i for i, k in enumerate(self.flows)}
+
+    def graft(self, flows: dict[FlowKey, tuple[Flow, int]], reuse: dict[FlowKey, int | None],
+              segments: int) -> None:
+        """Replace the flow table by ``flows`` (in that order), set the reuse counts given (None:
+        forget), add ``segments`` to the segment counter; recompute the out-of-order total and
+        the open-connection index from the flows."""
+        self.flows = dict(flows)
+        for k, n in reuse.items():
+            if n is None:
+                self._reuse.pop(k, None)
+            else:
+                self._reuse[k] = n
+        distinct = {id(f): f for f, _d in self.flows.values()}
+        self.total_ooo_bytes = sum(h.ooo_bytes for f in distinct.values() for h in f.halves)
+        self._open_flows = {f.conn: f for f in distinct.values() if f.opened and not f.closed}
+        self.segments += segments
 
     # ------------------------------------------------------------------ public
 
@@ -308,6 +418,9 @@ class TcpReassembler:
                 out.append((DATA, flow.conn, DIRECTIONS[d], frame, ts_ns, payload))
             else:
                 self._segment_slow(flow, d, frame, ts_ns, seq, payload, out)
+                watch = self._watch
+                if watch is not None and self.total_ooo_bytes > watch.peak_ooo_bytes:
+                    watch.peak_ooo_bytes = self.total_ooo_bytes
         if flags & (RST | FIN):
             if flags & RST:
                 self._rst(flow, d, frame, ts_ns, out, (seq + n + missing) & MASK)
@@ -367,6 +480,8 @@ class TcpReassembler:
         flow.last_ts = ts_ns
         self.flows[init] = (flow, 0)
         self.flows[rev] = (flow, 1)
+        if self._watch is not None:
+            self._watch.created.append((frame, (src, sport, dst, dport)))
         return self.flows[(src, sport, dst, dport)]
 
     def _classify(self, flow: Flow, d: int, payload: bytes | memoryview, src: bytes, dst: bytes,
@@ -497,7 +612,9 @@ class TcpReassembler:
             seen[id(flow)] = flow
         # Flows with nothing more to say go first (never opened, or closed), then the least recently active.
         ordered = sorted(seen.values(), key=lambda f: (f.opened and not f.closed, f.last_ts))
-        for flow in ordered[: max(1, len(ordered) // 2)]:
+        unopened0 = self.evicted_unopened
+        victims = ordered[: max(1, len(ordered) // 2)]
+        for flow in victims:
             assert flow.keys is not None
             if flow.opened and not flow.closed:
                 for i in (0, 1):
@@ -509,6 +626,7 @@ class TcpReassembler:
                     del self.flows[k]
             self._release(flow)
             if not flow.opened:
+                self.evicted_unopened += 1
                 # Its id was never published: free its "#N" number (keeps ``_reuse`` bounded).
                 init = flow.keys[0]
                 count = self._reuse.get(init, 0) - 1
@@ -517,6 +635,7 @@ class TcpReassembler:
                 else:
                     self._reuse.pop(init, None)
             self.evicted_flows += 1
+        out.append(TcpFlowsEvicted(frame, ts_ns, len(victims), self.evicted_unopened - unopened0, self.max_flows))
 
     def _release(self, flow: Flow) -> None:
         """Drop a forgotten flow's out-of-order buffers from the memory accounting."""
@@ -660,4 +779,4 @@ def _format_ip(addr: bytes) -> str:
     return str(ipaddress.IPv6Address(addr))
 
 
-__all__ = ["TcpReassembler", "DATA", "GAP", "SNAPLEN_GAP", "seq_diff", "looks_like_login_request", "Record"]
+__all__ = ["TcpReassembler", "FlowKey", "FlowWatch", "UnitSnapshot", "DATA", "GAP", "SNAPLEN_GAP", "seq_diff", "looks_like_login_request", "Record"]

@@ -8,8 +8,9 @@ analysed by its chain directly, so the stitching is what is checked. The capture
 come out as separate chains, and each chain's sessions, connections, transitions, tasks,
 anomalies, keys and pdus must equal ``analyze(whole capture)``, frame numbers included. Plus:
 independent chains running side by side (2 workers) and on a single worker (no deadlock:
-decode tasks and chain tasks share its one thread), chains by time continuity (no ring-buffer
-names), a corrupt file in the middle of a chain (reported, skipped, the rest equal to the
+decode tasks and chain tasks share its one thread), chains by TCP continuation (no ring-buffer
+names), unrelated captures kept apart (one chain each, equal to analysing it alone), a real
+dumpcap ring buffer, a corrupt file in the middle of a chain (reported, skipped, the rest equal to the
 capture without that piece), the dataset read back by pandas/Dask, and the CLI's exit status 2
 for no readable input.
 """
@@ -31,7 +32,8 @@ from conftest import sample_captures
 pytest.importorskip("distributed")
 
 from analyzer.api import analyze, capture_stem
-from analyzer.batch.runner import analyze_many, expand_inputs, group_chains, probe_file
+from analyzer.batch.inputs import expand_inputs, group_chains, probe_file
+from analyzer.batch.runner import analyze_many
 from analyzer.reports import dataset, frames
 
 TABLES = ("sessions", "connections", "transitions", "tasks", "anomalies", "keys", "pdus")
@@ -234,10 +236,10 @@ def test_one_chain_helped_by_the_other_worker(client: Any, captures: list[tuple[
     _assert_chain_equal(out, c.id, _expected(cap), "one chain helped by the other worker")
 
 
-def test_time_continuity_chains(client: Any, captures: list[tuple[Path, str, int]], tmp_path: Path) -> None:
-    """Files without ring-buffer names are chained by time; two captures' pieces stay apart."""
+def test_tcp_continuation_chains(client: Any, captures: list[tuple[Path, str, int]], tmp_path: Path) -> None:
+    """Files without ring-buffer names are chained when each continues the previous one's TCP
+    streams; two captures' pieces stay apart; ``chain_by="none"`` keeps every file alone."""
     caps = {p: (c, n) for c, p, n in captures}
-    # a lab capture and a real one: years apart, so time cannot chain one onto the other
     chosen = [p for p in ("clean-io", "iscsi-tapel") if p in caps]
     if len(chosen) < 2:
         pytest.skip("needs clean_io and the real iscsi-tapel capture")
@@ -257,12 +259,108 @@ def test_time_continuity_chains(client: Any, captures: list[tuple[Path, str, int
     chains = group_chains(infos)
     got = sorted([os.path.basename(f.path) for f in c.files] for c in chains)
     assert got == sorted(names.values())
+    assert all(c.how == "tcp" for c in chains)
+    assert len(group_chains(infos, chain_by="name")) == len(infos)
     out = tmp_path / "out"
     res = analyze_many([str(d / "*.pcap")], out, client=client, html=False)
     for c in res.chains:
         first = os.path.basename(c.files[0].path)
         prefix = next(p for p, ns in names.items() if first in ns)
-        _assert_chain_equal(out, c.id, _expected(caps[prefix][0]), f"time chain {prefix}")
+        _assert_chain_equal(out, c.id, _expected(caps[prefix][0]), f"tcp chain {prefix}")
+    res = analyze_many([str(d / "*.pcap")], tmp_path / "none", client=client, html=False, chain_by="none")
+    assert len(res.chains) == len(infos) and all(c.how == "single" for c in res.chains)
+
+
+def test_unrelated_captures_stay_apart(client: Any, captures: list[tuple[Path, str, int]], tmp_path: Path) -> None:
+    """The interfaces issue: ``batch sample_pcaps/`` stitched 13 unrelated files into one chain.
+    Now every capture is its own chain, with exactly what analysing it alone gives."""
+    caps = [(c, n) for c, _p, n in captures if c.parent.name == "sample_pcaps"]
+    if len(caps) < 2:
+        pytest.skip("needs sample_pcaps/")
+    out = tmp_path / "out"
+    res = analyze_many([caps[0][0].parent], out, client=client, html=False)
+    assert not res.failed
+    by_file = {c.files[0].path: c for c in res.chains}
+    assert len(res.chains) == len(expand_inputs([caps[0][0].parent]))
+    assert all(len(c.files) == 1 for c in res.chains)
+    for cap, _n in caps:
+        c = by_file[str(cap)]
+        assert c.how == "single"
+        _assert_chain_equal(out, c.id, _expected(cap), f"{cap.name} among unrelated captures")
+
+
+@pytest.fixture(scope="module")
+def dumpcap_ring(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real dumpcap ring buffer (``-b filesize:20``) of iSCSI NOP traffic on the loopback of a
+    network namespace of our own (root, dumpcap and ip netns needed)."""
+    import signal
+    import sys
+    import time
+
+    if os.geteuid() != 0 or shutil.which("dumpcap") is None or shutil.which("ip") is None:
+        pytest.skip("needs root, dumpcap and ip netns")
+    d = tmp_path_factory.mktemp("dumpcap_ring")
+    ns = f"batchring{os.getpid()}"
+    if subprocess.run(["ip", "netns", "add", ns], check=False, capture_output=True).returncode != 0:
+        pytest.skip("cannot create a network namespace")
+    try:
+        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
+        dc = subprocess.Popen(["ip", "netns", "exec", ns, "dumpcap", "-q", "-i", "lo", "-b", "filesize:20",
+                               "-w", str(d / "ring.pcapng")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(2)
+        subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", _NOP_TRAFFIC], check=True, timeout=120)
+        time.sleep(1)
+        dc.send_signal(signal.SIGINT)
+        dc.wait(30)
+    finally:
+        subprocess.run(["ip", "netns", "delete", ns], check=False, capture_output=True)
+    files = sorted(d.glob("ring_*.pcapng"))
+    if len(files) < 4:
+        pytest.skip(f"dumpcap wrote {len(files)} file(s)")
+    return d
+
+
+#: 400 NOP-Out / NOP-In exchanges with 100-byte ping data on 127.0.0.1:3260 (RFC 7143 §11.18, §11.19).
+_NOP_TRAFFIC: Final = """
+import socket, struct, threading, time
+N = 400
+def bhs(b0, itt, sn):
+    h = bytearray(48); h[0] = b0; h[1] = 0x80; h[7] = 100
+    struct.pack_into(">IIII", h, 16, itt, 0xFFFFFFFF, sn, sn)
+    return bytes(h) + bytes(range(100))
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 3260)); srv.listen(1)
+def serve():
+    c, _ = srv.accept(); c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for n in range(N):
+        req = c.recv(148, socket.MSG_WAITALL)
+        c.sendall(bhs(0x20, struct.unpack_from(">I", req, 16)[0], n))
+    c.close()
+t = threading.Thread(target=serve); t.start()
+cl = socket.create_connection(("127.0.0.1", 3260)); cl.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+for i in range(N):
+    cl.sendall(bhs(0x40, i, i)); cl.recv(148, socket.MSG_WAITALL); time.sleep(0.002)
+cl.close(); t.join()
+"""
+
+
+@pytest.mark.parametrize("decode_all", [True, False])
+def test_real_dumpcap_ring_buffer(client: Any, dumpcap_ring: Path, tmp_path: Path, decode_all: bool) -> None:
+    """A real dumpcap ring buffer is one chain (by its names) equal to its files concatenated."""
+    if shutil.which("mergecap") is None:
+        pytest.skip("needs mergecap")
+    files = sorted(dumpcap_ring.glob("ring_*.pcapng"))
+    merged = tmp_path / "merged.pcapng"
+    subprocess.run(["mergecap", "-a", "-w", str(merged), *map(str, files)], check=True)
+    out = tmp_path / "out"
+    res = analyze_many([dumpcap_ring], out, client=client, html=False, decode_all=decode_all)
+    (c,) = res.chains
+    assert c.how == "ring" and len(c.files) == len(files)
+    if decode_all:
+        assert c.direct_files == 0
+    expected = _expected(merged)
+    assert len(expected["pdus"]) >= 800
+    _assert_chain_equal(out, c.id, expected, f"dumpcap ring of {len(files)} files")
 
 
 def test_corrupt_file_is_skipped(client: Any, captures: list[tuple[Path, str, int]], tmp_path: Path) -> None:

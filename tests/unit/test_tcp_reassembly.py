@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from analyzer.records import (
     TcpClosed,
     TcpFin,
+    TcpFlowsEvicted,
     TcpGap,
     TcpOpened,
     TcpOverlapConflict,
@@ -296,3 +297,36 @@ def test_snaplen_cut_with_nothing_captured_keeps_position() -> None:
     _feed_cut(c, 51, b"more", missing=0)
     items = [i for i in c.out if type(i) is tuple and i[2] == "t2i"]
     assert [(i[0], bytes(i[5]) if i[0] == DATA else i[5]) for i in items] == [(SNAPLEN_GAP, 50), (DATA, b"more")]
+
+
+def test_evicting_syn_only_flows_leaves_a_record() -> None:
+    """A SYN flood over the flow limit: every eviction is a ``TcpFlowsEvicted`` (SYN-only flows
+    leave no ``TcpClosed``), counted in ``evicted_flows`` / ``evicted_unopened``."""
+    r = TcpReassembler(max_flows=100)
+    out: list[object] = []
+    for i in range(1000):
+        out += r.feed_segment(i + 1, (i + 1) * 1000, CLI, SRV, 10000 + i, 3260, 7 * i, 0, SYN, 1000, b"")
+    ev = [x for x in out if isinstance(x, TcpFlowsEvicted)]
+    assert ev and not any(isinstance(x, TcpClosed) for x in out)
+    assert sum(e.flows for e in ev) == r.evicted_flows == r.evicted_unopened
+    assert all(e.unopened == e.flows and e.limit == 100 for e in ev)
+    assert r.evicted_flows >= 1000 - 100
+
+
+def test_flow_eviction_reaches_stats_and_findings() -> None:
+    """Through the pipeline: a ``resource_limit`` finding (bounded in number) and the count of
+    ``TcpFlowsEvicted`` records in the collected stats (capture.json)."""
+    from analyzer.pipeline import Options, Pipeline
+    from analyzer.reports.collect import collect
+
+    pipe = Pipeline(Options(max_flows=50))
+    recs: list[object] = []
+    for i in range(2000):
+        recs += pipe.feed_segment(i + 1, (i + 1) * 1000, CLI, SRV, 10000 + i, 3260, 7 * i, 0, SYN, 1000, b"")
+    recs += pipe.finish()
+    findings = [x for x in recs if type(x).__name__ == "Anomaly" and x.kind == "resource_limit"]  # type: ignore[attr-defined]
+    assert findings and len(findings) <= 4  # rate-limited: 3 and a summary
+    assert "2,000" not in findings[0].message and "never carried payload" in findings[0].message  # type: ignore[attr-defined]
+    stats = collect(recs).stats  # type: ignore[arg-type]
+    assert stats["records"]["TcpFlowsEvicted"] == sum(1 for x in recs if isinstance(x, TcpFlowsEvicted))
+    assert pipe.reassembler.evicted_unopened >= 2000 - 50

@@ -24,6 +24,7 @@ from analyzer.records import (
     MalformedPdu,
     Pdu,
     TcpClosed,
+    TcpFlowsEvicted,
     TcpGap,
     TcpOverlapConflict,
     TcpRetransmission,
@@ -81,7 +82,8 @@ class TransportRule(Rule):
 
     def handlers(self) -> dict[type, Handler]:
         return {Pdu: self.pdu, TcpGap: self.gap, TcpRetransmission: self.retrans, TcpZeroWindow: self.zero,
-                TcpClosed: self.closed, TcpOverlapConflict: self.overlap, TaskRecord: self.task}
+                TcpClosed: self.closed, TcpOverlapConflict: self.overlap, TaskRecord: self.task,
+                TcpFlowsEvicted: self.flows_evicted}
 
     def forget(self, sid: str | None, conns: frozenset[str]) -> None:
         for cn in conns:
@@ -152,6 +154,13 @@ class TransportRule(Rule):
                       f"A retransmitted {direction_word(o.direction)} segment ({o.length} bytes at seq {o.seq}) carried "
                       f"different bytes than the first copy; the first copy was analysed.",
                       conn=o.conn, limit_key=(o.conn, o.direction), limit=5)
+
+    def flows_evicted(self, e: TcpFlowsEvicted) -> None:
+        self.ctx.emit("resource_limit", e.frame, e.ts_ns,
+                      f"The flow limit ({e.limit:,} flows, --max-flows) was reached: the analyzer forgot {e.flows:,} "
+                      f"TCP flows at once, {e.unopened:,} of them never carried payload (SYN-only probes or refused "
+                      f"connections); a connection among them is not analysed from here.",
+                      limit_key=("flow_limit",), limit=3)
 
     def closed(self, c: TcpClosed) -> None:
         if c.reason == "evicted":

@@ -41,8 +41,9 @@ CAUSES: Final[dict[str, Cause]] = {c.name: c for c in (
           "ended from the target side at once, or the next login got a session handle (TSIH) that is not "
           "newer than the dropped one (the target lost its session table), or connection attempts were "
           "refused.",
-          "Target FIN/RST on all connections to the portal within 2 s; a later TSIH <= the dropped one; "
-          "SYN answered by RST."),
+          "Target FIN/RST on all connections to the portal within 2 s; a later TSIH <= the dropped one "
+          "(tgtd numbers sessions from 0x0100 again after a restart); SYN answered by RST (not yet visible: "
+          "the TCP layer emits no record for a refused SYN)."),
     Cause("nop_timeout", "NOP timeout",
           "One side pinged with NOP (§11.18/§11.19), the other never answered, and the pinger closed the "
           "connection: the peer was hung, or the link was too busy or broken for the ping to get through.",
@@ -52,7 +53,8 @@ CAUSES: Final[dict[str, Cause]] = {c.name: c for c in (
           "The path between initiator and target stopped delivering: retransmissions, zero windows or "
           "silence in both directions before the end, with no orderly close.",
           "TCP retransmissions or zero-window episodes just before the end, or both directions silent "
-          "until the capture ends, without FIN/RST (or a RST after the retransmissions)."),
+          "until the capture ends, without FIN/RST (or a RST after the retransmissions). Checked before the NOP "
+          "timeout: NOP pings lost on a dead path are a consequence, not the cause."),
     Cause("target_protocol_drop", "Target dropped the connection in answer to a request",
           "The target closed or reset the connection right after a request it would not process (a "
           "protocol error in the target's view: stale CmdSN, unsupported Text request, ...).",
@@ -80,8 +82,8 @@ CONFIDENCES: Final = ("high", "medium", "low")
 
 #: The order the rules are tried in (first match wins), as documented.
 RULES: Final = (
-    "login_failure", "reinstated", "logout_failure", "target_requested", "target_restart", "nop_timeout",
-    "network_failure", "target_protocol_drop", "initiator_gone", "admin_drop", "capture_end",
+    "login_failure", "reinstated", "logout_failure", "target_requested", "target_restart", "network_failure",
+    "nop_timeout", "target_protocol_drop", "initiator_gone", "admin_drop", "capture_end",
 )
 
 

@@ -70,6 +70,9 @@ RESTART_WINDOW_NS = 2_000_000_000
 #: A protocol error (out-of-window CmdSN, digest error, Reject, malformed PDU) this close before a close.
 PROTOCOL_ERROR_NS = 1_000_000_000
 
+#: Causes where the path stopped delivering before the connection ended: down from the last PDU on.
+DARK_CAUSES = frozenset(("network_failure", "nop_timeout"))
+
 SERIAL = 1 << 32
 #: Outcomes of a SCSI task that got its answer.
 COMPLETED = frozenset(("completed", "check_condition", "failed"))
@@ -693,8 +696,20 @@ class Diagnoser:
             if restart is not None:
                 confidence, why, frames = restart
                 evidence.extend(frames)
-                return mk("target_restart", confidence, f"The target closed the connection ({_words(ended_by)}) and "
+                return mk("target_restart", confidence, f"The target {_verb(ended_by)} the connection and "
                           f"{why}: the target restarted (or failed over) and lost its sessions.")
+        # Retransmissions / zero windows just before the end, or any after the last PDU that got through
+        # (a dead path backs its retransmissions off exponentially, past any fixed window).
+        last_new = max((v[1] for v in c.last_pdu.values()), default=end_ts)
+        since = min(end_ts - TRANSPORT_WINDOW_NS, last_new)
+        recent = [(ts, f) for ts, f in c.transport_events if since <= ts <= end_ts]
+        if len(recent) >= TRANSPORT_EVENTS:
+            evidence.extend(f for _, f in recent[-8:])
+            rt = sum(1 for _ in recent)
+            return mk("network_failure", "medium" if not cap_end else "high",
+                      f"{rt} TCP retransmissions or zero-window episodes after the last PDU that got through "
+                      f"({(end_ts - last_new) / 1e9:.1f} s before the end: {_words(ended_by)}): the network path "
+                      "stopped delivering.")
         pings_target = sorted(ts for ts in (v[1] for v in c.target_pings.values()) if ts <= end_ts)
         pings_initiator = sorted(ts for ts in (v[1] for v in c.initiator_pings.values()) if ts <= end_ts)
         if closer == "target" and pings_target:
@@ -709,13 +724,6 @@ class Diagnoser:
             return mk("nop_timeout", "high" if len(pings_initiator) >= 2 else "medium",
                       f"The initiator's NOP-Out ping got no NOP-In, then the initiator closed the connection "
                       f"({_words(ended_by)}): its NOP timeout expired (open-iscsi logs 1022).")
-        recent = [(ts, f) for ts, f in c.transport_events if end_ts - TRANSPORT_WINDOW_NS <= ts <= end_ts]
-        if len(recent) >= TRANSPORT_EVENTS:
-            evidence.extend(f for _, f in recent[-8:])
-            rt = sum(1 for _ in recent)
-            return mk("network_failure", "medium" if not cap_end else "high",
-                      f"{rt} TCP retransmissions or zero-window episodes in the {TRANSPORT_WINDOW_NS // 10**9} s "
-                      f"before the end ({_words(ended_by)}): the network path stopped delivering.")
         if cap_end:
             li = c.last_pdu.get(I2T, (0, c.open_ts))[1]
             lt = c.last_pdu.get("t2i", (0, c.open_ts))[1]
@@ -727,7 +735,7 @@ class Diagnoser:
             return mk("capture_end", "high", "The capture ended while the connection was still in use.")
         if c.dropped_on_request is not None:
             evidence.extend(c.dropped_on_request)
-            return mk("target_protocol_drop", "high", f"The target closed the connection ({_words(ended_by)}) right "
+            return mk("target_protocol_drop", "high", f"The target {_verb(ended_by)} the connection right "
                       f"after the request in frame {c.dropped_on_request[1]}, without answering it.")
         errs = [e for e in c.protocol_errors if end_ts - PROTOCOL_ERROR_NS <= e[1] <= end_ts]
         if closer == "target" and errs:
@@ -858,7 +866,13 @@ class Diagnoser:
             spans: list[tuple[int, int, _Conn]] = []
             for c in conns:
                 e = c.end_event()
-                spans.append((c.ffp_ts or 0, e[1] if e is not None else end_of_capture, c))
+                stop = e[1] if e is not None else end_of_capture
+                d = drops.get(c.conn)
+                if d is not None and d.cause in DARK_CAUSES:
+                    # the path stopped delivering before the close: it was down from the last PDU on
+                    last = max((v[1] for v in c.last_pdu.values()), default=stop)
+                    stop = min(stop, max(last, c.ffp_ts or 0))
+                spans.append((c.ffp_ts or 0, stop, c))
             # merge overlapping up spans
             merged: list[list[Any]] = []
             for start, stop, c in spans:

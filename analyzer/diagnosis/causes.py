@@ -82,8 +82,8 @@ CONFIDENCES: Final = ("high", "medium", "low")
 
 #: The order the rules are tried in (first match wins), as documented.
 RULES: Final = (
-    "login_failure", "reinstated", "logout_failure", "target_requested", "target_restart", "network_failure",
-    "nop_timeout", "target_protocol_drop", "initiator_gone", "admin_drop", "capture_end",
+    "login_failure", "reinstated", "logout_failure", "target_requested", "target_protocol_drop", "target_restart",
+    "network_failure", "nop_timeout", "initiator_gone", "admin_drop", "capture_end",
 )
 
 

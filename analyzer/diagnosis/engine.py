@@ -70,6 +70,8 @@ RESTART_WINDOW_NS = 2_000_000_000
 #: A protocol error (out-of-window CmdSN, digest error, Reject, malformed PDU) this close before a close.
 PROTOCOL_ERROR_NS = 1_000_000_000
 
+#: A lost command seen again this long after the drop still counts as retried.
+RETRY_WINDOW_NS = 120_000_000_000
 #: Causes where the path stopped delivering before the connection ended: down from the last PDU on.
 DARK_CAUSES = frozenset(("network_failure", "nop_timeout"))
 
@@ -267,6 +269,9 @@ class Diagnoser:
         #: pair -> (frame, ts) of the last completed SCSI command
         self.last_completed: dict[tuple[str, str], tuple[int, int]] = {}
         self.pending: list[_PendingRecovery] = []
+        #: pending recoveries still waiting for their first completed command or for retries
+        self.active: list[_PendingRecovery] = []
+        self.pending_conns: set[str] = set()
         self.refused: list[tuple[str, int, int]] = []  #: portal, frame, ts of connections reset before any PDU
 
     # ------------------------------------------------------------------ feeding
@@ -421,7 +426,8 @@ class Diagnoser:
         if r.outcome in COMPLETED:
             self.last_completed[pair] = max(self.last_completed.get(pair, (0, 0)), (r.last_frame, r.end_ts_ns),
                                             key=lambda x: x[1])
-            for p in self.pending:
+            done = False
+            for p in self.active:
                 if p.pair != pair or r.end_ts_ns <= p.ts:
                     continue
                 if p.first is None:
@@ -429,9 +435,14 @@ class Diagnoser:
                 if r.start_ts_ns >= p.ts and r.conn != p.conn and sig in p.lost:
                     p.lost.remove(sig)
                     p.retried += 1
+                if not p.lost or r.end_ts_ns - p.ts > RETRY_WINDOW_NS:
+                    done = True
+            if done:  # recovered, and nothing left to match as a retry
+                self.active = [p for p in self.active
+                               if p.first is None or (p.lost and r.end_ts_ns - p.ts <= RETRY_WINDOW_NS)]
         elif r.outcome in LOST and c is not None:
             c.lost.append(sig)
-            for p in self.pending:
+            for p in self.active:
                 if p.conn == r.conn:
                     p.lost.append(sig)
 
@@ -594,13 +605,15 @@ class Diagnoser:
 
     def _maybe_pending(self, c: _Conn, frame: int, ts: int) -> None:
         """A connection left full feature phase or closed: remember the moment for the recovery time."""
-        if c.ffp_ts is None or c.logout_ok or any(p.conn == c.conn for p in self.pending):
+        if c.ffp_ts is None or c.logout_ok or c.conn in self.pending_conns:
             return
         pair = self._pair(c)
         if pair is None:
             return
-        self.pending.append(_PendingRecovery(c.conn, c.session, pair, frame, ts, self.last_completed.get(pair),
-                                             lost=list(c.lost)))
+        p = _PendingRecovery(c.conn, c.session, pair, frame, ts, self.last_completed.get(pair), lost=list(c.lost))
+        self.pending.append(p)
+        self.active.append(p)
+        self.pending_conns.add(c.conn)
 
     # ------------------------------------------------------------------ finish
 
@@ -691,6 +704,16 @@ class Diagnoser:
                     3: "announced it would drop all connections of the session"}[a[2]]
             return mk("target_requested", "high", f"The target {what} (Async Message event {a[2]}, frame {a[0]}) "
                       f"before the connection ended ({_words(ended_by)}).")
+        if c.dropped_on_request is not None:
+            evidence.extend(c.dropped_on_request)
+            return mk("target_protocol_drop", "high", f"The target {_verb(ended_by)} the connection right "
+                      f"after the request in frame {c.dropped_on_request[1]}, without answering it.")
+        errs = [e for e in c.protocol_errors if end_ts - PROTOCOL_ERROR_NS <= e[1] <= end_ts]
+        if closer == "target" and errs:
+            evidence.extend(e[0] for e in errs[-4:])
+            return mk("target_protocol_drop", "medium", f"The target {_verb(ended_by)} the connection "
+                      f"{(end_ts - errs[-1][1]) / 1e6:.1f} ms after a protocol error ({errs[-1][2]}, frame "
+                      f"{errs[-1][0]}): the target dropped it in answer to that.")
         if closer == "target":
             restart = self._restart_evidence(c, end_ts)
             if restart is not None:
@@ -733,16 +756,6 @@ class Diagnoser:
                           f"{(self.last_ts - max(li, lt)) / 1e9:.1f} s before the capture ended, with no FIN, RST or "
                           "logout: the path went dark (or the capture missed the end).")
             return mk("capture_end", "high", "The capture ended while the connection was still in use.")
-        if c.dropped_on_request is not None:
-            evidence.extend(c.dropped_on_request)
-            return mk("target_protocol_drop", "high", f"The target {_verb(ended_by)} the connection right "
-                      f"after the request in frame {c.dropped_on_request[1]}, without answering it.")
-        errs = [e for e in c.protocol_errors if end_ts - PROTOCOL_ERROR_NS <= e[1] <= end_ts]
-        if closer == "target" and errs:
-            evidence.extend(e[0] for e in errs[-4:])
-            return mk("target_protocol_drop", "medium", f"The target {_verb(ended_by)} the connection "
-                      f"{(end_ts - errs[-1][1]) / 1e6:.1f} ms after a protocol error ({errs[-1][2]}, frame "
-                      f"{errs[-1][0]}): the target dropped it in answer to that.")
         if closer == "initiator" and errs:
             evidence.extend(e[0] for e in errs[-4:])
             return mk("initiator_gone", "medium",
@@ -782,8 +795,15 @@ class Diagnoser:
         signals: list[str] = []
         frames: list[int] = []
         # every connection of the portal in FFP at that moment ended from the target side, together
-        peers = [o for o in self.conns.values() if o.portal == portal and o is not c and o.ffp_ts is not None
-                 and o.ffp_ts <= end_ts and (o.end_event() is None or o.end_event()[1] >= end_ts)]  # type: ignore[index]
+        peers = []
+        for o in self.conns.values():
+            if o is c or o.portal != portal or o.ffp_ts is None or o.ffp_ts > end_ts:
+                continue
+            oe = o.end_event()
+            if o.logout_ok or o.logout_req is not None:
+                continue  # logged out: not part of a crash
+            if oe is None or oe[1] >= end_ts - RESTART_WINDOW_NS:
+                peers.append(o)  # up at (or just before) this end
         together: list[int] = []
         for o in peers:
             e = o.end_event()

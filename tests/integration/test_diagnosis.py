@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ ENTRIES: list[dict[str, Any]] = json.loads((SAMPLES / "manifest.json").read_text
 CAPTURES = sorted(p.name for p in SAMPLES.iterdir() if p.suffix in (".pcap", ".pcapng"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _diag(name: str) -> Diagnosis:
     return diagnose(iter_records(SAMPLES / name))
 
@@ -163,7 +163,7 @@ def test_unreadable_capture_is_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pcap"
     bad.write_bytes(b"not a capture")
     proc = subprocess.run([sys.executable, "-m", "analyzer", "drops", str(bad)], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT)
+                          timeout=60, cwd=ROOT, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 

@@ -64,8 +64,10 @@ def drops(capture: str, fmt: str, ports: tuple[int, ...], limits: dict[str, int]
     """Why each connection ended without a clean logout, and how long I/O stopped."""
     d = _diagnose(capture, ports, limits)
     if story:
-        for line in d.story:
-            click.echo(line)
+        from analyzer.render.output import terminal_safe
+
+        for line in d.story:  # names come from the capture: no escape sequences reach the terminal
+            click.echo(terminal_safe(line))
         return
     from analyzer.diagnosis import DropCause
 

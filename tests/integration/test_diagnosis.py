@@ -174,3 +174,37 @@ def test_initiator_messages_doc_is_generated_and_cited() -> None:
     for msgs in INITIATOR_MESSAGES.values():
         for m in msgs:
             assert m.source in SOURCES
+
+
+def _safe_output_helpers() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_safe_output_helpers", ROOT / "tests/integration/test_safe_output.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("args", [("drops", "--story"), ("drops", "--format", "table"), ("drops", "--format", "csv"),
+                                  ("logins", "--format", "table"), ("logins", "--format", "csv"),
+                                  ("paths", "--format", "csv"), ("connections", "--format", "table")])
+def test_diagnosis_output_is_safe(args: tuple[str, ...], tmp_path: Path) -> None:
+    """Hostile names (escape sequences, formulas, CHAP values) from the capture stay defanged."""
+    h = _safe_output_helpers()
+    hostile = h.hostile_capture(tmp_path / "hostile.pcap")
+    proc = h._cli(args[0], hostile, *args[1:])
+    where = " ".join(args)
+    assert proc.returncode in (0, 1), proc.stderr
+    h._no_secrets(proc.stdout + proc.stderr, where)
+    h._terminal_clean(proc.stdout, where)
+    if "csv" in args:
+        h._csv_clean(proc.stdout, where)
+
+
+def test_hostile_names_reach_the_paths_table(tmp_path: Path) -> None:
+    """The safety test above is not vacuous: the hostile InitiatorName is in the diagnosis output."""
+    h = _safe_output_helpers()
+    hostile = h.hostile_capture(tmp_path / "hostile.pcap")
+    out = h._cli("paths", hostile, "--format", "jsonl").stdout
+    assert h.XSS in out

@@ -176,7 +176,7 @@ class ConnectionStats(Record, _Row):
     snaplen_bytes: int  #: bytes cut by the capture's snap length
     zero_windows_i2t: int  #: zero-window episodes advertised by the initiator
     zero_windows_t2i: int
-    handshake_rtt_ms: float | None  #: not available from the record stream (see the README of diagnosis)
+    handshake_rtt_ms: float | None  #: None: TcpOpened carries no SYN / SYN-ACK times (a tcp-layer fact to add)
     ended: str
     history: str  #: "SYN 0.000 > login 0.000 > FFP 0.001 > FIN(t) 1.053 > FIN(i) 1.054"
 

@@ -424,6 +424,11 @@ def render_markdown() -> str:
          "dropped). Floods are rate-limited: after a few identical findings the rest are counted in one "
          "summary finding of the same kind at the end."),
         "",
+        ("Why a connection dropped (the drop-cause classification of `iscsi-analyzer drops`) and what the common "
+         "initiators log for it (open-iscsi's conn error codes such as 1020 and 1022, ESXi's OFFLINE/ONLINE "
+         "connection messages, Windows iScsiPrt events), each message with its source: "
+         "[initiator-messages.md](initiator-messages.md)."),
+        "",
         "| kind | default severity | RFC 7143 | title |",
         "|---|---|---|---|",
     ]

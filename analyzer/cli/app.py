@@ -610,5 +610,15 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(rv if isinstance(rv, int) else EXIT_OK)
 
 
+
+def _register_diagnose() -> None:
+    from analyzer.cli.diagnose import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_register_diagnose()
+
 if __name__ == "__main__":
     main()

@@ -8,6 +8,7 @@ claims fails instead of writing a wrong manifest entry.
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -271,6 +272,80 @@ def body_nop_timeout(ctx: LabContext) -> None:
     ctx.sleep(0.5)
 
 
+def body_target_restart(ctx: LabContext) -> None:
+    """Reads running, then tgtd is killed (SIGKILL) and started again; libiscsi reconnects by itself."""
+    url = ctx.lun_url(1, 1)
+    proc = ctx.start_client("iscsi-perf random READ16 512 B x2 in flight",
+                            ini.perf_argv(url, ctx.initiator, blocks=1, max_requests=2, random=True))
+    ctx.sleep(0.8)
+    old = ctx.tgtd.proc
+    if old is None:
+        raise LabError("tgtd is not running")
+    ctx.step(f"SIGKILL tgtd (pid {old.pid}): the kernel closes its sockets, the portal refuses connections")
+    ctx.procs.stop(old, signal.SIGKILL)
+    ctx.sleep(1.5)
+    ctx.step("start tgtd again with the same targets")
+    specs = list(ctx.tgtd.targets)
+    ctx.tgtd.targets.clear()
+    ctx.tgtd.start(ctx.scenario.tgtd_opts)
+    for spec in specs:
+        ctx.tgtd.add_target(spec)
+    back = False
+    for _ in range(60):
+        ctx.sleep(0.1)
+        if [c for c in ctx.tgtd.connections(1) if c.initiator == ctx.initiator]:
+            back = True
+            break
+    ctx.step("libiscsi logged in again to the restarted tgtd" if back else "libiscsi did not come back within 6 s")
+    ctx.data["reconnected"] = back
+    ctx.sleep(0.7)
+    rc = ctx.stop_client(proc, "SIGINT iscsi-perf (drains, then logs out)")
+    if rc != 0:
+        raise LabError(f"iscsi-perf exited {rc} after the restart")
+
+
+def body_path_failure(ctx: LabContext) -> None:
+    """Reads running, then iptables drops every port-3260 segment (the path fails) until tgtd's NOP-In pings
+    time out; the rules are removed and libiscsi reconnects."""
+    url = ctx.lun_url(1, 1)
+    proc = ctx.start_client("iscsi-perf random READ16 512 B x1 in flight",
+                            ini.perf_argv(url, ctx.initiator, blocks=1, max_requests=1, random=True))
+    ctx.sleep(0.3)
+    for rule in (["INPUT", "-p", "tcp", "--dport", "3260", "-j", "DROP"],
+                 ["INPUT", "-p", "tcp", "--sport", "3260", "-j", "DROP"]):
+        ctx.step("iptables -A " + " ".join(rule))
+        ctx.ns.add_iptables_rule(rule)
+    outage_start = ctx.steps[-1].at
+    dropped = False
+    for _ in range(100):
+        ctx.sleep(0.1)
+        if not [c for c in ctx.tgtd.connections(1) if c.initiator == ctx.initiator]:
+            dropped = True
+            break
+    ctx.step("tgtd gave up on the connection (NOP-In pings unanswered)" if dropped
+             else "tgtd still holds the connection after 10 s")
+    # No more pings once the path is back: the reconnected session's own NOP-Ins would race its logout.
+    ctx.step("tgtadm: nop_interval=0 (stop the NOP-In pings)")
+    ctx.tgtd.set_param(1, "nop_interval", "0")
+    # Keep the path down until the initiator's backed-off retransmissions of its READ reach five
+    # (RTO 0.2 s doubling: 6.2 s after the outage began), so the loss is visible per direction.
+    ctx.sleep(max(0.5, outage_start + 7.0 - time.time()))
+    ctx.ns.delete_iptables_rules()
+    ctx.step("iptables rules deleted: the path is back")
+    back = False
+    for _ in range(80):
+        ctx.sleep(0.1)
+        if [c for c in ctx.tgtd.connections(1) if c.initiator == ctx.initiator]:
+            back = True
+            break
+    ctx.step("libiscsi logged in again" if back else "libiscsi did not come back within 8 s")
+    ctx.data["reconnected"] = back
+    ctx.sleep(0.5)
+    rc = ctx.stop_client(proc, "SIGINT iscsi-perf (drains, then logs out)")
+    if rc != 0:
+        raise LabError(f"iscsi-perf exited {rc} after the path came back")
+
+
 # ---------------------------------------------------------------------------------------------- checks
 
 def check_clean_io(facts: CaptureFacts, ctx: LabContext) -> list[str]:
@@ -418,6 +493,38 @@ def check_nop_timeout(facts: CaptureFacts, ctx: LabContext) -> list[str]:
     _need(p, len(unanswered) >= 3, f"expected >= 3 unanswered NOP-In pings, saw {len(unanswered)}")
     ctx.notes.append(f"{len(facts.nop_pings)} NOP-In pings, {len(unanswered)} unanswered; tgtd closed the "
                      "connection one interval after the last unanswered ping")
+    return p
+
+
+def check_target_restart(facts: CaptureFacts, ctx: LabContext) -> list[str]:
+    """The first session is closed by the (killed) target; a session to the restarted tgtd logs out."""
+    p = _problems()
+    normal = _normal(facts)
+    _need(p, len(normal) >= 2, f"expected >= 2 Normal sessions (before and after the restart), saw {len(normal)}")
+    _need(p, bool(ctx.data.get("reconnected")), "libiscsi did not log in again after the restart")
+    if len(normal) >= 2:
+        _need(p, normal[0].closed_by == "target", f"first session closed by {normal[0].closed_by}")
+        _need(p, normal[0].pdus["Logout Request"] == 0, "the first session logged out")
+        _need(p, normal[-1].ended_by == "logout", f"last session ended by {normal[-1].ended_by}")
+        ctx.notes.append(f"tgtd killed: stream {normal[0].tcp_stream} closed by the target "
+                         f"({normal[0].close_kind}); after the restart libiscsi logged in on stream "
+                         f"{normal[-1].tcp_stream} with TSIH {normal[-1].tsih} (before: {normal[0].tsih})")
+    return p
+
+
+def check_path_failure(facts: CaptureFacts, ctx: LabContext) -> list[str]:
+    """Retransmissions while the path is down, the first session ends, a new one logs out after the path is back."""
+    p = _problems()
+    normal = _normal(facts)
+    _need(p, len(normal) >= 2, f"expected >= 2 Normal sessions (before and after the outage), saw {len(normal)}")
+    _need(p, facts.retransmissions >= 3, f"only {facts.retransmissions} retransmissions during the outage")
+    _need(p, bool(ctx.data.get("reconnected")), "libiscsi did not log in again after the path came back")
+    if len(normal) >= 2:
+        _need(p, normal[0].pdus["Logout Request"] == 0, "the first session logged out")
+        _need(p, normal[-1].ended_by == "logout", f"last session ended by {normal[-1].ended_by}")
+        ctx.notes.append(f"path down: {facts.retransmissions} retransmissions; stream {normal[0].tcp_stream} "
+                         f"ended by {normal[0].closed_by} ({normal[0].close_kind}); libiscsi logged in again on "
+                         f"stream {normal[-1].tcp_stream}")
     return p
 
 
@@ -1329,6 +1436,16 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         body_short_clean, check_short_clean, interface="any", linktype="LINUX_SLL2"),
     _sc("nop_timeout", "tgtd pings with NOP-In every 1 s (nop_count 3); the initiator is frozen with SIGSTOP "
         "and never answers; tgtd tears the connection down.", body_nop_timeout, check_nop_timeout,
+        targets=(TargetSpec(1, DISK_IQN, luns=(LunSpec(1, 64),),
+                            params=(("nop_interval", "1"), ("nop_count", "3"))),)),
+    _sc("target_restart", "Random 512-byte reads, then tgtd is killed (SIGKILL: the kernel closes its sockets) "
+        "and started again 1.5 s later with the same targets; libiscsi's reconnects are refused until then, "
+        "then it logs in to the restarted tgtd and finally logs out.", body_target_restart, check_target_restart,
+        rate="2mbit"),
+    _sc("path_failure", "Random 512-byte reads, then iptables drops every port-3260 segment in INPUT (the path "
+        "fails; lo is captured before INPUT, so the capture shows both sides retransmitting); tgtd's NOP-In pings "
+        "(every 1 s, nop_count 3) go unanswered and it gives up; the rules are removed and libiscsi logs in "
+        "again.", body_path_failure, check_path_failure, extra_tools=("iptables",), rate="2mbit",
         targets=(TargetSpec(1, DISK_IQN, luns=(LunSpec(1, 64),),
                             params=(("nop_interval", "1"), ("nop_count", "3"))),)),
     _sc("mcs_two_connections", "Scripted initiator, MC/S: tgtd with MaxConnections=2; CID 0 leading login, CID 1 "

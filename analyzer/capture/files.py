@@ -31,7 +31,9 @@ from collections.abc import Callable, Generator, Iterator
 from types import TracebackType
 from typing import Any, BinaryIO, Final, Self
 
-from analyzer.capture.packets import FAST_PATHS, decode_frame
+from analyzer.capture.dedup import FrameDecoder
+from analyzer.capture.encap import VXLAN_PORT
+from analyzer.capture.packets import FAST_PATHS
 from analyzer.records import CaptureDamage, CaptureStats
 
 #: Bytes asked of the underlying file per read.
@@ -60,6 +62,8 @@ _PCAPNG_MAGIC: Final = b"\x0a\x0d\x0d\x0a"
 _EMPTY: Final = memoryview(b"")  # shared payload of segments without data (no allocation)
 #: For link types without a fast path: an IP offset no frame reaches, so it is never used.
 _NO_FAST_PATH: Final = (struct.Struct("B").unpack_from, None, None, 1 << 62)
+#: A minimum frame length for the fast path that no frame reaches: the fast path is off.
+_OFF: Final = 1 << 62
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 #: Formats we recognise but do not read: (magic prefix, description).
 _UNSUPPORTED: Final = (
@@ -222,8 +226,9 @@ class CaptureReader:
 
     Counters (exact once iteration has ended; updated at every chunk during it):
     ``frames``, ``bytes`` (captured bytes of all frames), ``truncated`` (frames whose
-    captured length < original length), ``non_tcp`` (``iter_tcp`` only: frames that were
-    not a decodable TCP segment). ``damage`` lists a ``CaptureDamage`` when the file turned
+    captured length < original length), ``non_tcp`` (``iter_tcp`` only: frames that did
+    not give a TCP segment: not TCP, IP fragments held for reassembly, duplicates), and
+    ``decoder``'s ``encapsulated``, ``duplicates`` and ``ip_fragments`` counts. ``damage`` lists a ``CaptureDamage`` when the file turned
     out damaged; its ``frame``/``ts_ns`` are those of the last good frame (0 if none).
     """
 
@@ -238,6 +243,8 @@ class CaptureReader:
         self.truncated = 0
         self.damage: list[CaptureDamage] = []
         self.last_ts_ns = 0
+        #: The slow path (encapsulations, IP reassembly, duplicates): ``open_capture`` sets its options.
+        self.decoder = FrameDecoder()
         self._src = src
         self._head = head
         self._closer = closer
@@ -370,10 +377,11 @@ class PcapReader(CaptureReader):
         tsmul = self._tsmul
         limit = self._limit
         linktype = self.linktype
-        decode = decode_frame
+        decoder = self.decoder
+        slow = decoder.decode
         empty = _EMPTY
         unpack, key1, key2, ipo = FAST_PATHS.get(linktype, _NO_FAST_PATH) if tcp else _NO_FAST_PATH
-        minlen = ipo + 40
+        minlen = _OFF if decoder.dedup_on else ipo + 40
         frame_no = nbytes = non_tcp = trunc = ts = 0
         try:
             while True:
@@ -414,11 +422,13 @@ class PcapReader(CaptureReader):
                             else:
                                 non_tcp += 1
                             continue
-                    seg = decode(linktype, mv[d:e])
+                    seg = slow(linktype, mv[d:e], frame_no, ts)
                     if seg is None:
                         non_tcp += 1
                     else:
                         yield (frame_no, ts) + seg
+                    if minlen != _OFF and decoder.dedup_on:  # every frame is compared from now on
+                        minlen = _OFF
                 # the record at pos is incomplete (or absurd)
                 self.frames, self.bytes, self.non_tcp, self.truncated = frame_no, nbytes, non_tcp, trunc
                 self.last_ts_ns = ts
@@ -439,6 +449,8 @@ class PcapReader(CaptureReader):
         finally:
             self.frames, self.bytes, self.non_tcp, self.truncated = frame_no, nbytes, non_tcp, trunc
             self.last_ts_ns = ts
+            if tcp:
+                decoder.finish()
 
 
 def _interface(buf: bytes, pos: int, end: int, order: str) -> tuple[int, int, int, int, int]:
@@ -483,9 +495,10 @@ class PcapngReader(CaptureReader):
         self._head = b""
         mv = memoryview(buf)
         pos = 0
-        decode = decode_frame
+        decoder = self.decoder
+        slow = decoder.decode
         empty = _EMPTY
-        fast_paths = FAST_PATHS if tcp else {}
+        fast_paths = FAST_PATHS if tcp and not decoder.dedup_on else {}
         unpack, key1, key2, ipo = _NO_FAST_PATH
         minlen = ipo + 40
         epb_type = _EPB
@@ -640,11 +653,15 @@ class PcapngReader(CaptureReader):
                             else:
                                 non_tcp += 1
                             continue
-                    seg = decode(lt, mv[d:fe])
+                    seg = slow(lt, mv[d:fe], frame_no, ts)
                     if seg is None:
                         non_tcp += 1
                     else:
                         yield (frame_no, ts) + seg
+                    if fast_paths and decoder.dedup_on:  # every frame is compared from now on
+                        fast_paths = {}
+                        unpack, key1, key2, ipo = _NO_FAST_PATH
+                        minlen = ipo + 40
                 self.frames, self.bytes, self.non_tcp, self.truncated = frame_no, nbytes, non_tcp, trunc
                 self.last_ts_ns = ts
                 if problem:
@@ -659,12 +676,15 @@ class PcapngReader(CaptureReader):
         finally:
             self.frames, self.bytes, self.non_tcp, self.truncated = frame_no, nbytes, non_tcp, trunc
             self.last_ts_ns = ts
+            if tcp:
+                decoder.finish()
 
 
 # --------------------------------------------------------------------------- entry points
 
 
-def open_capture(source: str | os.PathLike[str] | BinaryIO) -> CaptureReader:
+def open_capture(source: str | os.PathLike[str] | BinaryIO, *, vxlan_ports: tuple[int, ...] = (VXLAN_PORT,),
+                 dedup: bool | None = None) -> CaptureReader:
     """Open a capture by path or readable binary stream, sniffing its format by magic.
 
     pcap (µs/ns, both byte orders), pcapng, and gzip of either. A stream (e.g. a pipe from
@@ -673,6 +693,10 @@ def open_capture(source: str | os.PathLike[str] | BinaryIO) -> CaptureReader:
     ("not a pcap or pcapng file") or an unsupported format. The reader owns (and closes)
     a file it opened by path; a stream passed in is left open. Streams must be blocking
     (a read returning nothing is the end of the capture).
+
+    ``vxlan_ports``: UDP destination ports decoded as VXLAN. ``dedup``: compare frames for
+    duplicates from the first frame (True), never (False), or from the first encapsulated
+    frame on (None, the default; see ``dedup``).
     """
     if isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
@@ -693,7 +717,9 @@ def open_capture(source: str | os.PathLike[str] | BinaryIO) -> CaptureReader:
         read = getattr(source, "read1", None) or source.read
         closer = None
     try:
-        return _sniff(name, read, closer)
+        reader = _sniff(name, read, closer)
+        reader.decoder = FrameDecoder(vxlan_ports, dedup)
+        return reader
     except BaseException:
         if closer is not None:
             closer()

@@ -1,0 +1,104 @@
+"""The readers' slow path: frames the fused fast path did not take.
+
+``FrameDecoder.decode`` decodes one frame through the encapsulations (``encap``), reassembles
+IP fragments (``fragments``) and drops duplicate frames.
+
+Duplicates are found as Wireshark's ``editcap -D`` finds them: a frame is a duplicate when
+it equals one of the previous ``DEDUP_WINDOW`` frames. We compare the innermost IP packet
+rather than the whole frame, with the IPv4 TTL and header checksum (IPv6 hop limit)
+masked, so that the original frame and its mirrored copy (another VLAN tag, an ERSPAN or
+VXLAN wrapper, a router hop between the two mirror points) match, and so do the copies two
+mirror sessions send of one frame. A TCP retransmission is not a duplicate: it carries a new
+IPv4 identification (and usually a new TCP timestamp).
+
+Duplicate detection starts at the first frame that arrives encapsulated: from then on the
+reader sends every frame here (its fast path is off), so the plain copies are compared too.
+Frames before that first encapsulated frame are not compared (a plain capture pays nothing
+for the feature); ``dedup=True`` compares from the first frame.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Final
+
+from analyzer.capture.encap import VXLAN_PORT, Encapsulation, IpFragment, walk, walk_ip
+from analyzer.capture.fragments import Reassembler
+from analyzer.capture.packets import TcpSegment
+
+#: How many previous frames a frame is compared with (editcap -D takes a window too; its
+#: default for -d is 5, too small for two mirror sessions under load).
+DEDUP_WINDOW: Final = 64
+
+
+class FrameDecoder:
+    """Slow-path decoding with per-encapsulation counts, fragment reassembly and dedup.
+
+    Counters: ``encapsulated`` (frame count per outermost layer label, e.g. "ERSPAN II session
+    7 VLAN 100"), ``duplicates`` (frames dropped as copies), and the reassembler's
+    ``fragments``/``reassembled``/``dropped`` (``ip_fragments``).
+    """
+
+    def __init__(self, vxlan_ports: tuple[int, ...] | frozenset[int] = (VXLAN_PORT,),
+                 dedup: bool | None = None) -> None:
+        self.vxlan_ports = frozenset(vxlan_ports)
+        #: True: every frame comes here and is compared; None: from the first encapsulated one.
+        self.dedup_on = bool(dedup)
+        self._dedup_auto = dedup is None
+        self.encapsulated: dict[str, int] = {}
+        self.duplicates = 0
+        self.ip_fragments = Reassembler()
+        self._window: deque[bytes] = deque()
+        self._seen: dict[bytes, int] = {}
+
+    def decode(self, linktype: int, data: memoryview, frame_no: int, ts_ns: int) -> TcpSegment | None:
+        """The TCP segment in this frame (None: not TCP, a fragment held back, or a duplicate)."""
+        tags: list[Encapsulation] = []
+        where: list[tuple[memoryview, int, int]] = []
+        found = walk(linktype, data, self.vxlan_ports, tags, where)
+        for _ in range(4):  # a reassembled packet may hold a fragment of an inner layer
+            if not isinstance(found, IpFragment):
+                break
+            packet = self.ip_fragments.feed(found, frame_no, ts_ns)
+            if packet is None:
+                return None
+            found = walk_ip(memoryview(packet), 0, found.version, self.vxlan_ports, tags, where)
+        if found is None or isinstance(found, IpFragment):
+            return None
+        if tags:
+            label = tags[0].label()
+            self.encapsulated[label] = self.encapsulated.get(label, 0) + 1
+            if self._dedup_auto and not self.dedup_on:
+                self.dedup_on = True
+        if self.dedup_on and where and self._duplicate(*where[-1]):
+            self.duplicates += 1
+            return None
+        return found
+
+    def finish(self) -> None:
+        """End of the capture: incomplete datagrams are counted as given up."""
+        self.ip_fragments.finish()
+
+    def notes(self) -> list[str]:
+        """One-line facts worth a warning (fragments not reassembled)."""
+        frag = self.ip_fragments
+        out = list(frag.notes)
+        if frag.dropped > len(frag.notes):
+            out.append(f"{frag.dropped} IP datagrams in all could not be reassembled")
+        return out
+
+    def _duplicate(self, mv: memoryview, off: int, end: int) -> bool:
+        # The innermost IP packet without TTL/hop limit and the IPv4 header checksum.
+        if mv[off] >> 4 == 4:
+            key = bytes(mv[off:off + 8]) + bytes(mv[off + 9:off + 10]) + bytes(mv[off + 12:end])
+        else:
+            key = bytes(mv[off:off + 7]) + bytes(mv[off + 8:end])
+        seen = self._seen
+        if key in seen:
+            return True
+        window = self._window
+        window.append(key)
+        seen[key] = 1
+        if len(window) > DEDUP_WINDOW:
+            del seen[window.popleft()]
+        return False

@@ -11,6 +11,13 @@ VXLAN wrapper, a router hop between the two mirror points) match, and so do the 
 mirror sessions send of one frame. A TCP retransmission is not a duplicate: it carries a new
 IPv4 identification (and usually a new TCP timestamp).
 
+Each frame's path is the list of encapsulations it arrived through (plain; ERSPAN II session
+7 VLAN 100; ...). By default a frame is a duplicate only when its packet has been seen more
+often through another path than through its own within the window: the same packet twice
+through one path is two packets (a killed initiator's kernel answers every segment with
+byte-identical RSTs), once through each of two paths is one packet mirrored twice.
+``dedup=True`` uses editcap's rule instead (any equal packet in the window, whatever path).
+
 Duplicate detection starts at the first frame that arrives encapsulated: from then on the
 reader sends every frame here (its fast path is off), so the plain copies are compared too.
 Frames before that first encapsulated frame are not compared (a plain capture pays nothing
@@ -48,8 +55,9 @@ class FrameDecoder:
         self.encapsulated: dict[str, int] = {}
         self.duplicates = 0
         self.ip_fragments = Reassembler()
-        self._window: deque[bytes] = deque()
-        self._seen: dict[bytes, int] = {}
+        self._any_path = bool(dedup)
+        self._window: deque[tuple[bytes, tuple[Encapsulation, ...]]] = deque()
+        self._seen: dict[bytes, dict[tuple[Encapsulation, ...], int]] = {}
 
     def decode(self, linktype: int, data: memoryview, frame_no: int, ts_ns: int) -> TcpSegment | None:
         """The TCP segment in this frame (None: not TCP, a fragment held back, or a duplicate)."""
@@ -70,7 +78,7 @@ class FrameDecoder:
             self.encapsulated[label] = self.encapsulated.get(label, 0) + 1
             if self._dedup_auto and not self.dedup_on:
                 self.dedup_on = True
-        if self.dedup_on and where and self._duplicate(*where[-1]):
+        if self.dedup_on and where and self._duplicate(*where[-1], tuple(tags)):
             self.duplicates += 1
             return None
         return found
@@ -87,18 +95,33 @@ class FrameDecoder:
             out.append(f"{frag.dropped} IP datagrams in all could not be reassembled")
         return out
 
-    def _duplicate(self, mv: memoryview, off: int, end: int) -> bool:
+    def _duplicate(self, mv: memoryview, off: int, end: int, path: tuple[Encapsulation, ...]) -> bool:
         # The innermost IP packet without TTL/hop limit and the IPv4 header checksum.
         if mv[off] >> 4 == 4:
             key = bytes(mv[off:off + 8]) + bytes(mv[off + 9:off + 10]) + bytes(mv[off + 12:end])
         else:
             key = bytes(mv[off:off + 7]) + bytes(mv[off + 8:end])
-        seen = self._seen
-        if key in seen:
-            return True
+        if self._any_path:
+            path = ()
+        counts = self._seen.get(key)
+        if counts is None:
+            counts = self._seen[key] = {}
+        mine = counts.get(path, 0)
+        if self._any_path:
+            duplicate = mine > 0
+        else:
+            duplicate = any(n > mine for p, n in counts.items() if p != path)
+        counts[path] = mine + 1
         window = self._window
-        window.append(key)
-        seen[key] = 1
+        window.append((key, path))
         if len(window) > DEDUP_WINDOW:
-            del seen[window.popleft()]
-        return False
+            old_key, old_path = window.popleft()
+            old = self._seen[old_key]
+            left = old[old_path] - 1
+            if left:
+                old[old_path] = left
+            else:
+                del old[old_path]
+                if not old:
+                    del self._seen[old_key]
+        return duplicate

@@ -45,6 +45,12 @@ MAX_RECORD: Final = 262144
 SNAPLEN_SLACK: Final = 65536
 #: Largest pcapng block we accept (memory bound; Wireshark uses 16 MiB too).
 MAX_BLOCK: Final = 16 << 20
+#: Most interfaces one pcapng section may describe (memory bound: a crafted file of millions
+#: of interface blocks would otherwise hold them all); also how many ``linktypes`` are listed.
+MAX_INTERFACES: Final = 65536
+#: Timestamps must fit a signed 64-bit nanosecond count from the epoch (1970 to 2262, what
+#: Parquet/Arrow and the time formatting take): ``ts >> TS_BITS`` is 0 exactly for those.
+TS_BITS: Final = 63
 
 #: Frame as yielded by ``CaptureReader``: (frame_no, ts_ns, linktype, data, orig_len).
 Frame = tuple[int, int, int, memoryview, int]
@@ -453,6 +459,11 @@ class PcapReader(CaptureReader):
                 decoder.finish()
 
 
+def _bad_time(ts: int, frame_no: int, last_good: int) -> str:
+    when = "before 1970" if ts < 0 else "after 2262"
+    return f"timestamp of frame {frame_no + 1} is out of range ({when}: {ts} ns from the epoch)"
+
+
 def _interface(buf: bytes, pos: int, end: int, order: str) -> tuple[int, int, int, int, int]:
     """IDB at pos -> (linktype, ts multiplier, ts divisor, ts offset ns, snaplen)."""
     linktype, snaplen = struct.unpack_from(order + "H2xI", buf, pos + 8)
@@ -536,11 +547,15 @@ class PcapngReader(CaptureReader):
                             cur_if = ifid
                             unpack, key1, key2, ipo = fast_paths.get(lt, _NO_FAST_PATH)
                             minlen = ipo + 40
-                        ts = ((tsh << 32) | tsl) * mul
+                        t = ((tsh << 32) | tsl) * mul
                         if div != 1:
-                            ts //= div
+                            t //= div
                         if tsoff:
-                            ts += tsoff
+                            t += tsoff
+                        if t >> 63:  # before 1970 or after 2262: a damaged (or crafted) record
+                            problem = _bad_time(t, frame_no, ts)
+                            break
+                        ts = t
                         d = pos + 28
                         fe = d + caplen
                         if fe > e - 4:
@@ -584,9 +599,13 @@ class PcapngReader(CaptureReader):
                             if blen < 20:
                                 problem = f"bad pcapng block length {blen} for an interface description"
                                 break
+                            if len(ifaces) >= MAX_INTERFACES:
+                                problem = f"more than {MAX_INTERFACES} interfaces in one pcapng section"
+                                break
                             iface = _interface(buf, pos, e - 4, order)
                             ifaces.append(iface)
-                            self.linktypes.append(iface[0])
+                            if len(self.linktypes) < MAX_INTERFACES:
+                                self.linktypes.append(iface[0])
                             pos = e
                             continue
                         elif btype == _SPB:
@@ -615,7 +634,11 @@ class PcapngReader(CaptureReader):
                             cur_if = ifid
                             unpack, key1, key2, ipo = fast_paths.get(lt, _NO_FAST_PATH)
                             minlen = ipo + 40
-                            ts = ((tsh << 32) | tsl) * mul // div + tsoff
+                            t = ((tsh << 32) | tsl) * mul // div + tsoff
+                            if t >> 63:
+                                problem = _bad_time(t, frame_no, ts)
+                                break
+                            ts = t
                             d = pos + 28
                         else:  # NRB, ISB, DSB, custom, ...: skip
                             pos = e

@@ -355,7 +355,8 @@ def sample_captures() -> dict[str, bytes]:
     frames = mixed_frames() * 3
     p = pcap([(T0 + i * 7, f) for i, f in enumerate(frames)])
     ng = b"".join([shb(), idb(1), idb(101, tsresol=9), nrb()]
-                  + [epb(i % 2, T0 + i, f if i % 2 == 0 else ipv4(tcp(seq=i))) for i, f in enumerate(frames)]
+                  + [epb(i % 2, T0 // 1000 + i if i % 2 == 0 else T0 + i, f if i % 2 == 0 else ipv4(tcp(seq=i)))
+                     for i, f in enumerate(frames)]  # interface 0 counts µs, interface 1 ns
                   + [isb(), shb(">"), idb(1, e=">"), epb(0, 5, frames[0], e=">"), spb(frames[1], e=">")])
     return {"pcap": p, "pcapng": ng, "pcap.gz": gzip.compress(p), "pcapng.gz": gzip.compress(ng)}
 

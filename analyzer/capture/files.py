@@ -48,6 +48,8 @@ MAX_BLOCK: Final = 16 << 20
 #: Most interfaces one pcapng section may describe (memory bound: a crafted file of millions
 #: of interface blocks would otherwise hold them all); also how many ``linktypes`` are listed.
 MAX_INTERFACES: Final = 65536
+#: Most frames whose pcapng comments a reader keeps (``PcapngReader.comments``).
+MAX_COMMENTS: Final = 1 << 20
 #: Timestamps must fit a signed 64-bit nanosecond count from the epoch (1970 to 2262, what
 #: Parquet/Arrow and the time formatting take): ``ts >> TS_BITS`` is 0 exactly for those.
 TS_BITS: Final = 63
@@ -71,13 +73,18 @@ _NO_FAST_PATH: Final = (struct.Struct("B").unpack_from, None, None, 1 << 62)
 #: A minimum frame length for the fast path that no frame reaches: the fast path is off.
 _OFF: Final = 1 << 62
 _GZIP_MAGIC: Final = b"\x1f\x8b"
-#: Formats we recognise but do not read: (magic prefix, description).
+_SNOOP_MAGIC: Final = b"snoop\x00\x00\x00"
+#: Formats we recognise but do not read: (magic prefix, description). Capture formats get the
+#: editcap command that converts them (Wireshark reads them all).
 _UNSUPPORTED: Final = (
     (b"\x34\xcd\xb2\xa1", "modified (Kuznetzov) pcap"),
     (b"\xa1\xb2\xcd\x34", "modified (Kuznetzov) pcap"),
-    (b"snoop\x00\x00\x00", "Sun snoop capture"),
     (b"GMBU", "Microsoft Network Monitor capture"),
     (b"RTSS", "Microsoft Network Monitor capture"),
+    (b"TRSNIFF data    \x1a", "Sniffer (DOS) capture"),
+    (b"XCP\x00", "NetXRay / Windows Sniffer capture"),
+    (b"ObserverPktBuffe", "Network Instruments Observer capture"),
+    (b"\xaa\xaa\xaa\xaa", "Accellent 5Views capture"),
     (b"BZh", "bzip2-compressed file (decompress it first)"),
     (b"\xfd7zXZ\x00", "xz-compressed file (decompress it first)"),
     (b"\x28\xb5\x2f\xfd", "zstd-compressed file (decompress it first)"),
@@ -94,7 +101,8 @@ _BOM_BE: Final = b"\x1a\x2b\x3c\x4d"
 #: Per byte order: block header, u32, EPB header and fields, PB fields after the block header.
 _STRUCTS: Final = {
     order: (struct.Struct(order + "II").unpack_from, struct.Struct(order + "I").unpack_from,
-            struct.Struct(order + "7I").unpack_from, struct.Struct(order + "HHIIII").unpack_from)
+            struct.Struct(order + "7I").unpack_from, struct.Struct(order + "HHIIII").unpack_from,
+            struct.Struct(order + "HH").unpack_from)
     for order in "<>"
 }
 _OPT_IF_TSRESOL: Final = 9
@@ -103,6 +111,11 @@ _OPT_IF_TSOFFSET: Final = 14
 
 class CaptureError(Exception):
     """Not a capture / unreadable: the message is one line naming the file and the problem."""
+
+
+def convert_hint(name: str) -> str:
+    """The command that turns a capture Wireshark reads into one we read."""
+    return f"convert it with: editcap -F pcap {name} OUT.pcap"
 
 
 # --------------------------------------------------------------------------- sources
@@ -219,6 +232,10 @@ def _read_at_least(read: Callable[[], bytes], n: int) -> bytes:
 
 
 # --------------------------------------------------------------------------- readers
+
+
+#: Where a reader's chunks come from.
+Source = _RawSource | _GzipSource
 
 
 class CaptureReader:
@@ -500,6 +517,31 @@ class PcapngReader(CaptureReader):
         if head[8:12] not in (_BOM_LE, _BOM_BE):
             raise CaptureError(f"{name}: pcapng section header has a bad byte-order magic")
         self.linktypes: list[int] = []  # of every interface seen, in order
+        #: Frame iteration only (not ``iter_tcp``): each frame's EPB comments (opt_comment), for
+        #: at most MAX_COMMENTS frames, and how many frames the EPB flags mark inbound/outbound.
+        self.comments: dict[int, tuple[str, ...]] = {}
+        self.directions = {"inbound": 0, "outbound": 0}
+
+    def _epb_options(self, buf: bytes, p: int, end: int, order: str, frame_no: int) -> None:
+        # pcapng §4.3: opt_comment (1, UTF-8), epb_flags (2; bits 0-1: 01 inbound, 10 outbound).
+        opt = _STRUCTS[order][4]
+        comments: list[str] = []
+        while p + 4 <= end:
+            code, olen = opt(buf, p)
+            p += 4
+            if code == 0 or p + olen > end:
+                break
+            if code == 1 and len(self.comments) < MAX_COMMENTS:
+                comments.append(buf[p:p + olen].decode("utf-8", "replace"))
+            elif code == 2 and olen == 4:
+                direction = _STRUCTS[order][1](buf, p)[0] & 3
+                if direction == 1:
+                    self.directions["inbound"] += 1
+                elif direction == 2:
+                    self.directions["outbound"] += 1
+            p += (olen + 3) & ~3
+        if comments:
+            self.comments[frame_no] = tuple(comments)
 
     def _scan(self, tcp: bool) -> Generator[Any, None, None]:
         buf = self._head
@@ -515,7 +557,7 @@ class PcapngReader(CaptureReader):
         epb_type = _EPB
         max_block = MAX_BLOCK
         order = "<"
-        block, u32, epb, pb = _STRUCTS["<"]  # replaced by each SHB's byte order
+        block, u32, epb, pb, _opt = _STRUCTS["<"]  # replaced by each SHB's byte order
         ifaces: list[tuple[int, int, int, int, int]] = []
         cur_if = -1
         lt = mul = div = tsoff = 0
@@ -571,7 +613,7 @@ class PcapngReader(CaptureReader):
                                 problem = "pcapng section header has a bad byte-order magic"
                                 break
                             order = "<" if bom == _BOM_LE else ">"
-                            block, u32, epb, pb = _STRUCTS[order]
+                            block, u32, epb, pb, _opt = _STRUCTS[order]
                             blen = block(buf, pos)[1]
                         if blen < 12 or blen & 3 or blen > MAX_BLOCK:
                             problem = f"bad pcapng block length {blen} (block type {btype:#x})"
@@ -653,6 +695,8 @@ class PcapngReader(CaptureReader):
                     if caplen < orig:
                         trunc += 1
                     if not tcp:
+                        if btype == epb_type and e - fe > 7:  # options after the (padded) data
+                            self._epb_options(buf, d + ((caplen + 3) & ~3), e - 4, order, frame_no)
                         yield frame_no, ts, lt, mv[d:fe], orig
                         continue
                     # ---- fused fast path: link header + IPv4 (no options, unfragmented) + TCP
@@ -773,9 +817,16 @@ def _sniff(name: str, read: Callable[[int], bytes], closer: Callable[[], None] |
         if len(head) < 12:
             raise CaptureError(f"{name}: pcapng section header cut short ({len(head)} bytes){what}")
         return PcapngReader(name, src, head, closer)
+    if magic == b"snoo" and head.startswith(_SNOOP_MAGIC):
+        if len(head) < 16:
+            raise CaptureError(f"{name}: snoop file header cut short ({len(head)} of 16 bytes){what}")
+        from analyzer.capture.snoop import SnoopReader
+
+        return SnoopReader(name, src, head, closer)
     for prefix, desc in _UNSUPPORTED:
         if head.startswith(prefix):
-            raise CaptureError(f"{name}: unsupported format: {desc}{what}")
+            hint = "" if desc.endswith(")") else f"; {convert_hint(name)}"
+            raise CaptureError(f"{name}: unsupported format: {desc}{what}{hint}")
     raise CaptureError(f"{name}: not a pcap or pcapng file{what}")
 
 

@@ -579,3 +579,12 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _register_annotate() -> None:
+    from analyzer.cli.annotate import annotate
+
+    cli.add_command(annotate)
+
+
+_register_annotate()

@@ -199,7 +199,7 @@ def _parse(frag: IpFragment) -> tuple[Key, int, bool, bytes, bytes, int, int, bo
             cut = off + total > end
             return ((4, src, dst, ident, proto), offset, more, bytes(mv[off + hlen:end]),
                     bytes(mv[off:off + hlen]), -1, 0, cut)
-        vbyte, plen, nh, src, dst = _IP6.unpack_from(mv, off)
+        _vbyte, plen, nh, src, dst = _IP6.unpack_from(mv, off)
         nh_pos = off + 6
         p = off + 40
         while nh != _IPPROTO_FRAGMENT:

@@ -24,7 +24,7 @@ from analyzer.capture import iter_tcp, open_capture
 from analyzer.pipeline import Pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from encap_writer import KINDS, wrap  # noqa: E402
+from encap_writer import KINDS, wrap
 
 SAMPLES = sorted(p for p in Path("sample_pcaps").glob("*.pcap*"))
 #: Captures the tshark cross-check runs on (tshark is slow: two cover IPv4 and IPv6).

@@ -7,8 +7,7 @@ import struct
 
 import pytest
 
-from analyzer.capture import files
-from analyzer.capture import iter_tcp, open_capture
+from analyzer.capture import files, iter_tcp, open_capture
 from tests.unit.capture_builders import block, epb, ethernet, idb, ipv4, shb, tcp
 
 FRAME = ethernet(ipv4(tcp(flags=0x02)))

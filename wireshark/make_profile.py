@@ -19,7 +19,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from analyzer.anomalies.kinds import CATALOGUE  # noqa: E402
+from analyzer.anomalies.kinds import CATALOGUE
 
 PREFIX = "iscsi-analyzer: "
 

@@ -36,6 +36,9 @@ from analyzer.capture.packets import TcpSegment
 #: How many previous frames a frame is compared with (editcap -D takes a window too; its
 #: default for -d is 5, too small for two mirror sessions under load).
 DEDUP_WINDOW: Final = 64
+#: How much of a packet's start and end the comparison looks at (see ``_duplicate``).
+KEY_HEAD: Final = 192
+KEY_TAIL: Final = 64
 
 
 class FrameDecoder:
@@ -96,11 +99,17 @@ class FrameDecoder:
         return out
 
     def _duplicate(self, mv: memoryview, off: int, end: int, path: tuple[Encapsulation, ...]) -> bool:
-        # The innermost IP packet without TTL/hop limit and the IPv4 header checksum.
+        # The innermost IP packet without TTL/hop limit and the IPv4 header checksum: its
+        # first KEY_HEAD bytes (IP and TCP headers, identification, sequence numbers, options,
+        # the start of the payload), its last KEY_TAIL bytes and its length. Copying whole
+        # 64 KiB offloaded segments would cost more than the rest of the slow path.
+        n = end - off
+        tail = bytes(mv[max(off + KEY_HEAD, end - KEY_TAIL):end])
         if mv[off] >> 4 == 4:
-            key = bytes(mv[off:off + 8]) + bytes(mv[off + 9:off + 10]) + bytes(mv[off + 12:end])
+            key = (bytes(mv[off:off + 8]) + bytes(mv[off + 9:off + 10]) + bytes(mv[off + 12:min(end, off + KEY_HEAD)])
+                   + tail + n.to_bytes(4, "big"))
         else:
-            key = bytes(mv[off:off + 7]) + bytes(mv[off + 8:end])
+            key = bytes(mv[off:off + 7]) + bytes(mv[off + 8:min(end, off + KEY_HEAD)]) + tail + n.to_bytes(4, "big")
         if self._any_path:
             path = ()
         counts = self._seen.get(key)

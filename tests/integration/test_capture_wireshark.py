@@ -18,7 +18,7 @@ from analyzer.records import Anomaly
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "wireshark"))
-import make_profile  # noqa: E402
+import make_profile
 
 pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
 CAPTURE = "sample_pcaps/initiator_killed.pcap"
@@ -45,7 +45,7 @@ def annotated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def frames_matching(path: Path, flt: str) -> set[int]:
     out = subprocess.run(["tshark", "-r", str(path), "-Y", flt, "-T", "fields", "-e", "frame.number"],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     return {int(x) for x in out.stdout.split()}
 
@@ -72,7 +72,7 @@ def test_tshark_colours_frames_with_the_rules(annotated: Path, tmp_path: Path) -
     out = subprocess.run(["tshark", "-C", "iscsi", "-r", str(annotated), "--color", "-T", "fields",
                           "-e", "frame.number", "-e", "frame.coloring_rule.name"],
                          capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "WIRESHARK_CONFIG_DIR": str(tmp_path)})
+                         env={**os.environ, "WIRESHARK_CONFIG_DIR": str(tmp_path)}, check=False)
     assert out.returncode == 0, out.stderr
     rules = dict(line.split("\t") for line in out.stdout.splitlines() if "\t" in line)
     warnings = {r.frame for r in iter_records(CAPTURE) if type(r) is Anomaly and r.severity == "warning"}

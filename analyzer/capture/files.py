@@ -31,7 +31,9 @@ from collections.abc import Callable, Generator, Iterator
 from types import TracebackType
 from typing import Any, BinaryIO, Final, Self
 
-from analyzer.capture.packets import FAST_PATHS, decode_frame
+from analyzer.capture.dedup import FrameDecoder
+from analyzer.capture.encap import VXLAN_PORT
+from analyzer.capture.packets import FAST_PATHS
 from analyzer.records import CaptureDamage, CaptureStats
 
 #: Bytes asked of the underlying file per read.
@@ -43,6 +45,14 @@ MAX_RECORD: Final = 262144
 SNAPLEN_SLACK: Final = 65536
 #: Largest pcapng block we accept (memory bound; Wireshark uses 16 MiB too).
 MAX_BLOCK: Final = 16 << 20
+#: Most interfaces one pcapng section may describe (memory bound: a crafted file of millions
+#: of interface blocks would otherwise hold them all); also how many ``linktypes`` are listed.
+MAX_INTERFACES: Final = 65536
+#: Most frames whose pcapng comments a reader keeps (``PcapngReader.comments``).
+MAX_COMMENTS: Final = 1 << 20
+#: Timestamps must fit a signed 64-bit nanosecond count from the epoch (1970 to 2262, what
+#: Parquet/Arrow and the time formatting take): ``ts >> TS_BITS`` is 0 exactly for those.
+TS_BITS: Final = 63
 
 #: Frame as yielded by ``CaptureReader``: (frame_no, ts_ns, linktype, data, orig_len).
 Frame = tuple[int, int, int, memoryview, int]
@@ -60,14 +70,21 @@ _PCAPNG_MAGIC: Final = b"\x0a\x0d\x0d\x0a"
 _EMPTY: Final = memoryview(b"")  # shared payload of segments without data (no allocation)
 #: For link types without a fast path: an IP offset no frame reaches, so it is never used.
 _NO_FAST_PATH: Final = (struct.Struct("B").unpack_from, None, None, 1 << 62)
+#: A minimum frame length for the fast path that no frame reaches: the fast path is off.
+_OFF: Final = 1 << 62
 _GZIP_MAGIC: Final = b"\x1f\x8b"
-#: Formats we recognise but do not read: (magic prefix, description).
+_SNOOP_MAGIC: Final = b"snoop\x00\x00\x00"
+#: Formats we recognise but do not read: (magic prefix, description). Capture formats get the
+#: editcap command that converts them (Wireshark reads them all).
 _UNSUPPORTED: Final = (
     (b"\x34\xcd\xb2\xa1", "modified (Kuznetzov) pcap"),
     (b"\xa1\xb2\xcd\x34", "modified (Kuznetzov) pcap"),
-    (b"snoop\x00\x00\x00", "Sun snoop capture"),
     (b"GMBU", "Microsoft Network Monitor capture"),
     (b"RTSS", "Microsoft Network Monitor capture"),
+    (b"TRSNIFF data    \x1a", "Sniffer (DOS) capture"),
+    (b"XCP\x00", "NetXRay / Windows Sniffer capture"),
+    (b"ObserverPktBuffe", "Network Instruments Observer capture"),
+    (b"\xaa\xaa\xaa\xaa", "Accellent 5Views capture"),
     (b"BZh", "bzip2-compressed file (decompress it first)"),
     (b"\xfd7zXZ\x00", "xz-compressed file (decompress it first)"),
     (b"\x28\xb5\x2f\xfd", "zstd-compressed file (decompress it first)"),
@@ -84,7 +101,8 @@ _BOM_BE: Final = b"\x1a\x2b\x3c\x4d"
 #: Per byte order: block header, u32, EPB header and fields, PB fields after the block header.
 _STRUCTS: Final = {
     order: (struct.Struct(order + "II").unpack_from, struct.Struct(order + "I").unpack_from,
-            struct.Struct(order + "7I").unpack_from, struct.Struct(order + "HHIIII").unpack_from)
+            struct.Struct(order + "7I").unpack_from, struct.Struct(order + "HHIIII").unpack_from,
+            struct.Struct(order + "HH").unpack_from)
     for order in "<>"
 }
 _OPT_IF_TSRESOL: Final = 9
@@ -93,6 +111,11 @@ _OPT_IF_TSOFFSET: Final = 14
 
 class CaptureError(Exception):
     """Not a capture / unreadable: the message is one line naming the file and the problem."""
+
+
+def convert_hint(name: str) -> str:
+    """The command that turns a capture Wireshark reads into one we read."""
+    return f"convert it with: editcap -F pcap {name} OUT.pcap"
 
 
 # --------------------------------------------------------------------------- sources
@@ -211,6 +234,10 @@ def _read_at_least(read: Callable[[], bytes], n: int) -> bytes:
 # --------------------------------------------------------------------------- readers
 
 
+#: Where a reader's chunks come from.
+Source = _RawSource | _GzipSource
+
+
 class CaptureReader:
     """A capture being read: iterate it once for frames, or pass it to ``iter_tcp``.
 
@@ -222,8 +249,9 @@ class CaptureReader:
 
     Counters (exact once iteration has ended; updated at every chunk during it):
     ``frames``, ``bytes`` (captured bytes of all frames), ``truncated`` (frames whose
-    captured length < original length), ``non_tcp`` (``iter_tcp`` only: frames that were
-    not a decodable TCP segment). ``damage`` lists a ``CaptureDamage`` when the file turned
+    captured length < original length), ``non_tcp`` (``iter_tcp`` only: frames that did
+    not give a TCP segment: not TCP, IP fragments held for reassembly, duplicates), and
+    ``decoder``'s ``encapsulated``, ``duplicates`` and ``ip_fragments`` counts. ``damage`` lists a ``CaptureDamage`` when the file turned
     out damaged; its ``frame``/``ts_ns`` are those of the last good frame (0 if none).
     """
 
@@ -238,6 +266,8 @@ class CaptureReader:
         self.truncated = 0
         self.damage: list[CaptureDamage] = []
         self.last_ts_ns = 0
+        #: The slow path (encapsulations, IP reassembly, duplicates): ``open_capture`` sets its options.
+        self.decoder = FrameDecoder()
         self._src = src
         self._head = head
         self._closer = closer
@@ -370,10 +400,11 @@ class PcapReader(CaptureReader):
         tsmul = self._tsmul
         limit = self._limit
         linktype = self.linktype
-        decode = decode_frame
+        decoder = self.decoder
+        slow = decoder.decode
         empty = _EMPTY
         unpack, key1, key2, ipo = FAST_PATHS.get(linktype, _NO_FAST_PATH) if tcp else _NO_FAST_PATH
-        minlen = ipo + 40
+        minlen = _OFF if decoder.dedup_on else ipo + 40
         frame_no = nbytes = non_tcp = trunc = ts = 0
         try:
             while True:
@@ -414,11 +445,13 @@ class PcapReader(CaptureReader):
                             else:
                                 non_tcp += 1
                             continue
-                    seg = decode(linktype, mv[d:e])
+                    seg = slow(linktype, mv[d:e], frame_no, ts)
                     if seg is None:
                         non_tcp += 1
                     else:
                         yield (frame_no, ts) + seg
+                    if minlen != _OFF and decoder.dedup_on:  # every frame is compared from now on
+                        minlen = _OFF
                 # the record at pos is incomplete (or absurd)
                 self.frames, self.bytes, self.non_tcp, self.truncated = frame_no, nbytes, non_tcp, trunc
                 self.last_ts_ns = ts
@@ -439,6 +472,13 @@ class PcapReader(CaptureReader):
         finally:
             self.frames, self.bytes, self.non_tcp, self.truncated = frame_no, nbytes, non_tcp, trunc
             self.last_ts_ns = ts
+            if tcp:
+                decoder.finish()
+
+
+def _bad_time(ts: int, frame_no: int, last_good: int) -> str:
+    when = "before 1970" if ts < 0 else "after 2262"
+    return f"timestamp of frame {frame_no + 1} is out of range ({when}: {ts} ns from the epoch)"
 
 
 def _interface(buf: bytes, pos: int, end: int, order: str) -> tuple[int, int, int, int, int]:
@@ -477,21 +517,47 @@ class PcapngReader(CaptureReader):
         if head[8:12] not in (_BOM_LE, _BOM_BE):
             raise CaptureError(f"{name}: pcapng section header has a bad byte-order magic")
         self.linktypes: list[int] = []  # of every interface seen, in order
+        #: Frame iteration only (not ``iter_tcp``): each frame's EPB comments (opt_comment), for
+        #: at most MAX_COMMENTS frames, and how many frames the EPB flags mark inbound/outbound.
+        self.comments: dict[int, tuple[str, ...]] = {}
+        self.directions = {"inbound": 0, "outbound": 0}
+
+    def _epb_options(self, buf: bytes, p: int, end: int, order: str, frame_no: int) -> None:
+        # pcapng §4.3: opt_comment (1, UTF-8), epb_flags (2; bits 0-1: 01 inbound, 10 outbound).
+        opt = _STRUCTS[order][4]
+        comments: list[str] = []
+        while p + 4 <= end:
+            code, olen = opt(buf, p)
+            p += 4
+            if code == 0 or p + olen > end:
+                break
+            if code == 1 and len(self.comments) < MAX_COMMENTS:
+                comments.append(buf[p:p + olen].decode("utf-8", "replace"))
+            elif code == 2 and olen == 4:
+                direction = _STRUCTS[order][1](buf, p)[0] & 3
+                if direction == 1:
+                    self.directions["inbound"] += 1
+                elif direction == 2:
+                    self.directions["outbound"] += 1
+            p += (olen + 3) & ~3
+        if comments:
+            self.comments[frame_no] = tuple(comments)
 
     def _scan(self, tcp: bool) -> Generator[Any, None, None]:
         buf = self._head
         self._head = b""
         mv = memoryview(buf)
         pos = 0
-        decode = decode_frame
+        decoder = self.decoder
+        slow = decoder.decode
         empty = _EMPTY
-        fast_paths = FAST_PATHS if tcp else {}
+        fast_paths = FAST_PATHS if tcp and not decoder.dedup_on else {}
         unpack, key1, key2, ipo = _NO_FAST_PATH
         minlen = ipo + 40
         epb_type = _EPB
         max_block = MAX_BLOCK
         order = "<"
-        block, u32, epb, pb = _STRUCTS["<"]  # replaced by each SHB's byte order
+        block, u32, epb, pb, _opt = _STRUCTS["<"]  # replaced by each SHB's byte order
         ifaces: list[tuple[int, int, int, int, int]] = []
         cur_if = -1
         lt = mul = div = tsoff = 0
@@ -523,11 +589,15 @@ class PcapngReader(CaptureReader):
                             cur_if = ifid
                             unpack, key1, key2, ipo = fast_paths.get(lt, _NO_FAST_PATH)
                             minlen = ipo + 40
-                        ts = ((tsh << 32) | tsl) * mul
+                        t = ((tsh << 32) | tsl) * mul
                         if div != 1:
-                            ts //= div
+                            t //= div
                         if tsoff:
-                            ts += tsoff
+                            t += tsoff
+                        if t >> 63:  # before 1970 or after 2262: a damaged (or crafted) record
+                            problem = _bad_time(t, frame_no, ts)
+                            break
+                        ts = t
                         d = pos + 28
                         fe = d + caplen
                         if fe > e - 4:
@@ -543,7 +613,7 @@ class PcapngReader(CaptureReader):
                                 problem = "pcapng section header has a bad byte-order magic"
                                 break
                             order = "<" if bom == _BOM_LE else ">"
-                            block, u32, epb, pb = _STRUCTS[order]
+                            block, u32, epb, pb, _opt = _STRUCTS[order]
                             blen = block(buf, pos)[1]
                         if blen < 12 or blen & 3 or blen > MAX_BLOCK:
                             problem = f"bad pcapng block length {blen} (block type {btype:#x})"
@@ -571,9 +641,13 @@ class PcapngReader(CaptureReader):
                             if blen < 20:
                                 problem = f"bad pcapng block length {blen} for an interface description"
                                 break
+                            if len(ifaces) >= MAX_INTERFACES:
+                                problem = f"more than {MAX_INTERFACES} interfaces in one pcapng section"
+                                break
                             iface = _interface(buf, pos, e - 4, order)
                             ifaces.append(iface)
-                            self.linktypes.append(iface[0])
+                            if len(self.linktypes) < MAX_INTERFACES:
+                                self.linktypes.append(iface[0])
                             pos = e
                             continue
                         elif btype == _SPB:
@@ -602,7 +676,11 @@ class PcapngReader(CaptureReader):
                             cur_if = ifid
                             unpack, key1, key2, ipo = fast_paths.get(lt, _NO_FAST_PATH)
                             minlen = ipo + 40
-                            ts = ((tsh << 32) | tsl) * mul // div + tsoff
+                            t = ((tsh << 32) | tsl) * mul // div + tsoff
+                            if t >> 63:
+                                problem = _bad_time(t, frame_no, ts)
+                                break
+                            ts = t
                             d = pos + 28
                         else:  # NRB, ISB, DSB, custom, ...: skip
                             pos = e
@@ -617,6 +695,8 @@ class PcapngReader(CaptureReader):
                     if caplen < orig:
                         trunc += 1
                     if not tcp:
+                        if btype == epb_type and e - fe > 7:  # options after the (padded) data
+                            self._epb_options(buf, d + ((caplen + 3) & ~3), e - 4, order, frame_no)
                         yield frame_no, ts, lt, mv[d:fe], orig
                         continue
                     # ---- fused fast path: link header + IPv4 (no options, unfragmented) + TCP
@@ -640,11 +720,15 @@ class PcapngReader(CaptureReader):
                             else:
                                 non_tcp += 1
                             continue
-                    seg = decode(lt, mv[d:fe])
+                    seg = slow(lt, mv[d:fe], frame_no, ts)
                     if seg is None:
                         non_tcp += 1
                     else:
                         yield (frame_no, ts) + seg
+                    if fast_paths and decoder.dedup_on:  # every frame is compared from now on
+                        fast_paths = {}
+                        unpack, key1, key2, ipo = _NO_FAST_PATH
+                        minlen = ipo + 40
                 self.frames, self.bytes, self.non_tcp, self.truncated = frame_no, nbytes, non_tcp, trunc
                 self.last_ts_ns = ts
                 if problem:
@@ -659,12 +743,15 @@ class PcapngReader(CaptureReader):
         finally:
             self.frames, self.bytes, self.non_tcp, self.truncated = frame_no, nbytes, non_tcp, trunc
             self.last_ts_ns = ts
+            if tcp:
+                decoder.finish()
 
 
 # --------------------------------------------------------------------------- entry points
 
 
-def open_capture(source: str | os.PathLike[str] | BinaryIO) -> CaptureReader:
+def open_capture(source: str | os.PathLike[str] | BinaryIO, *, vxlan_ports: tuple[int, ...] = (VXLAN_PORT,),
+                 dedup: bool | None = None) -> CaptureReader:
     """Open a capture by path or readable binary stream, sniffing its format by magic.
 
     pcap (µs/ns, both byte orders), pcapng, and gzip of either. A stream (e.g. a pipe from
@@ -673,6 +760,10 @@ def open_capture(source: str | os.PathLike[str] | BinaryIO) -> CaptureReader:
     ("not a pcap or pcapng file") or an unsupported format. The reader owns (and closes)
     a file it opened by path; a stream passed in is left open. Streams must be blocking
     (a read returning nothing is the end of the capture).
+
+    ``vxlan_ports``: UDP destination ports decoded as VXLAN. ``dedup``: compare frames for
+    duplicates from the first frame (True), never (False), or from the first encapsulated
+    frame on (None, the default; see ``dedup``).
     """
     if isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
@@ -693,7 +784,9 @@ def open_capture(source: str | os.PathLike[str] | BinaryIO) -> CaptureReader:
         read = getattr(source, "read1", None) or source.read
         closer = None
     try:
-        return _sniff(name, read, closer)
+        reader = _sniff(name, read, closer)
+        reader.decoder = FrameDecoder(vxlan_ports, dedup)
+        return reader
     except BaseException:
         if closer is not None:
             closer()
@@ -724,9 +817,16 @@ def _sniff(name: str, read: Callable[[int], bytes], closer: Callable[[], None] |
         if len(head) < 12:
             raise CaptureError(f"{name}: pcapng section header cut short ({len(head)} bytes){what}")
         return PcapngReader(name, src, head, closer)
+    if magic == b"snoo" and head.startswith(_SNOOP_MAGIC):
+        if len(head) < 16:
+            raise CaptureError(f"{name}: snoop file header cut short ({len(head)} of 16 bytes){what}")
+        from analyzer.capture.snoop import SnoopReader
+
+        return SnoopReader(name, src, head, closer)
     for prefix, desc in _UNSUPPORTED:
         if head.startswith(prefix):
-            raise CaptureError(f"{name}: unsupported format: {desc}{what}")
+            hint = "" if desc.endswith(")") else f"; {convert_hint(name)}"
+            raise CaptureError(f"{name}: unsupported format: {desc}{what}{hint}")
     raise CaptureError(f"{name}: not a pcap or pcapng file{what}")
 
 

@@ -16,10 +16,12 @@ Supported link types (tcpdump.org LINKTYPE / DLT numbers):
 * 0 BSD loopback (NULL; 4-byte address family in the capturing host's byte order),
   108 OpenBSD loopback (LOOP; family in network byte order)
 
-What is not decoded (``decode_frame`` returns None): non-IP, non-TCP, IPv4 fragments
-(any fragment: MF set or a non-zero offset; we do not reassemble IP), IPv6 fragments
-other than atomic ones (RFC 6946), ESP, and any header that is short or inconsistent.
-Malformed input never raises.
+Behind these, ``decode_frame`` also removes the encapsulations of ``encap`` (ERSPAN I/II/III,
+GRE, VXLAN, MPLS, PPPoE, IP-in-IP) when the plain layouts do not give a TCP segment.
+
+What is not decoded (``decode_frame`` returns None): non-IP, non-TCP, IP fragments (the
+readers reassemble them, ``fragments.Reassembler``; this stateless function cannot),
+ESP, and any header that is short or inconsistent. Malformed input never raises.
 """
 
 from __future__ import annotations
@@ -215,11 +217,27 @@ def decode_frame(linktype: int, data: bytes | memoryview) -> TcpSegment | None:
     mv = data if isinstance(data, memoryview) else memoryview(data)
     try:
         link = _link_payload(linktype, mv)
+        if link is not None:
+            off, version = link
+            seg = _ip4(mv, off) if version == 4 else _ip6(mv, off)
+            if seg is not None:
+                return seg
+    except (struct.error, IndexError, ValueError):  # belt and braces: never raise
+        pass
+    # Not a plain layout: try the encapsulations (GRE/ERSPAN, VXLAN, MPLS, PPPoE, IP-in-IP).
+    found = _encap.walk(linktype, mv)
+    return found if found is not None and not isinstance(found, _encap.IpFragment) else None
+
+
+def decode_plain(linktype: int, data: memoryview) -> TcpSegment | None:
+    """``decode_frame`` without the encapsulations: the plain link layouts only."""
+    try:
+        link = _link_payload(linktype, data)
         if link is None:
             return None
         off, version = link
-        return _ip4(mv, off) if version == 4 else _ip6(mv, off)
-    except (struct.error, IndexError, ValueError):  # belt and braces: never raise
+        return _ip4(data, off) if version == 4 else _ip6(data, off)
+    except (struct.error, IndexError, ValueError):
         return None
 
 
@@ -230,3 +248,10 @@ def format_ip(addr: bytes) -> str:
     if len(addr) == 16:
         return socket.inet_ntop(socket.AF_INET6, addr)
     return addr.hex()
+
+
+#: Public names for ``encap``, which walks the same headers inside tunnels.
+link_payload = _link_payload
+tcp_segment = _tcp
+
+from analyzer.capture import encap as _encap

@@ -622,3 +622,12 @@ _register_diagnose()
 
 if __name__ == "__main__":
     main()
+
+
+def _register_annotate() -> None:
+    from analyzer.cli.annotate import annotate
+
+    cli.add_command(annotate)
+
+
+_register_annotate()

@@ -355,7 +355,8 @@ def sample_captures() -> dict[str, bytes]:
     frames = mixed_frames() * 3
     p = pcap([(T0 + i * 7, f) for i, f in enumerate(frames)])
     ng = b"".join([shb(), idb(1), idb(101, tsresol=9), nrb()]
-                  + [epb(i % 2, T0 + i, f if i % 2 == 0 else ipv4(tcp(seq=i))) for i, f in enumerate(frames)]
+                  + [epb(i % 2, T0 // 1000 + i if i % 2 == 0 else T0 + i, f if i % 2 == 0 else ipv4(tcp(seq=i)))
+                     for i, f in enumerate(frames)]  # interface 0 counts µs, interface 1 ns
                   + [isb(), shb(">"), idb(1, e=">"), epb(0, 5, frames[0], e=">"), spb(frames[1], e=">")])
     return {"pcap": p, "pcapng": ng, "pcap.gz": gzip.compress(p), "pcapng.gz": gzip.compress(ng)}
 
@@ -517,7 +518,9 @@ def test_gzip_corrupt_and_trailing_garbage() -> None:
     (shb()[:10], "pcapng section header cut short"),
     (shb()[:8] + b"\x00\x00\x00\x00" + shb()[12:], "bad byte-order magic"),
     (struct.pack("<IHH", 0xA1B2C3D4, 1, 0) + bytes(16), "unsupported pcap version"),
-    (b"snoop\x00\x00\x00" + bytes(16), "unsupported format: Sun snoop"),
+    (b"snoop\x00\x00\x00" + bytes(16), "unsupported snoop version 0; convert it with: editcap -F pcap"),
+    (b"snoop\x00\x00\x00\x00\x00\x00\x02\x00\x00\x00\x08" + bytes(16), "unsupported snoop datalink type 8"),
+    (b"GMBU" + bytes(30), "Microsoft Network Monitor capture; convert it with: editcap -F pcap <stream> OUT.pcap"),
     (b"BZh91AY&SY" + bytes(16), "bzip2"),
     (struct.pack("<I", 0xA1B2CD34) + bytes(20), "Kuznetzov"),
 ])

@@ -610,7 +610,6 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(rv if isinstance(rv, int) else EXIT_OK)
 
 
-
 def _register_diagnose() -> None:
     from analyzer.cli.diagnose import COMMANDS
 
@@ -620,9 +619,6 @@ def _register_diagnose() -> None:
 
 _register_diagnose()
 
-if __name__ == "__main__":
-    main()
-
 
 def _register_annotate() -> None:
     from analyzer.cli.annotate import annotate
@@ -631,3 +627,7 @@ def _register_annotate() -> None:
 
 
 _register_annotate()
+
+
+if __name__ == "__main__":
+    main()

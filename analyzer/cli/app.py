@@ -6,6 +6,7 @@ input; 3 internal error (one line plus a hint; the traceback only with ``--debug
 
 from __future__ import annotations
 
+import errno
 import itertools
 import sys
 import traceback
@@ -34,7 +35,61 @@ class InputError(click.ClickException):
         click.echo(f"iscsi-analyzer: {self.format_message()}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: errno values that only a write can raise: the output (stdout, a pipe, a full disk) failed.
+_OUTPUT_ERRNOS = frozenset({errno.EPIPE, errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+class OutputError(Exception):
+    """Writing the output failed (a closed pipe, a full disk); raised instead of click's EPIPE
+    handling, which exits 1 (reserved for findings)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error.strerror or str(error))
+        self.errno = error.errno
+
+
+class _Cli(click.Group):
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:  # --help and --version print here
+            return super().make_context(info_name, args, parent, **extra)
+        except OSError as e:
+            if e.errno in _OUTPUT_ERRNOS and e.filename is None:
+                raise OutputError(e) from e
+            raise
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OSError as e:
+            if e.errno in _OUTPUT_ERRNOS and e.filename is None:
+                raise OutputError(e) from e
+            raise
+
+
+def _flush_stdout() -> None:
+    """Flush stdout now, so that a failing write is reported here and not at interpreter exit."""
+    try:
+        sys.stdout.flush()
+    except OSError as e:
+        if e.errno in _OUTPUT_ERRNOS:
+            raise OutputError(e) from e
+        raise
+
+
+def _discard_stdout() -> None:
+    """After a closed pipe: point stdout at /dev/null so that the final flush cannot fail again."""
+    import os
+
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError):
+        pass
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="iscsi-analyzer")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 @click.pass_context
@@ -546,6 +601,14 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         rv = cli.main(args=argv, prog_name="iscsi-analyzer", standalone_mode=False)
+        _flush_stdout()
+    except OutputError as e:
+        if e.errno == errno.EPIPE:  # the reader went away (`| head`): stop quietly, like other tools
+            _discard_stdout()
+            sys.exit(EXIT_OK)
+        _discard_stdout()
+        click.echo(f"iscsi-analyzer: cannot write the output: {e}", err=True)
+        sys.exit(EXIT_INPUT)
     except click.exceptions.Abort:
         click.echo("iscsi-analyzer: aborted", err=True)
         sys.exit(130)
@@ -557,8 +620,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code if e.exit_code != 1 else EXIT_INPUT)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
-    except BrokenPipeError:
-        sys.stderr.close()
+    except BrokenPipeError:  # a write outside a command (help, version)
+        _discard_stdout()
         sys.exit(EXIT_OK)
     except KeyboardInterrupt:
         click.echo("iscsi-analyzer: interrupted", err=True)

@@ -32,7 +32,9 @@ class InputError(click.ClickException):
     exit_code = EXIT_INPUT
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"iscsi-analyzer: {self.format_message()}", err=True)
+        from analyzer.render.output import safe_line
+
+        click.echo(f"iscsi-analyzer: {safe_line(self.format_message())}", err=True)
 
 
 #: errno values that only a write can raise: the output (stdout, a pipe, a full disk) failed.
@@ -127,9 +129,12 @@ def _records(capture: str, options: Any, readers: list[Any]) -> Iterator[Any]:
 
 
 def _report_damage(readers: list[Any]) -> None:
+    from analyzer.render.output import safe_line
+
     for reader in readers:
         for d in getattr(reader, "damage", ()):
-            click.echo(f"iscsi-analyzer: warning: {d.message}; everything before it was analyzed", err=True)
+            click.echo(f"iscsi-analyzer: warning: {safe_line(d.message)}; everything before it was analyzed",
+                       err=True)
 
 
 @cli.command()
@@ -207,6 +212,7 @@ def crosscheck(capture: str, ports: tuple[int, ...], max_differences: int, limit
     """Compare our PDU decode with tshark's, PDU by PDU; exit 1 when they differ."""
     from analyzer.capture.tshark import TsharkError, tshark_pdus_union
     from analyzer.crosscheck import compare
+    from analyzer.render.output import safe_name
 
     readers: list[Any] = []
     records = list(_records(capture, _options(ports, state=False, anomalies=False, limits=limits), readers))
@@ -215,7 +221,7 @@ def crosscheck(capture: str, ports: tuple[int, ...], max_differences: int, limit
     except TsharkError as e:
         raise InputError(str(e)) from e
     res = compare(records, theirs)
-    click.echo(f"{capture}: ours {res.ours} PDUs, tshark {res.theirs} PDUs, matched {res.matched}, "
+    click.echo(f"{safe_name(capture)}: ours {res.ours} PDUs, tshark {res.theirs} PDUs, matched {res.matched}, "
                f"recovered after capture gaps (tshark lost framing) {res.recovered}, "
                + (f"shown by tshark in their header's frame (data cut by the snap length) "
                   f"{res.snaplen_header_frame}, " if res.snaplen_header_frame else "")
@@ -501,9 +507,11 @@ class _ProgressBar:
 
 
 def _print_capture_warnings(analysis: Any) -> None:
+    from analyzer.render.output import safe_line
+
     for d in getattr(analysis.capture, "damage", ()) or ():
         text = getattr(d, "message", None) or str(d)
-        click.echo(f"iscsi-analyzer: warning: {text}; everything before it was analyzed", err=True)
+        click.echo(f"iscsi-analyzer: warning: {safe_line(text)}; everything before it was analyzed", err=True)
 
 
 @cli.command()
@@ -518,7 +526,7 @@ def analyze(capture: str, out_dir: str | None, no_html: bool, quiet: bool, ports
     """The main job: sessions, states, tasks and anomalies, with a report directory and report.html."""
     from analyzer.api import run_analyze
     from analyzer.capture import CaptureError
-    from analyzer.render.output import terminal_safe
+    from analyzer.render.output import safe_name, terminal_safe
 
     try:
         with _ProgressBar("analyzing") as bar:
@@ -527,11 +535,12 @@ def analyze(capture: str, out_dir: str | None, no_html: bool, quiet: bool, ports
     except CaptureError as e:
         raise InputError(str(e)) from e
     except OSError as e:
-        raise InputError(f"{e.filename or out_dir}: cannot write the report ({e.strerror or e})") from e
+        raise InputError(f"{safe_name(e.filename or out_dir or '.')}: cannot write the report "
+                         f"({e.strerror or e})") from e
     if not quiet:
         click.echo("\n".join(terminal_safe(line) for line in analysis.summary().splitlines()))
     where = written[0].parent if written else out_dir
-    click.echo(f"\nReport written to {where}/ ({len(written)} files"
+    click.echo(f"\nReport written to {safe_name(where or '.')}/ ({len(written)} files"
                + (", open report.html in a browser)" if not no_html else ")"))
     _print_capture_warnings(analysis)
 
@@ -548,9 +557,10 @@ def report(source: str, output: str, show_secrets: bool, ports: tuple[int, ...],
 
     from analyzer.api import run_report
     from analyzer.capture import CaptureError
+    from analyzer.render.output import safe_name
 
     if not os.path.exists(source):
-        raise InputError(f"{source}: no such file or directory")
+        raise InputError(f"{safe_name(source)}: no such file or directory")
     try:
         with _ProgressBar("analyzing") as bar:
             analysis, path = run_report(source, output, show_secrets=show_secrets, progress=bar,
@@ -559,10 +569,10 @@ def report(source: str, output: str, show_secrets: bool, ports: tuple[int, ...],
     except CaptureError as e:
         raise InputError(str(e)) from e
     except OSError as e:
-        raise InputError(f"{e.filename or source}: {e.strerror or e}") from e
+        raise InputError(f"{safe_name(e.filename or source)}: {e.strerror or e}") from e
     except ValueError as e:
-        raise InputError(f"{source}: {e}") from e
-    click.echo(f"Report written to {path}")
+        raise InputError(f"{safe_name(source)}: {e}") from e
+    click.echo(f"Report written to {safe_name(path)}")
     _print_capture_warnings(analysis)
 
 
@@ -598,6 +608,8 @@ except ImportError:  # the lab package is optional at import time
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point with the documented exit codes."""
+    from analyzer.render.output import safe_line
+
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         rv = cli.main(args=argv, prog_name="iscsi-analyzer", standalone_mode=False)
@@ -613,7 +625,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("iscsi-analyzer: aborted", err=True)
         sys.exit(130)
     except click.UsageError as e:
-        click.echo(f"iscsi-analyzer: {e.format_message()} (see --help)", err=True)
+        click.echo(f"iscsi-analyzer: {safe_line(e.format_message())} (see --help)", err=True)
         sys.exit(EXIT_INPUT)
     except click.ClickException as e:
         e.show()
@@ -633,7 +645,7 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
         loc = f" at {where.filename.rsplit('/', 1)[-1]}:{where.lineno}" if where else ""
-        click.echo(f"iscsi-analyzer: internal error: {type(e).__name__}: {e}{loc}. "
+        click.echo(f"iscsi-analyzer: internal error: {type(e).__name__}: {safe_line(str(e))}{loc}. "
                    "Please report it with the capture if you can (run with --debug for the traceback).",
                    err=True)
         sys.exit(EXIT_INTERNAL)

@@ -22,7 +22,9 @@ class LiveError(click.ClickException):
     exit_code = EXIT_INPUT
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"iscsi-analyzer: {self.format_message()}", err=True)
+        from analyzer.render.output import safe_line
+
+        click.echo(f"iscsi-analyzer: {safe_line(self.format_message())}", err=True)
 
 
 @click.command("live", context_settings={"help_option_names": ["-h", "--help"]})

@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
-_ESCAPE_SEQ = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])")
-
-
 #: Characters that act on a terminal or reorder text but are invisible: C0 (except tab and
 #: newline), DEL, C1 (U+009B is a one-character CSI), zero-width and bidi controls.
 _INVISIBLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+_ESCAPE_SEQ = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])")
 #: What ``json.dumps(ensure_ascii=False)`` leaves raw but a terminal would act on (it escapes C0 itself).
 _JSON_RAW = re.compile(r"[\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+#: In one line of text (a message, a file name): every control including tab and newline (a newline
+#: would forge an extra line), and lone surrogates (the undecodable bytes of a file name, PEP 383).
+_NOT_IN_A_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def _visible(m: re.Match[str]) -> str:
@@ -35,6 +36,26 @@ def escape_controls(text: str) -> str:
     return _INVISIBLE.sub(_visible, text)
 
 
+def _line_escape(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    if 0xDC80 <= c <= 0xDCFF:  # an undecodable byte of a file name (surrogateescape)
+        return f"\\x{c - 0xDC00:02x}"
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def safe_line(text: str) -> str:
+    """One line for a terminal or a log: control characters (newline and tab too), escape sequences
+    and undecodable file-name bytes shown as ``\\x1b`` / ``\\xff`` text. For messages that may carry
+    a file name (``iscsi-analyzer: esc\\x1b]0;...pcap: not a pcap``)."""
+    return _NOT_IN_A_LINE.sub(_line_escape, text)
+
+
+def safe_name(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str:
+    """A file name as text that is safe to print and to encode as UTF-8 (HTML, JSON): any bytes,
+    with undecodable ones as ``\\xff`` and control characters as ``\\x1b`` escapes."""
+    return safe_line(os.fsdecode(path))
+
+
 def json_line(obj: Any) -> str:
     """``json.dumps`` without ASCII-escaping, but with C1/bidi controls as ``\\uXXXX`` escapes
     (still the same JSON value, and nothing a terminal would act on)."""
@@ -45,7 +66,7 @@ def terminal_safe(text: str) -> str:
     """Strip escape sequences and control characters (keeps printable text; newlines become spaces)."""
     text = _ESCAPE_SEQ.sub("", text)
     text = text.replace("\n", " ").replace("\t", " ")
-    return _CONTROL.sub("\ufffd", text)
+    return _INVISIBLE.sub("\ufffd", text)
 
 
 def csv_safe(value: Any) -> Any:

@@ -98,9 +98,9 @@ def analyze(
     """
     from analyzer import __version__
     from analyzer.pipeline import iter_records
+    from analyzer.render.output import safe_name
     from analyzer.reports.analysis import Analysis, CaptureInfo
     from analyzer.reports.collect import Collector
-    from analyzer.render.output import safe_name
 
     opts, limits = _split_options(options)
     readers: list[Any] = []

@@ -17,6 +17,7 @@ import click
 
 from analyzer import __version__
 from analyzer.cli.limits import limit_options
+from analyzer.cli.select import Selection, check_kinds, selection_options
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -128,6 +129,12 @@ def _records(capture: str, options: Any, readers: list[Any]) -> Iterator[Any]:
     return itertools.chain((first,), gen)
 
 
+def _finish_selection(sel: Selection, readers: list[Any]) -> None:
+    """Exit 2 when a selector named nothing in the capture; warn about times outside it."""
+    for warning in sel.check(readers):
+        click.echo(f"iscsi-analyzer: warning: {warning}", err=True)
+
+
 def _report_damage(readers: list[Any]) -> None:
     from analyzer.render.output import safe_line
 
@@ -140,9 +147,11 @@ def _report_damage(readers: list[Any]) -> None:
 @cli.command()
 @click.argument("capture", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@selection_options
 @port_option
 @limit_options
-def pdus(capture: str, fmt: str, ports: tuple[int, ...], limits: dict[str, int]) -> None:
+def pdus(capture: str, fmt: str, session_id: str | None, connection: str | None, itt: str | None,
+         since: str | None, until: str | None, ports: tuple[int, ...], limits: dict[str, int]) -> None:
     """One row per iSCSI PDU, in capture order."""
     import csv
     import json
@@ -151,23 +160,35 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...], limits: dict[str, int])
     from analyzer.render.output import RowWriter
     from analyzer.records import MalformedPdu, Pdu, TcpOpened
     from analyzer.render.rows import PDU_COLUMNS, csv_text_cell, pdu_csv, pdu_values
+    from analyzer.state.events import ConnectionSummary
 
     readers: list[Any] = []
     endpoints: dict[str, Any] = {}
+    sel = Selection.from_options(capture, session_id, connection, itt, since, until)
+    if sel.session is not None:
+        # PDUs carry no session: a first pass with the state tracker maps connections to sessions.
+        for rec in _records(capture, _options(ports, state=True, anomalies=False, limits=limits), []):
+            sel.observe(rec)
+            if type(rec) is ConnectionSummary and rec.session is not None:
+                sel.conn_sessions[rec.conn] = rec.session
+        sel.check()
     # Open the capture first: an unreadable one exits 2 before any output (not even a header).
     records = _records(capture, _options(ports, state=False, anomalies=False, limits=limits), readers)
     out = sys.stdout
     table = None
     csv_row: Any = None
     pending: list[str] = []
+    header_due = False
     if fmt == "table":
         table = RowWriter(fmt, PDU_COLUMNS, table_columns=("frame", "time", "src", "dst", "opcode_name", "itt",
                                                            "cmdsn", "statsn", "dsl", "info"),
                           widths={"frame": 7, "time": 12, "src": 21, "dst": 21, "opcode_name": 24, "itt": 10,
-                                  "cmdsn": 10, "statsn": 10, "dsl": 7})
+                                  "cmdsn": 10, "statsn": 10, "dsl": 7}, defer_header=sel.active)
     elif fmt == "csv":
         w = csv.writer(out, lineterminator="\n")
-        w.writerow(PDU_COLUMNS)
+        header_due = sel.active
+        if not header_due:
+            w.writerow(PDU_COLUMNS)
         add = pending.append
 
         def csv_row(line: str) -> None:  # type: ignore[misc]
@@ -176,6 +197,7 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...], limits: dict[str, int])
                 out.write("\n".join(pending) + "\n")
                 pending.clear()
     first_ts: int | None = None
+    selecting = sel.active
     for rec in records:
         t = type(rec)
         if t is TcpOpened:
@@ -183,6 +205,13 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...], limits: dict[str, int])
             continue
         if not isinstance(rec, (Pdu, MalformedPdu)):
             continue
+        if selecting:
+            sel.observe(rec)
+            if not sel.match(rec, sel.conn_sessions.get(rec.conn)):
+                continue
+            if header_due and csv_row is not None:
+                w.writerow(PDU_COLUMNS)
+                header_due = False
         text = info(rec) if t is not MalformedPdu else f"Malformed PDU: {rec.reason}"
         if csv_row is not None:
             csv_row(pdu_csv(rec, endpoints[rec.conn], csv_text_cell(text)))
@@ -200,6 +229,12 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...], limits: dict[str, int])
             table.write(row)
     if csv_row is not None and pending:
         out.write("\n".join(pending) + "\n")
+    if selecting:
+        _finish_selection(sel, readers)
+        if table is not None:
+            table.header()
+        elif csv_row is not None and header_due:
+            w.writerow(PDU_COLUMNS)
     _report_damage(readers)
 
 
@@ -233,31 +268,6 @@ def crosscheck(capture: str, ports: tuple[int, ...], max_differences: int, limit
     _report_damage(readers)
     if not res.agree:
         sys.exit(EXIT_FINDINGS)
-
-
-def _parse_time(text: str, capture: str) -> int:
-    """TIME for --at: epoch seconds, +SECONDS from the capture's first frame, or an ISO 8601 time (UTC)."""
-    import datetime as dt
-
-    from analyzer.pipeline import capture_start_ns
-
-    t = text.strip()
-    try:
-        if t.startswith("+"):
-            start = capture_start_ns(capture)
-            if start is None:
-                raise InputError(f"{capture}: the capture has no frames")
-            return start + int(float(t[1:]) * 1e9)
-        return int(float(t) * 1e9)
-    except ValueError:
-        pass
-    try:
-        d = dt.datetime.fromisoformat(t)
-    except ValueError as e:
-        raise click.BadParameter(f"{text!r}: use epoch seconds, +SECONDS or an ISO time") from e
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=dt.UTC)
-    return int(d.timestamp() * 1e9)
 
 
 def _session_block(s: Any, conns: list[Any], show_secrets: bool = False) -> str:
@@ -317,20 +327,32 @@ def sessions(capture: str, fmt: str, at: str | None, ports: tuple[int, ...], lim
     """One row per session: identity, type, parameters, connections, how it ended."""
     from analyzer.capture import CaptureError
     from analyzer.render.output import RowWriter
-    from analyzer.pipeline import run_until
+    from analyzer.cli.select import iso, parse_time
+    from analyzer.pipeline import capture_start_ns, run_until
+    from analyzer.render.output import safe_line
     from analyzer.state.events import ConnectionSummary, SessionSummary
     from analyzer.render.rows import SESSION_COLUMNS, session_row
 
     opts = _options(ports, state=True, anomalies=False, limits=limits)
     readers: list[Any] = []
     if at is not None:
-        stop = _parse_time(at, capture)
         try:
+            start = capture_start_ns(capture)
+            stop = parse_time(at, lambda: start, "'--at'")
             pipeline, readers = run_until(capture, stop, opts)
         except CaptureError as e:
             raise InputError(str(e)) from e
         sess = list(pipeline.tracker.sessions())
         conns = list(pipeline.tracker.connections())
+        last = max((getattr(r, "last_ts_ns", 0) or 0 for r in readers), default=0)
+        if start is None:
+            click.echo("iscsi-analyzer: warning: --at: the capture has no frames", err=True)
+        elif stop < start:
+            click.echo(f"iscsi-analyzer: warning: --at {safe_line(at)} ({iso(stop)}) is before the capture's "
+                       f"first frame ({iso(start)}): no session has begun", err=True)
+        elif last <= stop and stop > last:
+            click.echo(f"iscsi-analyzer: warning: --at {safe_line(at)} ({iso(stop)}) is after the capture's "
+                       f"last frame ({iso(last)}): this is the state at the end of the capture", err=True)
     else:
         sess, conns = [], []
         for rec in _records(capture, opts, readers):
@@ -358,11 +380,13 @@ def sessions(capture: str, fmt: str, at: str | None, ports: tuple[int, ...], lim
 @cli.command()
 @click.argument("capture", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-@click.option("--session", "session_id", help="Only this session (id as shown by `sessions`, e.g. s2).")
+@selection_options
 @click.option("--machine", type=click.Choice(["connection", "cleanup", "session"]), help="Only this machine.")
 @port_option
 @limit_options
-def timeline(capture: str, fmt: str, session_id: str | None, machine: str | None, ports: tuple[int, ...], limits: dict[str, int]) -> None:
+def timeline(capture: str, fmt: str, session_id: str | None, connection: str | None, itt: str | None,
+             since: str | None, until: str | None, machine: str | None, ports: tuple[int, ...],
+             limits: dict[str, int]) -> None:
     """Every state transition (RFC 7143 §8 labels), in time order."""
     from analyzer.render.output import RowWriter
     from analyzer.state.events import Transition
@@ -372,11 +396,15 @@ def timeline(capture: str, fmt: str, session_id: str | None, machine: str | None
     writer = RowWriter(fmt, TRANSITION_COLUMNS,
                        table_columns=("time", "frame", "session", "machine", "side", "change", "label", "event"),
                        widths={"time": 26, "frame": 7, "session": 7, "machine": 10, "side": 9, "change": 31,
-                               "label": 5})
+                               "label": 5}, defer_header=True)
+    sel = Selection.from_options(capture, session_id, connection, itt, since, until)
+    selecting = sel.active
     for rec in _records(capture, _options(ports, state=True, anomalies=False, limits=limits), readers):
+        if selecting:
+            sel.observe(rec)
         if type(rec) is not Transition:
             continue
-        if session_id is not None and rec.session != session_id:
+        if selecting and not sel.match(rec):
             continue
         if machine is not None and rec.machine != machine:
             continue
@@ -388,16 +416,20 @@ def timeline(capture: str, fmt: str, session_id: str | None, machine: str | None
             row["event"] = (rec.event + ("  [inferred]" if rec.inferred else "")
                             + (f"  ({rec.conn})" if rec.conn else ""))
         writer.write(row)
+    if selecting:
+        _finish_selection(sel, readers)
+    writer.header()
     _report_damage(readers)
 
 
 @cli.command()
 @click.argument("capture", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-@click.option("--session", "session_id", help="Only this session.")
+@selection_options
 @port_option
 @limit_options
-def tasks(capture: str, fmt: str, session_id: str | None, ports: tuple[int, ...], limits: dict[str, int]) -> None:
+def tasks(capture: str, fmt: str, session_id: str | None, connection: str | None, itt: str | None,
+          since: str | None, until: str | None, ports: tuple[int, ...], limits: dict[str, int]) -> None:
     """One row per task (SCSI command, login, text, logout, TMF, NOP) with outcome and latency."""
     from analyzer.render.output import RowWriter
     from analyzer.state.events import TaskRecord
@@ -408,10 +440,18 @@ def tasks(capture: str, fmt: str, session_id: str | None, ports: tuple[int, ...]
                        table_columns=("session", "itt", "lun", "operation", "lba", "transfer_length", "first_frame",
                                       "last_frame", "latency_ms", "outcome", "status", "sense"),
                        widths={"session": 7, "itt": 10, "lun": 4, "operation": 22, "lba": 10, "transfer_length": 8,
-                               "first_frame": 8, "last_frame": 8, "latency_ms": 10, "outcome": 20, "status": 16})
+                               "first_frame": 8, "last_frame": 8, "latency_ms": 10, "outcome": 20, "status": 16},
+                       defer_header=True)
+    sel = Selection.from_options(capture, session_id, connection, itt, since, until)
+    selecting = sel.active
     for rec in _records(capture, _options(ports, state=True, anomalies=False, limits=limits), readers):
-        if type(rec) is TaskRecord and (session_id is None or rec.session == session_id):
+        if selecting:
+            sel.observe(rec)
+        if type(rec) is TaskRecord and (not selecting or sel.match(rec)):
             writer.write(task_row(rec))
+    if selecting:
+        _finish_selection(sel, readers)
+    writer.header()
     _report_damage(readers)
 
 
@@ -442,22 +482,31 @@ def _anomaly_block(a: Any) -> str:
 @click.option("--min-severity", type=SEVERITY, default="info", show_default=True, help="Show findings from this level up.")
 @click.option("--fail-on", type=click.Choice(["warning", "error"]),
               help="Exit 1 when a finding at or above this severity is found (for scripts and CI).")
-@click.option("--kind", "kinds", multiple=True, help="Only these kinds (repeatable).")
+@click.option("--kind", "kinds", multiple=True, help="Only these kinds (repeatable; see docs/anomalies.md).")
+@selection_options
 @port_option
 @limit_options
 def anomalies(capture: str, fmt: str, min_severity: str, fail_on: str | None, kinds: tuple[str, ...],
-              ports: tuple[int, ...], limits: dict[str, int]) -> None:
+              session_id: str | None, connection: str | None, itt: str | None, since: str | None,
+              until: str | None, ports: tuple[int, ...], limits: dict[str, int]) -> None:
     """What went wrong, when, on which session, with the frames that show it."""
     from analyzer.anomalies import ANOMALY_COLUMNS, anomaly_row, severity_at_least
     from analyzer.render.output import RowWriter
     from analyzer.records import Anomaly
 
+    check_kinds(kinds)
     readers: list[Any] = []
     found = 0
     failing = 0
-    writer = RowWriter(fmt, ANOMALY_COLUMNS) if fmt != "table" else None
+    sel = Selection.from_options(capture, session_id, connection, itt, since, until)
+    selecting = sel.active
+    writer = RowWriter(fmt, ANOMALY_COLUMNS, defer_header=selecting) if fmt != "table" else None
     for rec in _records(capture, _options(ports, state=True, anomalies=True, limits=limits), readers):
+        if selecting:
+            sel.observe(rec)
         if type(rec) is not Anomaly:
+            continue
+        if selecting and not sel.match(rec):
             continue
         if fail_on is not None and severity_at_least(rec.severity, fail_on):
             failing += 1
@@ -468,8 +517,13 @@ def anomalies(capture: str, fmt: str, min_severity: str, fail_on: str | None, ki
             writer.write(anomaly_row(rec))
         else:
             click.echo(_anomaly_block(rec))
+    if selecting:
+        _finish_selection(sel, readers)
+    if writer is not None:
+        writer.header()
     if fmt == "table" and found == 0:
-        click.echo(f"No findings at or above {min_severity}.")
+        click.echo(f"No findings at or above {min_severity}" + (" among the selected ones." if selecting
+                                                                 or kinds else "."))
     _report_damage(readers)
     if failing:
         click.echo(f"iscsi-analyzer: {failing} finding(s) at or above {fail_on}", err=True)

@@ -84,7 +84,8 @@ class RowWriter:
     """Streams rows as table, csv or jsonl."""
 
     def __init__(self, fmt: str, columns: Sequence[str], out: TextIO | None = None,
-                 table_columns: Sequence[str] | None = None, widths: dict[str, int] | None = None) -> None:
+                 table_columns: Sequence[str] | None = None, widths: dict[str, int] | None = None,
+                 defer_header: bool = False) -> None:
         self.fmt = fmt
         self.columns = list(columns)
         self.out = out or sys.stdout
@@ -92,13 +93,27 @@ class RowWriter:
         self.widths = widths or {}
         self.rows = 0
         self._csv: Any = None
+        self._header_due = True
         if fmt == "csv":
             self._csv = csv.writer(self.out, lineterminator="\n")
+        if not defer_header:
+            self.header()
+
+    def header(self) -> None:
+        """Write the header line (csv, table) if it has not been written yet. With ``defer_header``
+        it comes with the first row or from ``header()``: a command that ends in an error
+        ("no session s9 in this capture") prints nothing to stdout."""
+        if not self._header_due:
+            return
+        self._header_due = False
+        if self.fmt == "csv":
             self._csv.writerow(self.columns)
-        elif fmt == "table":
+        elif self.fmt == "table":
             self.out.write(self._table_line({c: c for c in self.table_columns}) + "\n")
 
     def write(self, row: dict[str, Any]) -> None:
+        if self._header_due:
+            self.header()
         self.rows += 1
         if self.fmt == "csv":
             self._csv.writerow([_csv_cell(row.get(c)) for c in self.columns])

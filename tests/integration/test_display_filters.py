@@ -56,7 +56,7 @@ def test_every_filter_selects_exactly_the_evidence_frames(capture: Path, cli: Cl
     assert not bad, "\n".join(bad)
     # The table output prints the same strings.
     table = cli("anomalies", capture)
-    shown = set(re.findall(r"Wireshark: (frame\.number .*)$", table.stdout, re.M))
+    shown = set(re.findall(r"Wireshark: (frame\.number .*)$", table.stdout, re.MULTILINE))
     assert shown == set(wanted)
 
 

@@ -68,7 +68,10 @@ def live(interface: str, bpf: str | None, ports: tuple[int, ...], duration: floa
     and live.json.
     """
     from analyzer.capture.live import LiveCapture, LiveCaptureError, RingSpec
-    from analyzer.live.monitor import AlertSink, LiveAnalyzer, LiveOptions, LiveReport, StopSignals, run_live
+    from analyzer.live.engine import LiveAnalyzer, LiveOptions
+    from analyzer.live.loop import run_live
+    from analyzer.live.signals import StopSignals
+    from analyzer.live.sinks import AlertSink, LiveReport
     from analyzer.live.view import make_view
     from analyzer.pipeline import Options
     from analyzer.tcp.reassembly import DEFAULT_PORTS

@@ -112,8 +112,13 @@ def live(interface: str, bpf: str | None, ports: tuple[int, ...], duration: floa
         _close(alerts, report)
     if report is not None and report.tables_error:
         click.echo(f"iscsi-analyzer: warning: {report.tables_error}", err=True)
+    for sink in (alerts, report):
+        lost = sink.health.summary() if sink is not None else None
+        if lost:  # the analysis went on; say what is missing from the files
+            click.echo(f"iscsi-analyzer: warning: {lost}", err=True)
     if result.reason == "capture_failed":
-        raise LiveError(f"capture ended unexpectedly: {result.error}")
+        raise LiveError(result.error if "went away" in (result.error or "") else
+                        f"capture ended unexpectedly: {result.error}")
 
 
 def _close(*things: Any) -> None:

@@ -141,6 +141,8 @@ def run_live(capture: CaptureSource, engine: LiveAnalyzer, view: View, *, alerts
            "report": start + int(opts.report_interval_s * NS)}
     stream: _LoopStream
 
+    sinks = [s for s in (alerts, report) if s is not None]
+
     def emit(found: Iterable[Anomaly]) -> None:
         nonlocal n_alerts
         for a in found:
@@ -213,6 +215,12 @@ def run_live(capture: CaptureSource, engine: LiveAnalyzer, view: View, *, alerts
         if report is not None and now >= due["report"]:
             due["report"] = now + int(opts.report_interval_s * NS)
             report.write(engine, status(now))
+        sink_news()
+
+    def sink_news() -> None:
+        for sink in sinks:
+            for text in sink.health.pop_news():
+                view.message(text)
 
     stream = _LoopStream(capture.stream, opts.tick_s, lambda: periodic(True), lambda: periodic(False))
     reader: Any = None
@@ -249,8 +257,15 @@ def run_live(capture: CaptureSource, engine: LiveAnalyzer, view: View, *, alerts
     if stream.abandoned:
         st.incomplete.append(f"stopped without analysing the rest of the capture ({abandoned} bytes were "
                              f"still in the pipe; second interrupt)")
+    lost = [line for sink in sinks if (line := sink.health.summary())]
+    st.incomplete.extend(lost)
     if report is not None:
         report.write(engine, st, final=True)
+        line = report.health.summary()
+        if line and line not in lost:  # the final write failed too: say it on the terminal
+            st.incomplete = [x for x in st.incomplete if x not in lost] + [
+                x for x in (alerts.health.summary() if alerts else None, line) if x]
+    sink_news()
     view.close(st)
     return LiveResult(reason, error, st, n_alerts, abandoned)
 

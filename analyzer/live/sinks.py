@@ -1,12 +1,20 @@
-"""Where the live analysis writes: the ``--alerts`` sink and the ``--out`` report directory."""
+"""Where the live analysis writes: the ``--alerts`` sink and the ``--out`` report directory.
+
+A failing sink (a full disk, a closed pipe) never stops the capture or the analysis: the failure
+is reported once, the sink is retried every ``RETRY_S`` seconds, and what could not be written
+is counted and said in the final report (``SinkHealth``).
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from analyzer.live.stats import StatsView
 from analyzer.records import Anomaly, Record
@@ -43,29 +51,131 @@ def json_line(row: dict[str, Any]) -> str:
     return json.dumps(row, ensure_ascii=True, default=str) + "\n"
 
 
+#: Seconds between two attempts of a sink that failed (a full disk is not freed in a moment).
+RETRY_S: Final = 30.0
+
+
+class SinkHealth:
+    """The write failures of one sink: reported once (``pop_news``), retried every ``retry_s``,
+    counted (``summary``), so that a full disk never stops the capture or the analysis."""
+
+    def __init__(self, what: str, retry_s: float = RETRY_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.what = what
+        self.retry_s = retry_s
+        self.clock = clock
+        self.error: str | None = None  #: the current failure (None while writes succeed)
+        self.last_error: str | None = None
+        self.lost: Counter[str] = Counter()  #: what could not be written, by kind ("alerts", ...)
+        self.disabled = False  #: for good (the reader of stdout went away)
+        self._retry_at = 0.0
+        self._news: list[str] = []
+
+    def may_try(self) -> bool:
+        """False while failing and the next retry is not due (the item is then counted as lost)."""
+        return not self.disabled and (self.error is None or self.clock() >= self._retry_at)
+
+    def failed(self, exc: OSError, kind: str, n: int = 1) -> None:
+        self.lost[kind] += n
+        text = exc.strerror or str(exc)
+        if self.error is None:
+            self._news.append(f"cannot write {self.what}: {text}; retrying every {self.retry_s:g} s "
+                              "(the capture and the analysis go on)")
+        self.error = self.last_error = text
+        self._retry_at = self.clock() + self.retry_s
+
+    def skipped(self, kind: str, n: int = 1) -> None:
+        self.lost[kind] += n
+
+    def disable(self, why: str) -> None:
+        if not self.disabled:
+            self.disabled = True
+            self.last_error = why
+            self._news.append(f"stopped writing {self.what}: {why}")
+
+    def succeeded(self) -> None:
+        if self.error is not None:
+            self._news.append(f"writing {self.what} works again ({self._lost_text()} lost meanwhile)")
+            self.error = None
+
+    def pop_news(self) -> list[str]:
+        """Messages not shown yet (one per failure and one per recovery)."""
+        news, self._news = self._news, []
+        return news
+
+    def _lost_text(self) -> str:
+        return ", ".join(f"{n} {kind}" for kind, n in self.lost.items()) or "nothing"
+
+    def summary(self) -> str | None:
+        """One line for the final report, or None when everything was written."""
+        if not self.lost and self.error is None and not self.disabled:
+            return None
+        return f"could not write {self._lost_text()} to {self.what} ({self.last_error})"
+
+
+class _AppendFile:
+    """An append-only file written with ``os.write`` (no buffer keeps a failed line for later): a
+    line cut short by a full disk is ended before the next one."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._cut = False
+
+    def write(self, text: str) -> None:
+        data = (b"\n" if self._cut else b"") + text.encode("utf-8")
+        done = 0
+        try:
+            while done < len(data):
+                done += os.write(self.fd, data[done:])
+        except OSError:
+            self._cut = self._cut or done > 0
+            raise
+        self._cut = False
+
+    def close(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
 class AlertSink:
-    """Anomalies as JSON lines, flushed one by one (``-`` = stdout)."""
+    """Anomalies as JSON lines, written one by one (``-`` = stdout). Never raises on a write."""
 
     def __init__(self, target: str) -> None:
+        from analyzer.render.output import safe_name
+
         self.target = target
-        self._own = target != "-"
-        self._f: IO[str] = (open(target, "a", encoding="utf-8") if self._own  # noqa: SIM115
-                            else sys.stdout)
+        self._file: _AppendFile | None = _AppendFile(target) if target != "-" else None
+        self.health = SinkHealth("the alerts to " + ("stdout" if target == "-" else safe_name(target)))
         self.written = 0
 
     def write(self, a: Anomaly) -> None:
-        """Write one alert at once."""
+        """Write one alert at once (or count it as lost while the sink fails)."""
+        if not self.health.may_try():
+            self.health.skipped("alerts")
+            return
+        line = json_line(anomaly_to_row(a))
         try:
-            self._f.write(json_line(anomaly_to_row(a)))
-            self._f.flush()
-            self.written += 1
+            if self._file is not None:
+                self._file.write(line)
+            else:
+                sys.stdout.write(line)
+                sys.stdout.flush()
         except BrokenPipeError:  # `| head`: keep analysing, stop writing
-            self._own = False
+            self.health.skipped("alerts")
+            self.health.disable("the reader of stdout went away")
+            return
+        except OSError as exc:
+            self.health.failed(exc, "alerts")
+            return
+        self.written += 1
+        self.health.succeeded()
 
     def close(self) -> None:
         """Close the file (stdout is left open)."""
-        if self._own:
-            self._f.close()
+        if self._file is not None:
+            self._file.close()
 
 
 # --------------------------------------------------------------------------- the report directory
@@ -86,9 +196,12 @@ class LiveReport:
     def __init__(self, out_dir: str | os.PathLike[str]) -> None:
         self.dir = Path(out_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._anomalies = open(self.dir / "anomalies.jsonl", "a", encoding="utf-8")  # noqa: SIM115
-        self._done = open(self.dir / "sessions_done.jsonl", "a", encoding="utf-8")  # noqa: SIM115
-        self._stats = open(self.dir / "stats.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self._anomalies = _AppendFile(self.dir / "anomalies.jsonl")
+        self._done = _AppendFile(self.dir / "sessions_done.jsonl")
+        self._stats = _AppendFile(self.dir / "stats.jsonl")
+        from analyzer.render.output import safe_name
+
+        self.health = SinkHealth(f"the report directory {safe_name(self.dir)}")
         self.writes = 0
         self.tables_error: str | None = None
         try:  # import pandas now rather than in the middle of the capture
@@ -98,32 +211,58 @@ class LiveReport:
             self.tables_error = f"report tables unavailable ({exc}); writing JSON lines only"
 
     def anomaly(self, a: Anomaly) -> None:
-        """Append one anomaly."""
-        self._anomalies.write(json_line(anomaly_to_row(a)))
-        self._anomalies.flush()
+        """Append one anomaly (or count it as lost while the directory cannot be written)."""
+        self._append(self._anomalies, json_line(anomaly_to_row(a)), "anomalies")
 
     def session_done(self, s: SessionSummary, stats: StatsView | None) -> None:
         """Append a finished session's final row."""
         row = _session_dict(s)
         row["stats"] = stats.as_dict() if stats else None
-        self._done.write(json_line(row))
-        self._done.flush()
+        self._append(self._done, json_line(row), "finished-session rows")
+
+    def _append(self, f: _AppendFile, line: str, kind: str) -> None:
+        if not self.health.may_try():
+            self.health.skipped(kind)
+            return
+        try:
+            f.write(line)
+        except OSError as exc:
+            self.health.failed(exc, kind)
+            return
+        self.health.succeeded()
 
     def write(self, engine: LiveAnalyzer, status: LiveStatus, *, final: bool = False) -> list[Path]:
-        """Rewrite the tables and live.json; append the stats lines."""
+        """Rewrite the tables and live.json; append the stats lines. Never raises on a write: a
+        failure is counted in ``health`` (the final one is always attempted)."""
         self.writes += 1
+        if not final and not self.health.may_try():
+            self.health.skipped("report rewrites")
+            return []
         now = status.capture_ts_ns or engine.last_ts
-        for v in status.sessions:
-            if v.stats is not None:
-                self._stats.write(json_line({"ts": now, "session": v.session, "initiator": v.initiator,
-                                             "target": v.target, **v.stats.as_dict()}))
-        self._stats.flush()
-        written = [self._write_json("live.json", {**status.as_dict(), "final": final})]
-        if self.tables_error is None:
+        lines = "".join(json_line({"ts": now, "session": v.session, "initiator": v.initiator,
+                                   "target": v.target, **v.stats.as_dict()})
+                        for v in status.sessions if v.stats is not None)
+        ok = True
+        if lines:
             try:
-                written.extend(self._write_tables(engine, status, final))
-            except Exception as exc:  # noqa: BLE001 - a report failure must not stop the capture
-                self.tables_error = f"writing the report tables failed: {exc!r}"
+                self._stats.write(lines)
+            except OSError as exc:
+                self.health.failed(exc, "statistics lines")
+                ok = False
+        try:
+            written = [self._write_json("live.json", {**status.as_dict(), "final": final})]
+            if self.tables_error is None:
+                try:
+                    written.extend(self._write_tables(engine, status, final))
+                except OSError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a report failure must not stop the capture
+                    self.tables_error = f"writing the report tables failed: {exc!r}"
+        except OSError as exc:
+            self.health.failed(exc, "final report" if final else "report rewrites")
+            return []
+        if ok:
+            self.health.succeeded()
         return written
 
     def _write_tables(self, engine: LiveAnalyzer, status: LiveStatus, final: bool) -> list[Path]:

@@ -220,3 +220,20 @@ def test_live_without_permission_exits_2(lab: Lab) -> None:
         pytest.skip("the unprivileged user cannot read the virtualenv")
     assert rc == 2, proc.stderr()
     assert len(lines) == 1 and "no permission to capture on lo" in lines[0]
+
+
+def test_live_interface_vanishing_exits_2_with_one_line(lab: Lab) -> None:
+    """A veth deleted mid-capture: dumpcap says the adapter is gone; live says so and exits 2 (not 0)."""
+    lab.ns.run(["ip", "link", "add", "vgone0", "type", "veth", "peer", "name", "vgone1"])
+    try:
+        lab.ns.run(["ip", "link", "set", "vgone0", "up"])
+        lab.ns.run(["ip", "link", "set", "vgone1", "up"])
+        live = lab.live("-i", "vgone0", "--plain", name="live-vanish")
+        assert live.alive(), live.stderr()
+        time.sleep(1.0)
+    finally:
+        lab.ns.run(["ip", "link", "del", "vgone0"], check=False)
+    rc = lab.procs.wait(live, 30)
+    lines = live.stderr().splitlines()
+    assert rc == 2, live.stdout() + live.stderr()
+    assert len(lines) == 1 and lines[0].startswith("iscsi-analyzer: the interface vgone0 went away"), lines

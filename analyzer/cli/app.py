@@ -101,6 +101,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
+def time_option(f: Any) -> Any:
+    from analyzer.render.times import TIME_FORMATS
+
+    return click.option("-t", "--time-format", "time_format", type=click.Choice(TIME_FORMATS), default=None,
+                        help="Table time column, as tshark -t: a/ad local time (of day / with date), u/ud UTC, "
+                             "r seconds since the first frame, e epoch seconds. The header names the zone.")(f)
+
+
 def port_option(f: Any) -> Any:
     return click.option("--port", "ports", multiple=True, type=click.IntRange(1, 65535),
                         help="Also treat this TCP port as iSCSI (repeatable; 3260 and 860 always are).")(f)
@@ -129,6 +137,11 @@ def _records(capture: str, options: Any, readers: list[Any]) -> Iterator[Any]:
     return itertools.chain((first,), gen)
 
 
+def _endpoint(addr: str, port: Any) -> str:
+    """``10.0.0.1:3260``, ``[::1]:57956`` (IPv6 bracketed, as in URLs and Wireshark)."""
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
 def _finish_selection(sel: Selection, readers: list[Any]) -> None:
     """Exit 2 when a selector named nothing in the capture; warn about times outside it."""
     for warning in sel.check(readers):
@@ -148,10 +161,12 @@ def _report_damage(readers: list[Any]) -> None:
 @click.argument("capture", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @selection_options
+@time_option
 @port_option
 @limit_options
 def pdus(capture: str, fmt: str, session_id: str | None, connection: str | None, itt: str | None,
-         since: str | None, until: str | None, ports: tuple[int, ...], limits: dict[str, int]) -> None:
+         since: str | None, until: str | None, time_format: str | None, ports: tuple[int, ...],
+         limits: dict[str, int]) -> None:
     """One row per iSCSI PDU, in capture order."""
     import csv
     import json
@@ -179,11 +194,18 @@ def pdus(capture: str, fmt: str, session_id: str | None, connection: str | None,
     csv_row: Any = None
     pending: list[str] = []
     header_due = False
+    tfmt = time_format or "r"
+    first_ts: int | None = None
     if fmt == "table":
+        from analyzer.pipeline import capture_start_ns
+        from analyzer.render.times import TIME_WIDTHS, format_time, time_header
+
+        first_ts = capture_start_ns(capture) if tfmt in ("r", "a", "ad") else None  # (the zone's offset then)
         table = RowWriter(fmt, PDU_COLUMNS, table_columns=("frame", "time", "src", "dst", "opcode_name", "itt",
                                                            "cmdsn", "statsn", "dsl", "info"),
-                          widths={"frame": 7, "time": 12, "src": 21, "dst": 21, "opcode_name": 24, "itt": 10,
-                                  "cmdsn": 10, "statsn": 10, "dsl": 7}, defer_header=sel.active)
+                          widths={"frame": 7, "time": TIME_WIDTHS[tfmt], "src": 21, "dst": 21, "opcode_name": 24,
+                                  "itt": 10, "cmdsn": 10, "statsn": 10, "dsl": 7}, defer_header=True,
+                          labels={"time": time_header(tfmt, first_ts)})
     elif fmt == "csv":
         w = csv.writer(out, lineterminator="\n")
         header_due = sel.active
@@ -196,7 +218,6 @@ def pdus(capture: str, fmt: str, session_id: str | None, connection: str | None,
             if len(pending) >= 512:  # one write per 512 lines
                 out.write("\n".join(pending) + "\n")
                 pending.clear()
-    first_ts: int | None = None
     selecting = sel.active
     for rec in records:
         t = type(rec)
@@ -221,19 +242,19 @@ def pdus(capture: str, fmt: str, session_id: str | None, connection: str | None,
             out.write(json.dumps(dict(zip(PDU_COLUMNS, values)), ensure_ascii=False) + "\n")
         else:
             row = dict(zip(PDU_COLUMNS, values))
-            if first_ts is None:
-                first_ts = rec.ts_ns
-            row["time"] = f"{(rec.ts_ns - first_ts) / 1e9:.6f}"
-            row["src"] = f"{row['src']}:{row['sport']}"
-            row["dst"] = f"{row['dst']}:{row['dport']}"
+            row["time"] = format_time(rec.ts_ns, tfmt, first_ts)
+            row["src"] = _endpoint(row["src"], row["sport"])
+            row["dst"] = _endpoint(row["dst"], row["dport"])
             table.write(row)
     if csv_row is not None and pending:
         out.write("\n".join(pending) + "\n")
-    if selecting:
+    if table is not None:
+        if selecting:
+            _finish_selection(sel, readers)
+        table.header()
+    elif selecting:
         _finish_selection(sel, readers)
-        if table is not None:
-            table.header()
-        elif csv_row is not None and header_due:
+        if csv_row is not None and header_due:
             w.writerow(PDU_COLUMNS)
     _report_damage(readers)
 
@@ -286,7 +307,7 @@ def _session_block(s: Any, conns: list[Any], show_secrets: bool = False) -> str:
         f"  ISID          {('0x' + s.isid) if s.isid else '?'}   TPGT {s.tpgt if s.tpgt is not None else '?'}   "
         f"TSIH {f'0x{s.tsih:04x}' if s.tsih is not None else '?'}   SSID {s.ssid or '?'}",
         f"  Portals       {', '.join(s.portals) or '?'}   from {', '.join(s.initiator_addresses) or '?'}",
-        f"  Time          {ts_iso(s.start_ts_ns)} (frame {s.start_frame}) -> {ts_iso(s.end_ts_ns)} "
+        f"  Time          {ts_iso(s.start_ts_ns)} UTC (frame {s.start_frame}) -> {ts_iso(s.end_ts_ns)} UTC "
         f"(frame {s.end_frame}), {dur:.3f} s, {s.tasks} tasks",
     ]
     if s.reinstated_from or s.reinstated_by:
@@ -382,21 +403,31 @@ def sessions(capture: str, fmt: str, at: str | None, ports: tuple[int, ...], lim
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @selection_options
 @click.option("--machine", type=click.Choice(["connection", "cleanup", "session"]), help="Only this machine.")
+@time_option
 @port_option
 @limit_options
 def timeline(capture: str, fmt: str, session_id: str | None, connection: str | None, itt: str | None,
-             since: str | None, until: str | None, machine: str | None, ports: tuple[int, ...],
-             limits: dict[str, int]) -> None:
+             since: str | None, until: str | None, machine: str | None, time_format: str | None,
+             ports: tuple[int, ...], limits: dict[str, int]) -> None:
     """Every state transition (RFC 7143 §8 labels), in time order."""
     from analyzer.render.output import RowWriter
     from analyzer.state.events import Transition
-    from analyzer.render.rows import TRANSITION_COLUMNS, transition_row, ts_iso
+    from analyzer.render.rows import TRANSITION_COLUMNS, transition_row
+
+    from analyzer.render.times import TIME_WIDTHS, format_time, time_header
 
     readers: list[Any] = []
+    tfmt = time_format or "ud"
+    first_ts = None
+    if tfmt in ("r", "a", "ad"):
+        from analyzer.pipeline import capture_start_ns
+
+        first_ts = capture_start_ns(capture)
     writer = RowWriter(fmt, TRANSITION_COLUMNS,
                        table_columns=("time", "frame", "session", "machine", "side", "change", "label", "event"),
-                       widths={"time": 26, "frame": 7, "session": 7, "machine": 10, "side": 9, "change": 31,
-                               "label": 5}, defer_header=True)
+                       widths={"time": max(TIME_WIDTHS[tfmt], 26), "frame": 7, "session": 7, "machine": 10,
+                               "side": 9, "change": 31, "label": 5}, defer_header=True,
+                       labels={"time": time_header(tfmt, first_ts)})
     sel = Selection.from_options(capture, session_id, connection, itt, since, until)
     selecting = sel.active
     for rec in _records(capture, _options(ports, state=True, anomalies=False, limits=limits), readers):
@@ -410,7 +441,7 @@ def timeline(capture: str, fmt: str, session_id: str | None, connection: str | N
             continue
         row = transition_row(rec)
         if fmt == "table":
-            row["time"] = ts_iso(rec.ts_ns)
+            row["time"] = format_time(rec.ts_ns, tfmt, first_ts)
             row["change"] = f"{rec.from_state} -> {rec.to_state}"
             row["label"] = rec.label or "-"
             row["event"] = (rec.event + ("  [inferred]" if rec.inferred else "")
@@ -426,29 +457,46 @@ def timeline(capture: str, fmt: str, session_id: str | None, connection: str | N
 @click.argument("capture", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @selection_options
+@time_option
 @port_option
 @limit_options
 def tasks(capture: str, fmt: str, session_id: str | None, connection: str | None, itt: str | None,
-          since: str | None, until: str | None, ports: tuple[int, ...], limits: dict[str, int]) -> None:
+          since: str | None, until: str | None, time_format: str | None, ports: tuple[int, ...],
+          limits: dict[str, int]) -> None:
     """One row per task (SCSI command, login, text, logout, TMF, NOP) with outcome and latency."""
     from analyzer.render.output import RowWriter
     from analyzer.state.events import TaskRecord
     from analyzer.render.rows import TASK_COLUMNS, task_row
 
+    from analyzer.render.times import TIME_WIDTHS, format_time, time_header
+
     readers: list[Any] = []
+    first_ts = None
+    if time_format in ("r", "a", "ad"):
+        from analyzer.pipeline import capture_start_ns
+
+        first_ts = capture_start_ns(capture)
+    # -t adds the task's start time as the first table column (csv/jsonl always have start_ts/end_ts).
     writer = RowWriter(fmt, TASK_COLUMNS,
-                       table_columns=("session", "itt", "lun", "operation", "lba", "transfer_length", "first_frame",
-                                      "last_frame", "latency_ms", "outcome", "status", "sense"),
-                       widths={"session": 7, "itt": 10, "lun": 4, "operation": 22, "lba": 10, "transfer_length": 8,
-                               "first_frame": 8, "last_frame": 8, "latency_ms": 10, "outcome": 20, "status": 16},
-                       defer_header=True)
+                       table_columns=(("start",) if time_format else ())
+                       + ("session", "itt", "lun", "operation", "lba", "transfer_length", "first_frame",
+                          "last_frame", "latency_ms", "outcome", "status", "sense"),
+                       widths={"start": TIME_WIDTHS[time_format or "r"], "session": 7, "itt": 10, "lun": 4,
+                               "operation": 22, "lba": 10, "transfer_length": 8, "first_frame": 8, "last_frame": 8,
+                               "latency_ms": 10, "outcome": 20, "status": 16},
+                       defer_header=True,
+                       labels={"start": time_header(time_format, first_ts).replace("time", "start")}
+                       if time_format else None)
     sel = Selection.from_options(capture, session_id, connection, itt, since, until)
     selecting = sel.active
     for rec in _records(capture, _options(ports, state=True, anomalies=False, limits=limits), readers):
         if selecting:
             sel.observe(rec)
         if type(rec) is TaskRecord and (not selecting or sel.match(rec)):
-            writer.write(task_row(rec))
+            row = task_row(rec)
+            if time_format:
+                row["start"] = format_time(rec.start_ts_ns, time_format, first_ts)
+            writer.write(row)
     if selecting:
         _finish_selection(sel, readers)
     writer.header()
@@ -465,7 +513,7 @@ def _anomaly_block(a: Any) -> str:
     from analyzer.render.output import terminal_safe as safe
     from analyzer.render.rows import ts_iso
 
-    head = f"{a.severity.upper():<8} {a.kind}  frame {a.frame}  {ts_iso(a.ts_ns)}"
+    head = f"{a.severity.upper():<8} {a.kind}  frame {a.frame}  {ts_iso(a.ts_ns)} UTC"
     if a.session:
         head += f"  session {a.session}"
     if a.conn:

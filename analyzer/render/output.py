@@ -85,12 +85,16 @@ class RowWriter:
 
     def __init__(self, fmt: str, columns: Sequence[str], out: TextIO | None = None,
                  table_columns: Sequence[str] | None = None, widths: dict[str, int] | None = None,
-                 defer_header: bool = False) -> None:
+                 defer_header: bool = False, labels: dict[str, str] | None = None) -> None:
         self.fmt = fmt
         self.columns = list(columns)
         self.out = out or sys.stdout
         self.table_columns = list(table_columns or columns)
         self.widths = widths or {}
+        self.labels = labels or {}  #: table header text per column (default: the column name)
+        for c, label in self.labels.items():  # a labelled column is as wide as its label (never cut)
+            if c in self.widths:
+                self.widths[c] = max(self.widths[c], len(label))
         self.rows = 0
         self._csv: Any = None
         self._header_due = True
@@ -109,7 +113,7 @@ class RowWriter:
         if self.fmt == "csv":
             self._csv.writerow(self.columns)
         elif self.fmt == "table":
-            self.out.write(self._table_line({c: c for c in self.table_columns}) + "\n")
+            self.out.write(self._table_line({c: self.labels.get(c, c) for c in self.table_columns}) + "\n")
 
     def write(self, row: dict[str, Any]) -> None:
         if self._header_due:

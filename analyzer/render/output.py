@@ -98,6 +98,9 @@ class RowWriter:
         self.rows = 0
         self._csv: Any = None
         self._header_due = True
+        self._console: Any = None
+        if fmt == "table" and _is_terminal(self.out):
+            self._console = _terminal_console(self.out)
         if fmt == "csv":
             self._csv = csv.writer(self.out, lineterminator="\n")
         if not defer_header:
@@ -112,6 +115,8 @@ class RowWriter:
         self._header_due = False
         if self.fmt == "csv":
             self._csv.writerow(self.columns)
+        elif self._console is not None:
+            self._print_rich({c: self.labels.get(c, c) for c in self.table_columns})
         elif self.fmt == "table":
             self.out.write(self._table_line({c: self.labels.get(c, c) for c in self.table_columns}) + "\n")
 
@@ -123,12 +128,34 @@ class RowWriter:
             self._csv.writerow([_csv_cell(row.get(c)) for c in self.columns])
         elif self.fmt == "jsonl":
             self.out.write(json_line({c: row.get(c) for c in self.columns}) + "\n")
+        elif self._console is not None:
+            self._print_rich(row)
         else:
             self.out.write(self._table_line(row) + "\n")
 
     def write_all(self, rows: Iterable[dict[str, Any]]) -> None:
         for r in rows:
             self.write(r)
+
+    def _print_rich(self, row: dict[str, Any]) -> None:
+        """On a terminal: one row through rich, sized to the terminal. Columns keep the fixed widths
+        of the plain table (so rows printed one by one align); a cut cell ends in an ellipsis and
+        the last column wraps, so nothing is cut silently."""
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 2, 0, 0), expand=False)
+        last = self.table_columns[-1]
+        used = sum(self.widths.get(c, 0) + 2 for c in self.table_columns if c != last)
+        for c in self.table_columns:
+            if c == last:
+                table.add_column(width=max(20, self._console.width - used), overflow="fold")
+            else:
+                w = self.widths.get(c)
+                table.add_column(width=w, min_width=w, no_wrap=True, overflow="ellipsis")
+        table.add_row(*(Text("" if row.get(c) is None else terminal_safe(str(row.get(c))))
+                        for c in self.table_columns))
+        self._console.print(table)
 
     def _table_line(self, row: dict[str, Any]) -> str:
         parts = []
@@ -140,6 +167,24 @@ class RowWriter:
                 text = text[:w].ljust(w) if c != self.table_columns[-1] else text
             parts.append(text)
         return "  ".join(parts).rstrip()
+
+
+def _is_terminal(out: Any) -> bool:
+    isatty = getattr(out, "isatty", None)
+    try:
+        return bool(isatty()) if callable(isatty) else False
+    except (OSError, ValueError):
+        return False
+
+
+def _terminal_console(out: Any) -> Any:
+    import shutil
+
+    from rich.console import Console
+
+    width = shutil.get_terminal_size((120, 24)).columns
+    return Console(file=out, width=width, color_system=None, highlight=False, markup=False, emoji=False,
+                   soft_wrap=False)
 
 
 def _csv_cell(v: Any) -> Any:

@@ -9,7 +9,7 @@ Times outside the capture are said in one warning line.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -189,7 +189,7 @@ class Selection:
 
     # ------------------------------------------------------------------ at the end
 
-    def check(self, readers: list[Any] = ()) -> list[str]:  # type: ignore[assignment]
+    def check(self, readers: Sequence[Any] = ()) -> list[str]:
         """Raise ``click.BadParameter`` (exit 2) for a selector naming nothing in the capture;
         return warnings (one line each) for times outside it."""
         from analyzer.render.output import safe_line

@@ -1,15 +1,18 @@
-# Quick start (see README): `make demo` sets everything up and analyzes a bundled capture;
-# `make test` sets everything up and runs the whole test suite.
+# Quick start (see README): `make demo` installs only what the demo needs (python3-venv, the package)
+# and analyzes a bundled capture; `make test` installs the test tools too and runs the whole test suite.
 SHELL := /bin/bash
 VENV := .venv
 DEMO_CAPTURE ?= sample_pcaps/admin_drop.pcap
 
-.PHONY: setup demo test lab bench golden clean
+.PHONY: setup setup-demo demo test lab bench golden clean
 
 setup:
-	@scripts/setup.sh
+	@scripts/setup.sh test
 
-demo: setup
+setup-demo:
+	@scripts/setup.sh demo
+
+demo: setup-demo
 	$(VENV)/bin/iscsi-analyzer analyze $(DEMO_CAPTURE)
 
 test: setup

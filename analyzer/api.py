@@ -98,6 +98,7 @@ def analyze(
     """
     from analyzer import __version__
     from analyzer.pipeline import iter_records
+    from analyzer.render.output import safe_name
     from analyzer.reports.analysis import Analysis, CaptureInfo
     from analyzer.reports.collect import Collector
 
@@ -130,8 +131,8 @@ def analyze(
     # The reader's damage and the collector's CaptureDamage records are the same events: list each once.
     damage = list(dict.fromkeys([d.message for d in getattr(reader, "damage", [])] + stats.pop("damage")))
     info = CaptureInfo(
-        file=path,
-        name=os.path.basename(path),
+        file=safe_name(path),  # any bytes, shown escaped (the report is UTF-8 text)
+        name=safe_name(os.path.basename(path)),
         size_bytes=os.path.getsize(path) if is_path and os.path.isfile(path) else None,
         format=str(getattr(reader, "format", "")),
         frames=int(getattr(reader, "frames", 0)),

@@ -526,7 +526,24 @@ class Anomaly(Record):
     @property
     def display_filter(self) -> str:
         """The Wireshark display filter that shows the evidence frames."""
-        frames = sorted(set(self.frames or (self.frame,)))
-        if len(frames) == 1:
-            return f"frame.number == {frames[0]}"
-        return "frame.number in {" + " ".join(str(f) for f in frames) + "}"
+        return frames_display_filter(self.frames or (self.frame,))
+
+
+def frames_display_filter(frames: tuple[int, ...] | list[int]) -> str:
+    """``frame.number == 4`` or ``frame.number in {4, 6, 9..12}``: the set syntax of Wireshark 4.0
+    and later (elements separated by commas; runs of three or more consecutive frames as ``a..b``)."""
+    numbers = sorted(set(frames))
+    if len(numbers) == 1:
+        return f"frame.number == {numbers[0]}"
+    parts: list[str] = []
+    i = 0
+    while i < len(numbers):
+        j = i
+        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
+            j += 1
+        if j - i >= 2:
+            parts.append(f"{numbers[i]}..{numbers[j]}")
+        else:
+            parts.extend(str(n) for n in numbers[i:j + 1])
+        i = j + 1
+    return "frame.number in {" + ", ".join(parts) + "}"

@@ -50,6 +50,8 @@ DEFAULT_PORTS: Final = (3260, 860)
 START_TIMEOUT: Final = 10.0
 #: Seconds to wait for the tool to exit after SIGTERM before SIGKILL.
 STOP_TIMEOUT: Final = 5.0
+#: Seconds to wait for the tool to exit once its pipe has ended by itself (to read why it ended).
+EXIT_WAIT: Final = 3.0
 
 _DUMPCAP_RECV_DROP = re.compile(
     r"Packets received/dropped on interface '[^']*':\s*(\d+)/(\d+)"
@@ -184,11 +186,20 @@ def parse_exit_stats(tool: str, stderr: str) -> tuple[int | None, int | None]:
     return (int(rec[-1]) if rec else None), (int(drop[-1]) if drop else None)
 
 
+#: What dumpcap ("The network adapter ... is no longer attached") and tcpdump/libpcap ("The interface
+#: disappeared", "The interface went down") print when the interface goes away mid-capture.
+_VANISHED: Final = ("is no longer attached", "interface disappeared", "interface went down",
+                    "device has been removed", "network is down")
+
+
 def describe_failure(tool: str, interface: str, stderr: str, returncode: int | None) -> LiveCaptureError:
     """One-line error from what the tool printed before it exited."""
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     text = " ".join(lines)
     low = text.lower()
+    if any(m in low for m in _VANISHED):
+        return LiveCaptureError(f"the interface {interface} went away during the capture (deleted, unplugged or "
+                                "moved to another namespace); the capture stopped there", "vanished")
     if "no such device" in low or "there is no device named" in low or "no such interface" in low:
         return LiveCaptureError(f"no such interface: {interface}", "interface")
     if "permission" in low or "operation not permitted" in low:
@@ -392,8 +403,15 @@ class LiveCapture:
     def exit_message(self) -> str | None:
         """Why the capture process ended by itself (None while running or after a normal stop)."""
         main = self._main
-        if main is None or main.popen.poll() is None or self.final_stats is not None:
+        if main is None or self.final_stats is not None:
             return None
+        if main.popen.poll() is None:
+            # Called when the pipe reached its end: the tool is exiting (it closed its stdout), give it
+            # a moment, or an interface that vanished would look like a normal end.
+            try:
+                main.popen.wait(timeout=EXIT_WAIT)
+            except subprocess.TimeoutExpired:
+                return None
         return str(describe_failure(main.tool, self.interface, _read(main.stderr_path), main.popen.returncode))
 
     def stderr_text(self) -> str:

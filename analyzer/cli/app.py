@@ -6,6 +6,7 @@ input; 3 internal error (one line plus a hint; the traceback only with ``--debug
 
 from __future__ import annotations
 
+import errno
 import itertools
 import sys
 import traceback
@@ -16,6 +17,7 @@ import click
 
 from analyzer import __version__
 from analyzer.cli.limits import limit_options
+from analyzer.cli.select import Selection, check_kinds, selection_options
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -31,16 +33,80 @@ class InputError(click.ClickException):
     exit_code = EXIT_INPUT
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"iscsi-analyzer: {self.format_message()}", err=True)
+        from analyzer.render.output import safe_line
+
+        click.echo(f"iscsi-analyzer: {safe_line(self.format_message())}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: errno values that only a write can raise: the output (stdout, a pipe, a full disk) failed.
+_OUTPUT_ERRNOS = frozenset({errno.EPIPE, errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+class OutputError(Exception):
+    """Writing the output failed (a closed pipe, a full disk); raised instead of click's EPIPE
+    handling, which exits 1 (reserved for findings)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error.strerror or str(error))
+        self.errno = error.errno
+
+
+class _Cli(click.Group):
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:  # --help and --version print here
+            return super().make_context(info_name, args, parent, **extra)
+        except OSError as e:
+            if e.errno in _OUTPUT_ERRNOS and e.filename is None:
+                raise OutputError(e) from e
+            raise
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OSError as e:
+            if e.errno in _OUTPUT_ERRNOS and e.filename is None:
+                raise OutputError(e) from e
+            raise
+
+
+def _flush_stdout() -> None:
+    """Flush stdout now, so that a failing write is reported here and not at interpreter exit."""
+    try:
+        sys.stdout.flush()
+    except OSError as e:
+        if e.errno in _OUTPUT_ERRNOS:
+            raise OutputError(e) from e
+        raise
+
+
+def _discard_stdout() -> None:
+    """After a closed pipe: point stdout at /dev/null so that the final flush cannot fail again."""
+    import os
+
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError):
+        pass
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="iscsi-analyzer")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """Wireshark-style iSCSI analyzer: what happened to my sessions, and why?"""
     ctx.obj = {"debug": debug}
+
+
+def time_option(f: Any) -> Any:
+    from analyzer.render.times import TIME_FORMATS
+
+    return click.option("-t", "--time-format", "time_format", type=click.Choice(TIME_FORMATS), default=None,
+                        help="Table time column, as tshark -t: a/ad local time (of day / with date), u/ud UTC, "
+                             "r seconds since the first frame, e epoch seconds. The header names the zone.")(f)
 
 
 def port_option(f: Any) -> Any:
@@ -71,18 +137,36 @@ def _records(capture: str, options: Any, readers: list[Any]) -> Iterator[Any]:
     return itertools.chain((first,), gen)
 
 
+def _endpoint(addr: str, port: Any) -> str:
+    """``10.0.0.1:3260``, ``[::1]:57956`` (IPv6 bracketed, as in URLs and Wireshark)."""
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def _finish_selection(sel: Selection, readers: list[Any]) -> None:
+    """Exit 2 when a selector named nothing in the capture; warn about times outside it."""
+    for warning in sel.check(readers):
+        click.echo(f"iscsi-analyzer: warning: {warning}", err=True)
+
+
 def _report_damage(readers: list[Any]) -> None:
+    from analyzer.render.output import safe_line
+
     for reader in readers:
         for d in getattr(reader, "damage", ()):
-            click.echo(f"iscsi-analyzer: warning: {d.message}; everything before it was analyzed", err=True)
+            click.echo(f"iscsi-analyzer: warning: {safe_line(d.message)}; everything before it was analyzed",
+                       err=True)
 
 
 @cli.command()
 @click.argument("capture", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@selection_options
+@time_option
 @port_option
 @limit_options
-def pdus(capture: str, fmt: str, ports: tuple[int, ...], limits: dict[str, int]) -> None:
+def pdus(capture: str, fmt: str, session_id: str | None, connection: str | None, itt: str | None,
+         since: str | None, until: str | None, time_format: str | None, ports: tuple[int, ...],
+         limits: dict[str, int]) -> None:
     """One row per iSCSI PDU, in capture order."""
     import csv
     import json
@@ -91,23 +175,42 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...], limits: dict[str, int])
     from analyzer.render.output import RowWriter
     from analyzer.records import MalformedPdu, Pdu, TcpOpened
     from analyzer.render.rows import PDU_COLUMNS, csv_text_cell, pdu_csv, pdu_values
+    from analyzer.state.events import ConnectionSummary
 
     readers: list[Any] = []
     endpoints: dict[str, Any] = {}
+    sel = Selection.from_options(capture, session_id, connection, itt, since, until)
+    if sel.session is not None:
+        # PDUs carry no session: a first pass with the state tracker maps connections to sessions.
+        for rec in _records(capture, _options(ports, state=True, anomalies=False, limits=limits), []):
+            sel.observe(rec)
+            if type(rec) is ConnectionSummary and rec.session is not None:
+                sel.conn_sessions[rec.conn] = rec.session
+        sel.check()
     # Open the capture first: an unreadable one exits 2 before any output (not even a header).
     records = _records(capture, _options(ports, state=False, anomalies=False, limits=limits), readers)
     out = sys.stdout
     table = None
     csv_row: Any = None
     pending: list[str] = []
+    header_due = False
+    tfmt = time_format or "r"
+    first_ts: int | None = None
     if fmt == "table":
+        from analyzer.pipeline import capture_start_ns
+        from analyzer.render.times import TIME_WIDTHS, format_time, time_header
+
+        first_ts = capture_start_ns(capture) if tfmt in ("r", "a", "ad") else None  # (the zone's offset then)
         table = RowWriter(fmt, PDU_COLUMNS, table_columns=("frame", "time", "src", "dst", "opcode_name", "itt",
                                                            "cmdsn", "statsn", "dsl", "info"),
-                          widths={"frame": 7, "time": 12, "src": 21, "dst": 21, "opcode_name": 24, "itt": 10,
-                                  "cmdsn": 10, "statsn": 10, "dsl": 7})
+                          widths={"frame": 7, "time": TIME_WIDTHS[tfmt], "src": 21, "dst": 21, "opcode_name": 24,
+                                  "itt": 10, "cmdsn": 10, "statsn": 10, "dsl": 7}, defer_header=True,
+                          labels={"time": time_header(tfmt, first_ts)})
     elif fmt == "csv":
         w = csv.writer(out, lineterminator="\n")
-        w.writerow(PDU_COLUMNS)
+        header_due = sel.active
+        if not header_due:
+            w.writerow(PDU_COLUMNS)
         add = pending.append
 
         def csv_row(line: str) -> None:  # type: ignore[misc]
@@ -115,7 +218,7 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...], limits: dict[str, int])
             if len(pending) >= 512:  # one write per 512 lines
                 out.write("\n".join(pending) + "\n")
                 pending.clear()
-    first_ts: int | None = None
+    selecting = sel.active
     for rec in records:
         t = type(rec)
         if t is TcpOpened:
@@ -123,6 +226,13 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...], limits: dict[str, int])
             continue
         if not isinstance(rec, (Pdu, MalformedPdu)):
             continue
+        if selecting:
+            sel.observe(rec)
+            if not sel.match(rec, sel.conn_sessions.get(rec.conn)):
+                continue
+            if header_due and csv_row is not None:
+                w.writerow(PDU_COLUMNS)
+                header_due = False
         text = info(rec) if t is not MalformedPdu else f"Malformed PDU: {rec.reason}"
         if csv_row is not None:
             csv_row(pdu_csv(rec, endpoints[rec.conn], csv_text_cell(text)))
@@ -132,14 +242,20 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...], limits: dict[str, int])
             out.write(json.dumps(dict(zip(PDU_COLUMNS, values)), ensure_ascii=False) + "\n")
         else:
             row = dict(zip(PDU_COLUMNS, values))
-            if first_ts is None:
-                first_ts = rec.ts_ns
-            row["time"] = f"{(rec.ts_ns - first_ts) / 1e9:.6f}"
-            row["src"] = f"{row['src']}:{row['sport']}"
-            row["dst"] = f"{row['dst']}:{row['dport']}"
+            row["time"] = format_time(rec.ts_ns, tfmt, first_ts)
+            row["src"] = _endpoint(row["src"], row["sport"])
+            row["dst"] = _endpoint(row["dst"], row["dport"])
             table.write(row)
     if csv_row is not None and pending:
         out.write("\n".join(pending) + "\n")
+    if table is not None:
+        if selecting:
+            _finish_selection(sel, readers)
+        table.header()
+    elif selecting:
+        _finish_selection(sel, readers)
+        if csv_row is not None and header_due:
+            w.writerow(PDU_COLUMNS)
     _report_damage(readers)
 
 
@@ -158,6 +274,7 @@ def crosscheck(capture: str, ports: tuple[int, ...], max_differences: int, deep:
     """Compare our PDU decode with tshark's, PDU by PDU; exit 1 when they differ."""
     from analyzer.capture.tshark import TsharkError, tshark_pdus_union
     from analyzer.crosscheck import compare
+    from analyzer.render.output import safe_name
 
     readers: list[Any] = []
     records = list(_records(capture, _options(ports, state=False, anomalies=False, limits=limits), readers))
@@ -166,7 +283,7 @@ def crosscheck(capture: str, ports: tuple[int, ...], max_differences: int, deep:
     except TsharkError as e:
         raise InputError(str(e)) from e
     res = compare(records, theirs)
-    click.echo(f"{capture}: ours {res.ours} PDUs, tshark {res.theirs} PDUs, matched {res.matched}, "
+    click.echo(f"{safe_name(capture)}: ours {res.ours} PDUs, tshark {res.theirs} PDUs, matched {res.matched}, "
                f"recovered after capture gaps (tshark lost framing) {res.recovered}, "
                + (f"shown by tshark in their header's frame (data cut by the snap length) "
                   f"{res.snaplen_header_frame}, " if res.snaplen_header_frame else "")
@@ -207,31 +324,6 @@ def _deep_crosscheck(capture: str, ports: tuple[int, ...], records: list[Any], l
     return res.agree
 
 
-def _parse_time(text: str, capture: str) -> int:
-    """TIME for --at: epoch seconds, +SECONDS from the capture's first frame, or an ISO 8601 time (UTC)."""
-    import datetime as dt
-
-    from analyzer.pipeline import capture_start_ns
-
-    t = text.strip()
-    try:
-        if t.startswith("+"):
-            start = capture_start_ns(capture)
-            if start is None:
-                raise InputError(f"{capture}: the capture has no frames")
-            return start + int(float(t[1:]) * 1e9)
-        return int(float(t) * 1e9)
-    except ValueError:
-        pass
-    try:
-        d = dt.datetime.fromisoformat(t)
-    except ValueError as e:
-        raise click.BadParameter(f"{text!r}: use epoch seconds, +SECONDS or an ISO time") from e
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=dt.UTC)
-    return int(d.timestamp() * 1e9)
-
-
 def _session_block(s: Any, conns: list[Any], show_secrets: bool = False) -> str:
     """One session in the style of `targetcli sessions detail` + `esxcli iscsi session connection list`."""
     from analyzer.render.output import terminal_safe as safe
@@ -248,7 +340,7 @@ def _session_block(s: Any, conns: list[Any], show_secrets: bool = False) -> str:
         f"  ISID          {('0x' + s.isid) if s.isid else '?'}   TPGT {s.tpgt if s.tpgt is not None else '?'}   "
         f"TSIH {f'0x{s.tsih:04x}' if s.tsih is not None else '?'}   SSID {s.ssid or '?'}",
         f"  Portals       {', '.join(s.portals) or '?'}   from {', '.join(s.initiator_addresses) or '?'}",
-        f"  Time          {ts_iso(s.start_ts_ns)} (frame {s.start_frame}) -> {ts_iso(s.end_ts_ns)} "
+        f"  Time          {ts_iso(s.start_ts_ns)} UTC (frame {s.start_frame}) -> {ts_iso(s.end_ts_ns)} UTC "
         f"(frame {s.end_frame}), {dur:.3f} s, {s.tasks} tasks",
     ]
     if s.reinstated_from or s.reinstated_by:
@@ -289,20 +381,32 @@ def sessions(capture: str, fmt: str, at: str | None, ports: tuple[int, ...], lim
     """One row per session: identity, type, parameters, connections, how it ended."""
     from analyzer.capture import CaptureError
     from analyzer.render.output import RowWriter
-    from analyzer.pipeline import run_until
+    from analyzer.cli.select import iso, parse_time
+    from analyzer.pipeline import capture_start_ns, run_until
+    from analyzer.render.output import safe_line
     from analyzer.state.events import ConnectionSummary, SessionSummary
     from analyzer.render.rows import SESSION_COLUMNS, session_row
 
     opts = _options(ports, state=True, anomalies=False, limits=limits)
     readers: list[Any] = []
     if at is not None:
-        stop = _parse_time(at, capture)
         try:
+            start = capture_start_ns(capture)
+            stop = parse_time(at, lambda: start, "'--at'")
             pipeline, readers = run_until(capture, stop, opts)
         except CaptureError as e:
             raise InputError(str(e)) from e
         sess = list(pipeline.tracker.sessions())
         conns = list(pipeline.tracker.connections())
+        last = max((getattr(r, "last_ts_ns", 0) or 0 for r in readers), default=0)
+        if start is None:
+            click.echo("iscsi-analyzer: warning: --at: the capture has no frames", err=True)
+        elif stop < start:
+            click.echo(f"iscsi-analyzer: warning: --at {safe_line(at)} ({iso(stop)}) is before the capture's "
+                       f"first frame ({iso(start)}): no session has begun", err=True)
+        elif last <= stop and stop > last:
+            click.echo(f"iscsi-analyzer: warning: --at {safe_line(at)} ({iso(stop)}) is after the capture's "
+                       f"last frame ({iso(last)}): this is the state at the end of the capture", err=True)
     else:
         sess, conns = [], []
         for rec in _records(capture, opts, readers):
@@ -330,60 +434,105 @@ def sessions(capture: str, fmt: str, at: str | None, ports: tuple[int, ...], lim
 @cli.command()
 @click.argument("capture", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-@click.option("--session", "session_id", help="Only this session (id as shown by `sessions`, e.g. s2).")
+@selection_options
 @click.option("--machine", type=click.Choice(["connection", "cleanup", "session"]), help="Only this machine.")
+@time_option
 @port_option
 @limit_options
-def timeline(capture: str, fmt: str, session_id: str | None, machine: str | None, ports: tuple[int, ...], limits: dict[str, int]) -> None:
+def timeline(capture: str, fmt: str, session_id: str | None, connection: str | None, itt: str | None,
+             since: str | None, until: str | None, machine: str | None, time_format: str | None,
+             ports: tuple[int, ...], limits: dict[str, int]) -> None:
     """Every state transition (RFC 7143 §8 labels), in time order."""
     from analyzer.render.output import RowWriter
     from analyzer.state.events import Transition
-    from analyzer.render.rows import TRANSITION_COLUMNS, transition_row, ts_iso
+    from analyzer.render.rows import TRANSITION_COLUMNS, transition_row
+
+    from analyzer.render.times import TIME_WIDTHS, format_time, time_header
 
     readers: list[Any] = []
+    tfmt = time_format or "ud"
+    first_ts = None
+    if tfmt in ("r", "a", "ad"):
+        from analyzer.pipeline import capture_start_ns
+
+        first_ts = capture_start_ns(capture)
     writer = RowWriter(fmt, TRANSITION_COLUMNS,
                        table_columns=("time", "frame", "session", "machine", "side", "change", "label", "event"),
-                       widths={"time": 26, "frame": 7, "session": 7, "machine": 10, "side": 9, "change": 31,
-                               "label": 5})
+                       widths={"time": max(TIME_WIDTHS[tfmt], 26), "frame": 7, "session": 7, "machine": 10,
+                               "side": 9, "change": 31, "label": 5}, defer_header=True,
+                       labels={"time": time_header(tfmt, first_ts)})
+    sel = Selection.from_options(capture, session_id, connection, itt, since, until)
+    selecting = sel.active
     for rec in _records(capture, _options(ports, state=True, anomalies=False, limits=limits), readers):
+        if selecting:
+            sel.observe(rec)
         if type(rec) is not Transition:
             continue
-        if session_id is not None and rec.session != session_id:
+        if selecting and not sel.match(rec):
             continue
         if machine is not None and rec.machine != machine:
             continue
         row = transition_row(rec)
         if fmt == "table":
-            row["time"] = ts_iso(rec.ts_ns)
+            row["time"] = format_time(rec.ts_ns, tfmt, first_ts)
             row["change"] = f"{rec.from_state} -> {rec.to_state}"
             row["label"] = rec.label or "-"
             row["event"] = (rec.event + ("  [inferred]" if rec.inferred else "")
                             + (f"  ({rec.conn})" if rec.conn else ""))
         writer.write(row)
+    if selecting:
+        _finish_selection(sel, readers)
+    writer.header()
     _report_damage(readers)
 
 
 @cli.command()
 @click.argument("capture", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-@click.option("--session", "session_id", help="Only this session.")
+@selection_options
+@time_option
 @port_option
 @limit_options
-def tasks(capture: str, fmt: str, session_id: str | None, ports: tuple[int, ...], limits: dict[str, int]) -> None:
+def tasks(capture: str, fmt: str, session_id: str | None, connection: str | None, itt: str | None,
+          since: str | None, until: str | None, time_format: str | None, ports: tuple[int, ...],
+          limits: dict[str, int]) -> None:
     """One row per task (SCSI command, login, text, logout, TMF, NOP) with outcome and latency."""
     from analyzer.render.output import RowWriter
     from analyzer.state.events import TaskRecord
     from analyzer.render.rows import TASK_COLUMNS, task_row
 
+    from analyzer.render.times import TIME_WIDTHS, format_time, time_header
+
     readers: list[Any] = []
+    first_ts = None
+    if time_format in ("r", "a", "ad"):
+        from analyzer.pipeline import capture_start_ns
+
+        first_ts = capture_start_ns(capture)
+    # -t adds the task's start time as the first table column (csv/jsonl always have start_ts/end_ts).
     writer = RowWriter(fmt, TASK_COLUMNS,
-                       table_columns=("session", "itt", "lun", "operation", "lba", "transfer_length", "first_frame",
-                                      "last_frame", "latency_ms", "outcome", "status", "sense"),
-                       widths={"session": 7, "itt": 10, "lun": 4, "operation": 22, "lba": 10, "transfer_length": 8,
-                               "first_frame": 8, "last_frame": 8, "latency_ms": 10, "outcome": 20, "status": 16})
+                       table_columns=(("start",) if time_format else ())
+                       + ("session", "itt", "lun", "operation", "lba", "transfer_length", "first_frame",
+                          "last_frame", "latency_ms", "outcome", "status", "sense"),
+                       widths={"start": TIME_WIDTHS[time_format or "r"], "session": 7, "itt": 10, "lun": 4,
+                               "operation": 22, "lba": 10, "transfer_length": 8, "first_frame": 8, "last_frame": 8,
+                               "latency_ms": 10, "outcome": 20, "status": 16},
+                       defer_header=True,
+                       labels={"start": time_header(time_format, first_ts).replace("time", "start")}
+                       if time_format else None)
+    sel = Selection.from_options(capture, session_id, connection, itt, since, until)
+    selecting = sel.active
     for rec in _records(capture, _options(ports, state=True, anomalies=False, limits=limits), readers):
-        if type(rec) is TaskRecord and (session_id is None or rec.session == session_id):
-            writer.write(task_row(rec))
+        if selecting:
+            sel.observe(rec)
+        if type(rec) is TaskRecord and (not selecting or sel.match(rec)):
+            row = task_row(rec)
+            if time_format:
+                row["start"] = format_time(rec.start_ts_ns, time_format, first_ts)
+            writer.write(row)
+    if selecting:
+        _finish_selection(sel, readers)
+    writer.header()
     _report_damage(readers)
 
 
@@ -397,7 +546,7 @@ def _anomaly_block(a: Any) -> str:
     from analyzer.render.output import terminal_safe as safe
     from analyzer.render.rows import ts_iso
 
-    head = f"{a.severity.upper():<8} {a.kind}  frame {a.frame}  {ts_iso(a.ts_ns)}"
+    head = f"{a.severity.upper():<8} {a.kind}  frame {a.frame}  {ts_iso(a.ts_ns)} UTC"
     if a.session:
         head += f"  session {a.session}"
     if a.conn:
@@ -414,22 +563,31 @@ def _anomaly_block(a: Any) -> str:
 @click.option("--min-severity", type=SEVERITY, default="info", show_default=True, help="Show findings from this level up.")
 @click.option("--fail-on", type=click.Choice(["warning", "error"]),
               help="Exit 1 when a finding at or above this severity is found (for scripts and CI).")
-@click.option("--kind", "kinds", multiple=True, help="Only these kinds (repeatable).")
+@click.option("--kind", "kinds", multiple=True, help="Only these kinds (repeatable; see docs/anomalies.md).")
+@selection_options
 @port_option
 @limit_options
 def anomalies(capture: str, fmt: str, min_severity: str, fail_on: str | None, kinds: tuple[str, ...],
-              ports: tuple[int, ...], limits: dict[str, int]) -> None:
+              session_id: str | None, connection: str | None, itt: str | None, since: str | None,
+              until: str | None, ports: tuple[int, ...], limits: dict[str, int]) -> None:
     """What went wrong, when, on which session, with the frames that show it."""
     from analyzer.anomalies import ANOMALY_COLUMNS, anomaly_row, severity_at_least
     from analyzer.render.output import RowWriter
     from analyzer.records import Anomaly
 
+    check_kinds(kinds)
     readers: list[Any] = []
     found = 0
     failing = 0
-    writer = RowWriter(fmt, ANOMALY_COLUMNS) if fmt != "table" else None
+    sel = Selection.from_options(capture, session_id, connection, itt, since, until)
+    selecting = sel.active
+    writer = RowWriter(fmt, ANOMALY_COLUMNS, defer_header=selecting) if fmt != "table" else None
     for rec in _records(capture, _options(ports, state=True, anomalies=True, limits=limits), readers):
+        if selecting:
+            sel.observe(rec)
         if type(rec) is not Anomaly:
+            continue
+        if selecting and not sel.match(rec):
             continue
         if fail_on is not None and severity_at_least(rec.severity, fail_on):
             failing += 1
@@ -440,8 +598,13 @@ def anomalies(capture: str, fmt: str, min_severity: str, fail_on: str | None, ki
             writer.write(anomaly_row(rec))
         else:
             click.echo(_anomaly_block(rec))
+    if selecting:
+        _finish_selection(sel, readers)
+    if writer is not None:
+        writer.header()
     if fmt == "table" and found == 0:
-        click.echo(f"No findings at or above {min_severity}.")
+        click.echo(f"No findings at or above {min_severity}" + (" among the selected ones." if selecting
+                                                                 or kinds else "."))
     _report_damage(readers)
     if failing:
         click.echo(f"iscsi-analyzer: {failing} finding(s) at or above {fail_on}", err=True)
@@ -479,9 +642,11 @@ class _ProgressBar:
 
 
 def _print_capture_warnings(analysis: Any) -> None:
+    from analyzer.render.output import safe_line
+
     for d in getattr(analysis.capture, "damage", ()) or ():
         text = getattr(d, "message", None) or str(d)
-        click.echo(f"iscsi-analyzer: warning: {text}; everything before it was analyzed", err=True)
+        click.echo(f"iscsi-analyzer: warning: {safe_line(text)}; everything before it was analyzed", err=True)
 
 
 @cli.command()
@@ -496,7 +661,7 @@ def analyze(capture: str, out_dir: str | None, no_html: bool, quiet: bool, ports
     """The main job: sessions, states, tasks and anomalies, with a report directory and report.html."""
     from analyzer.api import run_analyze
     from analyzer.capture import CaptureError
-    from analyzer.render.output import terminal_safe
+    from analyzer.render.output import safe_name, terminal_safe
 
     try:
         with _ProgressBar("analyzing") as bar:
@@ -505,11 +670,12 @@ def analyze(capture: str, out_dir: str | None, no_html: bool, quiet: bool, ports
     except CaptureError as e:
         raise InputError(str(e)) from e
     except OSError as e:
-        raise InputError(f"{e.filename or out_dir}: cannot write the report ({e.strerror or e})") from e
+        raise InputError(f"{safe_name(e.filename or out_dir or '.')}: cannot write the report "
+                         f"({e.strerror or e})") from e
     if not quiet:
         click.echo("\n".join(terminal_safe(line) for line in analysis.summary().splitlines()))
     where = written[0].parent if written else out_dir
-    click.echo(f"\nReport written to {where}/ ({len(written)} files"
+    click.echo(f"\nReport written to {safe_name(where or '.')}/ ({len(written)} files"
                + (", open report.html in a browser)" if not no_html else ")"))
     _print_capture_warnings(analysis)
 
@@ -526,9 +692,10 @@ def report(source: str, output: str, show_secrets: bool, ports: tuple[int, ...],
 
     from analyzer.api import run_report
     from analyzer.capture import CaptureError
+    from analyzer.render.output import safe_name
 
     if not os.path.exists(source):
-        raise InputError(f"{source}: no such file or directory")
+        raise InputError(f"{safe_name(source)}: no such file or directory")
     try:
         with _ProgressBar("analyzing") as bar:
             analysis, path = run_report(source, output, show_secrets=show_secrets, progress=bar,
@@ -537,10 +704,10 @@ def report(source: str, output: str, show_secrets: bool, ports: tuple[int, ...],
     except CaptureError as e:
         raise InputError(str(e)) from e
     except OSError as e:
-        raise InputError(f"{e.filename or source}: {e.strerror or e}") from e
+        raise InputError(f"{safe_name(e.filename or source)}: {e.strerror or e}") from e
     except ValueError as e:
-        raise InputError(f"{source}: {e}") from e
-    click.echo(f"Report written to {path}")
+        raise InputError(f"{safe_name(source)}: {e}") from e
+    click.echo(f"Report written to {safe_name(path)}")
     _print_capture_warnings(analysis)
 
 
@@ -576,22 +743,32 @@ except ImportError:  # the lab package is optional at import time
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point with the documented exit codes."""
+    from analyzer.render.output import safe_line
+
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         rv = cli.main(args=argv, prog_name="iscsi-analyzer", standalone_mode=False)
+        _flush_stdout()
+    except OutputError as e:
+        if e.errno == errno.EPIPE:  # the reader went away (`| head`): stop quietly, like other tools
+            _discard_stdout()
+            sys.exit(EXIT_OK)
+        _discard_stdout()
+        click.echo(f"iscsi-analyzer: cannot write the output: {e}", err=True)
+        sys.exit(EXIT_INPUT)
     except click.exceptions.Abort:
         click.echo("iscsi-analyzer: aborted", err=True)
         sys.exit(130)
     except click.UsageError as e:
-        click.echo(f"iscsi-analyzer: {e.format_message()} (see --help)", err=True)
+        click.echo(f"iscsi-analyzer: {safe_line(e.format_message())} (see --help)", err=True)
         sys.exit(EXIT_INPUT)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code if e.exit_code != 1 else EXIT_INPUT)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
-    except BrokenPipeError:
-        sys.stderr.close()
+    except BrokenPipeError:  # a write outside a command (help, version)
+        _discard_stdout()
         sys.exit(EXIT_OK)
     except KeyboardInterrupt:
         click.echo("iscsi-analyzer: interrupted", err=True)
@@ -603,7 +780,7 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
         loc = f" at {where.filename.rsplit('/', 1)[-1]}:{where.lineno}" if where else ""
-        click.echo(f"iscsi-analyzer: internal error: {type(e).__name__}: {e}{loc}. "
+        click.echo(f"iscsi-analyzer: internal error: {type(e).__name__}: {safe_line(str(e))}{loc}. "
                    "Please report it with the capture if you can (run with --debug for the traceback).",
                    err=True)
         sys.exit(EXIT_INTERNAL)

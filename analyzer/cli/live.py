@@ -22,7 +22,9 @@ class LiveError(click.ClickException):
     exit_code = EXIT_INPUT
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"iscsi-analyzer: {self.format_message()}", err=True)
+        from analyzer.render.output import safe_line
+
+        click.echo(f"iscsi-analyzer: {safe_line(self.format_message())}", err=True)
 
 
 @click.command("live", context_settings={"help_option_names": ["-h", "--help"]})
@@ -66,7 +68,10 @@ def live(interface: str, bpf: str | None, ports: tuple[int, ...], duration: floa
     and live.json.
     """
     from analyzer.capture.live import LiveCapture, LiveCaptureError, RingSpec
-    from analyzer.live.monitor import AlertSink, LiveAnalyzer, LiveOptions, LiveReport, StopSignals, run_live
+    from analyzer.live.engine import LiveAnalyzer, LiveOptions
+    from analyzer.live.loop import run_live
+    from analyzer.live.signals import StopSignals
+    from analyzer.live.sinks import AlertSink, LiveReport
     from analyzer.live.view import make_view
     from analyzer.pipeline import Options
     from analyzer.tcp.reassembly import DEFAULT_PORTS
@@ -107,8 +112,13 @@ def live(interface: str, bpf: str | None, ports: tuple[int, ...], duration: floa
         _close(alerts, report)
     if report is not None and report.tables_error:
         click.echo(f"iscsi-analyzer: warning: {report.tables_error}", err=True)
+    for sink in (alerts, report):
+        lost = sink.health.summary() if sink is not None else None
+        if lost:  # the analysis went on; say what is missing from the files
+            click.echo(f"iscsi-analyzer: warning: {lost}", err=True)
     if result.reason == "capture_failed":
-        raise LiveError(f"capture ended unexpectedly: {result.error}")
+        raise LiveError(result.error if "went away" in (result.error or "") else
+                        f"capture ended unexpectedly: {result.error}")
 
 
 def _close(*things: Any) -> None:

@@ -16,7 +16,8 @@ import sys
 import time
 from typing import IO, Any
 
-from analyzer.live.monitor import LiveStatus, SessionView, StatsView
+from analyzer.live.engine import LiveStatus, SessionView
+from analyzer.live.stats import StatsView
 from analyzer.render.output import terminal_safe
 from analyzer.records import Anomaly
 

@@ -55,6 +55,11 @@ def _atomic_write(path: Path, write: Any) -> None:
     os.replace(tmp, path)
 
 
+def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+    with open(path, "wb") as fh:  # a file object: pyarrow cannot encode non-UTF-8 path names
+        df.to_parquet(fh, index=False, engine="pyarrow")
+
+
 def write_dir(
     tables: dict[str, pd.DataFrame], capture: dict[str, Any], out_dir: str | os.PathLike[str]
 ) -> list[Path]:
@@ -70,7 +75,7 @@ def write_dir(
             df = frames.mask_key_values(df)
         df = frames.conform(name, df)
         path = out / f"{name}.parquet"
-        _atomic_write(path, lambda p, d=df: d.to_parquet(p, index=False, engine="pyarrow"))
+        _atomic_write(path, lambda p, d=df: _write_parquet(d, p))
         written.append(path)
         if name in CSV_TABLES:
             path = out / f"{name}.csv"
@@ -103,7 +108,8 @@ def read_dir(report_dir: str | os.PathLike[str]) -> tuple[dict[str, pd.DataFrame
     for name in PARQUET_TABLES:
         path = d / f"{name}.parquet"
         if path.exists():
-            tables[name] = frames.conform(name, pd.read_parquet(path, engine="pyarrow"))
+            with open(path, "rb") as fh:  # a file object: pyarrow cannot encode non-UTF-8 path names
+                tables[name] = frames.conform(name, pd.read_parquet(fh, engine="pyarrow"))
         else:
             tables[name] = frames.empty(name)
     return tables, capture

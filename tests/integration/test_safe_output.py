@@ -207,3 +207,54 @@ def test_report_masks_secrets_unless_asked(hostile: Path, tmp_path: Path) -> Non
     _html_safe(text, "report --show-secrets")
     for secret in (CHAP_C, CHAP_R, CHAP_N):
         assert secret in text, f"report --show-secrets: {secret!r} not shown"
+
+
+# --------------------------------------------------------------------------- hostile file names
+
+#: File names (bytes: any but "/" and NUL are allowed): undecodable, a terminal title change, a forged line.
+HOSTILE_NAMES = (b"clean-\xff.pcap", b"esc\x1b]0;pwned\x07.pcap", b"two\nFAKE: line.pcap")
+
+
+def _run_bytes(args: list[bytes | str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable.encode(), b"-m", b"analyzer",
+                           *[a.encode() if isinstance(a, str) else a for a in args]],
+                          capture_output=True, timeout=300, cwd=cwd, check=False,
+                          env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=["non-utf8", "osc-title", "newline"])
+def test_hostile_file_names_are_shown_escaped(name: bytes, tmp_path: Path) -> None:
+    import os
+
+    src = REPO / "sample_pcaps" / "tmf_abort.pcap"
+    good = os.path.join(os.fsencode(tmp_path), name)
+    with open(good, "wb") as f:
+        f.write(src.read_bytes())
+    bad = os.path.join(os.fsencode(tmp_path), b"bad-" + name)
+    with open(bad, "wb") as f:
+        f.write(b"not a capture at all")
+    escaped = name.decode("utf-8", "backslashreplace").replace("\x1b", "\\x1b").replace("\x07", "\\x07") \
+        .replace("\n", "\\x0a")
+    runs = {
+        "analyze": _run_bytes(["analyze", good], tmp_path),
+        "analyze --out": _run_bytes(["analyze", "-q", "--out", good + b".d", good], tmp_path),
+        "report": _run_bytes(["report", "-o", good + b".html", good], tmp_path),
+        "pdus bad": _run_bytes(["pdus", bad], tmp_path),
+        "sessions missing": _run_bytes(["sessions", good + b".missing"], tmp_path),
+    }
+    for what, p in runs.items():
+        out = p.stdout + p.stderr
+        assert b"Traceback" not in out and b"internal error" not in out, (what, out)
+        assert not _RAW_CONTROL.search(out.decode("utf-8")), (what, out)  # also: all of it is UTF-8
+        assert escaped.encode() in out, (what, out)
+    assert runs["analyze"].returncode == 0 and runs["analyze --out"].returncode == 0, runs
+    assert runs["report"].returncode == 0, runs["report"]
+    assert runs["pdus bad"].returncode == 2 and len(runs["pdus bad"].stderr.splitlines()) == 1
+    assert runs["sessions missing"].returncode == 2 and len(runs["sessions missing"].stderr.splitlines()) == 1
+    page = open(good + b".html", "rb").read().decode("utf-8")
+    assert escaped in page and not _RAW_CONTROL.search(page.replace("\n", ""))
+    report_dir = good + b".d"
+    assert os.path.getsize(os.path.join(report_dir, b"report.html")) > 1000
+    # the directory reads back (report from a directory)
+    back = _run_bytes(["report", "-o", os.path.join(report_dir, b"again.html"), report_dir], tmp_path)
+    assert back.returncode == 0, back

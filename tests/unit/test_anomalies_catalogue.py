@@ -75,7 +75,7 @@ def test_anomaly_row() -> None:
     row = anomaly_row(a)
     assert tuple(row) == ANOMALY_COLUMNS
     assert row["ts"] == "2005-01-30T22:02:21.540760Z"
-    assert row["frames"] == "12 14" and row["display_filter"] == "frame.number in {12 14}"
+    assert row["frames"] == "12 14" and row["display_filter"] == "frame.number in {12, 14}"
     assert row["severity"] == "error" and row["kind"] == "login_failed" and row["rfc"] == "§11.13.5"
     b = Anomaly(3, 0, "capture_damaged", "warning", None, None, "x", "(capture)", ())
     assert anomaly_row(b)["session"] == "" and anomaly_row(b)["display_filter"] == "frame.number == 3"

@@ -367,7 +367,7 @@ def test_anomalies_frame_with_ordered_severity() -> None:
             "message": _str("Login rejected", "StatSN skipped", "x"),
             "rfc": _str("§11.13.5", "§4.2.2", "§1"),
             "frames": _str("5 7", "9", "2"),
-            "display_filter": _str("frame.number in {5 7}", "frame.number == 9", "frame.number == 2"),
+            "display_filter": _str("frame.number in {5, 7}", "frame.number == 9", "frame.number == 2"),
         }
     )
     assert_frame_equal(df, expected)

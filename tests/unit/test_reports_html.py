@@ -187,7 +187,7 @@ def test_report_sections_and_charts() -> None:
     assert page.count("<svg") >= 4  # timeline, latency boxes, MB/s, IOPS (+ sparklines)
     assert "LOGGED_IN" in page and "READ(10)" in page and "WRITE(10)" in page
     assert "UNIT ATTENTION" in page
-    assert "frame.number in {12 13}" in page  # display filter of the test anomaly
+    assert "frame.number in {12, 13}" in page  # display filter of the test anomaly
     assert 'class="filter"' in page
     # the p50/p95/p99 table has a row per operation and LUN
     assert re.search(r"<td>READ\(10\)</td><td>0</td><td>14</td>", page)

@@ -1,5 +1,5 @@
 """Batch front end: many captures (ring-buffer chains) analysed on Dask."""
 
-from analyzer.batch.runner import NoInput, analyze_many
+from analyzer.batch.runner import MissingExtra, NoInput, analyze_many, require_dask
 
-__all__ = ["NoInput", "analyze_many"]
+__all__ = ["MissingExtra", "NoInput", "analyze_many", "require_dask"]

@@ -262,6 +262,25 @@ def _run_chains(client: Any, jobs: list[ChainJob], prog: _Progress) -> list[Chai
     return [results[k] for k in range(len(jobs))]
 
 
+class MissingExtra(RuntimeError):
+    """Dask is not installed: batch analysis needs the ``batch`` extra (the message says how)."""
+
+
+def require_dask() -> None:
+    """Raise ``MissingExtra`` unless dask and distributed are importable."""
+    import importlib
+
+    missing = []
+    for module in ("dask", "distributed"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise MissingExtra(f"batch analysis runs on Dask, which is not installed ({', '.join(missing)} missing): "
+                           "pip install 'iscsi-analyzer[batch]'")
+
+
 def analyze_many(
     paths: Iterable[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str] | None = None,
@@ -294,6 +313,8 @@ def analyze_many(
     ``options``: the pipeline ``Options``; ``limits``: the table ``Limits`` (``analyzer.api.analyze_many``
     takes them as keyword options, as ``analyze`` does). Raises ``NoInput`` when no file is readable.
     """
+    if workers != 0 or scheduler is not None or client is not None:
+        require_dask()
     from analyzer.reports.collect import Limits
 
     t0 = time.perf_counter()

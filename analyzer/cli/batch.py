@@ -39,7 +39,7 @@ def batch(paths: tuple[str, ...], out_dir: str, scheduler: str | None, workers: 
     gives the same result as its files concatenated; any other file is its own chain. Writes OUT/<table>/chain=<id>/part-*.parquet for pdus, tasks,
     sessions, connections, transitions, anomalies and keys, plus OUT/report.html.
     """
-    from analyzer.batch.runner import NoInput, analyze_many
+    from analyzer.batch.runner import MissingExtra, NoInput, analyze_many
     from analyzer.pipeline import Options
 
     if scheduler is not None and workers is not None:
@@ -58,7 +58,7 @@ def batch(paths: tuple[str, ...], out_dir: str, scheduler: str | None, workers: 
         result = analyze_many(paths, out_dir, scheduler=scheduler, workers=workers, progress=progress,
                               html=not no_html, warmup_bytes=int(warmup_mb * 1024 * 1024), max_gap_s=max_gap_s,
                               chain_by=chain_by, options=options)
-    except NoInput as exc:
+    except (NoInput, MissingExtra) as exc:
         click.echo(f"iscsi-analyzer batch: {exc}", err=True)
         sys.exit(2)
     rerun = sum(c.rerun_units for c in result.chains)

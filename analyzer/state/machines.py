@@ -5,9 +5,12 @@ implies for cleanup, tasks, the login and the session machine).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from analyzer.state import (
     cleanup,
     connection,
+    coupling,
     deadlines,
     desk,
     identity,
@@ -21,22 +24,20 @@ from analyzer.state.books import (
     R1,
     R2,
     R3,
-    S1,
-    S4,
-    S8,
     SIDES,
     Conn,
     Session,
 )
 from analyzer.state.cleanup import CleanupInput, CleanupState
 from analyzer.state.connection import FFP_STATES, ConnInput, ConnState
+from analyzer.state.coupling import Edge, Effect, Guard
 from analyzer.state.desk import Desk
 from analyzer.state.events import (
     CleanupDeadline,
     CleanupEnded,
     Transition,
 )
-from analyzer.state.machine import Spec, advance
+from analyzer.state.machine import Spec, advance, triggered
 from analyzer.state.session import SessInput, SessState
 
 _CONN_SPECS: dict[str, Spec[ConnState, ConnInput]] = {"initiator": connection.INITIATOR,
@@ -83,12 +84,13 @@ def cleanup_step(d: Desk, c: Conn, side: str, inp: CleanupInput, frame: int, ts:
         label = next((r.label for r in recs if isinstance(r, Transition)), None) or "M1"
         d.out.append(CleanupEnded(frame, ts, c.session.id if c.session else None, c.id, c.cid, side,
                                       label, outcome, inferred, ts - c.cleanup_entered.get(side, ts)))
-        if c.state[side] is S8:  # §8.2: R1 is S8 and R3 is S1; the connection machine follows
-            c.state[side] = S1
-            d.out.append(Transition(frame, ts, c.session.id if c.session else None, c.id, "connection",
-                                        side, S8.value, S1.value, label,
-                                        f"cleanup machine reached FREE ({label}: {event}); R3 is S1 (§8.2)",
-                                        inferred))
+        follows = coupling.CLEANUP_TRIGGERED.get((new, c.state[side]))
+        if follows is not None:  # §8.2: R1 is S8 and R3 is S1; the connection machine follows
+            d.out.append(triggered("connection", side, c.state[side], follows, label,
+                                   desk.ctx(d, c, None, frame, ts,
+                                            f"cleanup machine reached FREE ({label}: {event}); R3 is S1 (§8.2)",
+                                            inferred)))
+            c.state[side] = follows
 
 
 def sess_step(d: Desk, s: Session, side: str, inp: SessInput, frame: int, ts: int, event: str,
@@ -113,50 +115,104 @@ def sess_both(d: Desk, s: Session, inp: SessInput, frame: int, ts: int, event: s
 
 
 def settle_conn(d: Desk, c: Conn, frame: int, ts: int, cause: str) -> None:
-    """Consequences of connection-state changes: cleanup machines, tasks, login end, session."""
+    """Consequences of connection-state changes, as the rows of ``coupling.CONNECTION_TRIGGERED``
+    say: cleanup machines, the login's end, the connection's tasks, the session machine."""
+    for per_side, rows in coupling.groups():
+        if not per_side:
+            for row in rows:
+                inside = [c.state[side] in row.states for side in SIDES]
+                if (all(inside) if row.edge is Edge.ALL_IN else not any(inside)) and _guard(row.guard, c, None):
+                    _EFFECTS[row.effect](d, c, None, frame, ts, cause)
+            continue
+        edges = any(row.edge is not Edge.IN for row in rows)
+        for side in SIDES:
+            ffp = c.state[side] in FFP_STATES
+            entered, left = ffp and not c.was_ffp[side], not ffp and c.was_ffp[side]
+            if edges and (entered or left):  # the edge is consumed by the group that has edge rows
+                c.was_ffp[side] = ffp
+            for row in rows:
+                hit = {Edge.IN: c.state[side] in row.states, Edge.ENTERED: entered, Edge.LEFT: left}[row.edge]
+                if hit and _guard(row.guard, c, side):
+                    _EFFECTS[row.effect](d, c, side, frame, ts, cause)
+
+
+def _last_ffp(c: Conn, side: str) -> bool:
     s = c.session
-    for side in SIDES:
-        if c.state[side] is S8 and c.cleanup[side] is None:
-            enter_cleanup(d, c, side, frame, ts, cause)
-    left = all(c.state[side] in (S1, S8) for side in SIDES)
-    if c.login is not None and not any(c.state[side] in (S4, ConnState.UNKNOWN) for side in SIDES):
-        logins.login_failed(d, c, frame, ts, None, cause)
-    if left:
-        task_book.close_conn_tasks(d, c, frame, ts, c.end_outcome, c.end_note)
-        if c.ended == "open":
-            c.ended = "dropped"
-    for side in SIDES:
-        ffp = c.state[side] in FFP_STATES
-        if ffp and not c.was_ffp[side]:
-            c.was_ffp[side] = True
-            if s is not None and s.state[side] is SessState.UNKNOWN:
-                identity.identified(d, s, c, frame, ts)
-                sess_step(d, s, side, SessInput.CONN_LOGGED_IN, frame, ts,
-                                f"connection {c.id} seen in {c.state[side].value}", True)
-        elif not ffp and c.was_ffp[side]:
-            c.was_ffp[side] = False
-            if s is not None:
-                session_lost_conn(d, s, side, c, frame, ts, cause)
+    return (s is not None and not any(x.state[side] in FFP_STATES for x in s.conns)
+            and s.state[side] in (Q3, SessState.UNKNOWN))
 
 
-def session_lost_conn(d: Desk, s: Session, side: str, c: Conn, frame: int, ts: int, cause: str) -> None:
-    """§6.3.6: closure or failure when the last full-feature connection of a side is gone."""
-    if any(x.state[side] in FFP_STATES for x in s.conns):
-        return
-    if s.state[side] not in (Q3, SessState.UNKNOWN):
-        return
-    awaiting = any(x.cleanup[side] in (R1, R2) for x in s.conns)
-    if c.closure and not awaiting:
-        sess_step(d, s, side, SessInput.SESSION_CLOSED, frame, ts,
-                        f"graceful closure: the last full-feature connection {c.id} was logged out "
-                        f"({c.end_note or 'close the connection'})")
-        s.ended = "logout"
-    else:
-        sess_step(d, s, side, SessInput.SESSION_FAILED, frame, ts,
-                        f"last full-feature connection {c.id} left LOGGED_IN ({cause})")
-        if s.ended == "open":  # a recovery logout (§6.3.6) fails the session too
-            s.ended = "logout" if c.ended == "logout" else "connection_dropped"
-        deadlines.schedule_session_timeout(d, s, side, ts)
+def _graceful(c: Conn, side: str) -> bool:
+    s = c.session
+    return c.closure and s is not None and not any(x.cleanup[side] in (R1, R2) for x in s.conns)
+
+
+def _guard(guard: Guard, c: Conn, side: str | None) -> bool:
+    if guard is Guard.ALWAYS:
+        return True
+    if guard is Guard.LOGIN_RUNNING:
+        return c.login is not None
+    assert side is not None
+    if guard is Guard.NO_CLEANUP_MACHINE:
+        return c.cleanup[side] is None
+    if guard is Guard.SESSION_SIDE_UNKNOWN:
+        return c.session is not None and c.session.state[side] is SessState.UNKNOWN
+    if guard is Guard.LAST_FFP_GRACEFUL:
+        return _last_ffp(c, side) and _graceful(c, side)
+    return _last_ffp(c, side) and not _graceful(c, side)  # LAST_FFP_FAILED
+
+
+def _start_cleanup(d: Desk, c: Conn, side: str | None, frame: int, ts: int, cause: str) -> None:
+    assert side is not None
+    enter_cleanup(d, c, side, frame, ts, cause)
+
+
+def _fail_login(d: Desk, c: Conn, side: str | None, frame: int, ts: int, cause: str) -> None:
+    logins.login_failed(d, c, frame, ts, None, cause)
+
+
+def _end_conn_tasks(d: Desk, c: Conn, side: str | None, frame: int, ts: int, cause: str) -> None:
+    task_book.close_conn_tasks(d, c, frame, ts, c.end_outcome, c.end_note)
+    if c.ended == "open":
+        c.ended = "dropped"
+
+
+def _place_session(d: Desk, c: Conn, side: str | None, frame: int, ts: int, cause: str) -> None:
+    s = c.session
+    assert s is not None and side is not None
+    identity.identified(d, s, c, frame, ts)
+    sess_step(d, s, side, SessInput.CONN_LOGGED_IN, frame, ts, f"connection {c.id} seen in {c.state[side].value}",
+              True)
+
+
+def _close_session(d: Desk, c: Conn, side: str | None, frame: int, ts: int, cause: str) -> None:
+    s = c.session
+    assert s is not None and side is not None
+    sess_step(d, s, side, SessInput.SESSION_CLOSED, frame, ts,
+              f"graceful closure: the last full-feature connection {c.id} was logged out "
+              f"({c.end_note or 'close the connection'})")
+    s.ended = "logout"
+
+
+def _fail_session(d: Desk, c: Conn, side: str | None, frame: int, ts: int, cause: str) -> None:
+    s = c.session
+    assert s is not None and side is not None
+    sess_step(d, s, side, SessInput.SESSION_FAILED, frame, ts,
+              f"last full-feature connection {c.id} left LOGGED_IN ({cause})")
+    if s.ended == "open":  # a recovery logout (§6.3.6) fails the session too
+        s.ended = "logout" if c.ended == "logout" else "connection_dropped"
+    deadlines.schedule_session_timeout(d, s, side, ts)
+
+
+_EFFECTS: dict[Effect, Callable[[Desk, Conn, str | None, int, int, str], None]] = {
+    Effect.START_CLEANUP: _start_cleanup,
+    Effect.FAIL_LOGIN: _fail_login,
+    Effect.END_CONN_TASKS: _end_conn_tasks,
+    Effect.PLACE_SESSION: _place_session,
+    Effect.CLOSE_SESSION: _close_session,
+    Effect.FAIL_SESSION: _fail_session,
+}
+assert set(_EFFECTS) == set(Effect)
 
 
 def enter_cleanup(d: Desk, c: Conn, side: str, frame: int, ts: int, cause: str) -> None:

@@ -302,3 +302,25 @@ def test_async_vendor_code_names() -> None:
     # RFC 3720 §10.9.1: "255 - vendor specific iSCSI Event ... All other event codes are reserved."
     assert async_event_name(255) == "Vendor-specific event"
     assert async_event_name(248) == "Reserved event 248"  # RFC 7143's range not checkable: neutral name
+
+
+def test_state_triggered_coupling_is_the_rfc_identity_of_cleanup_and_connection_states() -> None:
+    # §8.2: "R1 is S8", "R3 is S1": the only cleanup-triggered row moves CLEANUP_WAIT to FREE
+    from analyzer.state import coupling
+
+    assert coupling.CLEANUP_TRIGGERED == {(CleanupState.R3_FREE, C.S8_CLEANUP_WAIT): C.S1_FREE}
+    first = coupling.CONNECTION_TRIGGERED[0]
+    assert (first.states, first.effect) == (frozenset({C.S8_CLEANUP_WAIT}), coupling.Effect.START_CLEANUP)
+    # every effect has a row, and the session inputs the session rows step exist in both session tables
+    assert {r.effect for r in coupling.CONNECTION_TRIGGERED} == set(coupling.Effect)
+    for spec in (session.INITIATOR, session.TARGET):
+        have = {i for _, i, _, _ in rows(spec)}
+        assert {SessInput.CONN_LOGGED_IN, SessInput.SESSION_CLOSED, SessInput.SESSION_FAILED} <= have
+    assert SessInput.LOGIN_FAILED in {i for _, i, _, _ in rows(session.TARGET)}  # the initiator has no row
+
+
+def test_render_script_shows_the_coupling_table() -> None:
+    import runpy
+
+    text = runpy.run_path("scripts/render_state_tables.py")["render_coupling"]()
+    assert "R3 FREE | S8 CLEANUP_WAIT | S1 FREE" in text and text.count("| session |") == 4

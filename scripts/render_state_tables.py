@@ -50,8 +50,8 @@ def render_coupling() -> str:
            "| cleanup reached | connection in | connection moves to |", "|---|---|---|"]
     for (cl, conn), nxt in coupling.CLEANUP_TRIGGERED.items():
         out.append(f"| {_sid(cl)} | {_sid(conn)} | {_sid(nxt)} |")
-    out += ["", "Connection -> cleanup / login / tasks / session, evaluated in this order after every "
-            "connection step:", "", "| when | states | guard | machine | effect | RFC |", "|---|---|---|---|---|---|"]
+    out += ["", ("Connection -> cleanup / login / tasks / session, evaluated in this order after every "
+            "connection step:"), "", "| when | states | guard | machine | effect | RFC |", "|---|---|---|---|---|---|"]
     for row in coupling.CONNECTION_TRIGGERED:
         states = ", ".join(_sid(s) for s in sorted(row.states, key=lambda s: s.name))
         out.append(f"| {row.edge.value} | {states} | {row.guard.value} | {row.target} | {row.effect.value} | "

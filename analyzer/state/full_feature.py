@@ -5,6 +5,10 @@ and responses from the target, their sequence checks (StatSN §4.2.2.2, DataSN/R
 
 from __future__ import annotations
 
+from analyzer.iscsi.opcodes import (
+    reject_reason_name,
+    tmf_function_name,
+)
 from analyzer.records import (
     R2T,
     RESERVED_TAG,
@@ -46,8 +50,6 @@ from analyzer.state.events import (
 from analyzer.state.negotiation import Negotiation
 from analyzer.state.sequence import serial_add, serial_gt
 from analyzer.state.tasks import (
-    REJECT_REASON,
-    TMF_FUNCTION,
     DataOutSeq,
     Task,
     scsi_outcome,
@@ -324,7 +326,7 @@ def tmf_response(d: Desk, c: Conn, s: Session, pdu: TaskMgmtResponse) -> None:
         victims = [v for v in s.tasks.values() if v.kind == "scsi" and v.start_ts_ns <= t.start_ts_ns]
     for v in victims:
         task_book.emit_task(d, s, v, v.finish(pdu.frame, pdu.ts_ns, "aborted",
-                                       note=f"{TMF_FUNCTION.get(fn, fn)} by TMF ITT {t.itt:#x}",
+                                       note=f"{tmf_function_name(fn)} by TMF ITT {t.itt:#x}",
                                        aborted_by_itt=t.itt, cause="task_management"))
 
 
@@ -364,4 +366,4 @@ def reject(d: Desk, c: Conn, s: Session, pdu: Reject) -> None:
     t = s.tasks.get(itt)
     if t is not None and OPENING_OPCODE.get(t.kind) == pdu.rejected_opcode:
         task_book.emit_task(d, s, t, t.finish(pdu.frame, pdu.ts_ns, "rejected", reject_reason=pdu.reason,
-                                       response_name=REJECT_REASON.get(pdu.reason)))
+                                       response_name=reject_reason_name(pdu.reason)))

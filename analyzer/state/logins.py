@@ -5,6 +5,9 @@ parameters, TSIH, SessionIdentified) or failure, and §13.12 data segment limits
 
 from __future__ import annotations
 
+from analyzer.iscsi.opcodes import (
+    login_status_name,
+)
 from analyzer.records import (
     I2T,
     LoginRequest,
@@ -44,9 +47,7 @@ from analyzer.state.events import (
 from analyzer.state.negotiation import CONNECTION_PARAMS, SESSION_PARAMS, Negotiation
 from analyzer.state.session import SessInput, SessState
 from analyzer.state.tasks import (
-    LOGIN_STATUS,
     Task,
-    login_status_name,
 )
 
 
@@ -366,7 +367,7 @@ def login_failed(d: Desk, c: Conn, frame: int, ts: int, pdu: LoginResponse | Non
 def session_gone(d: Desk, s: Session, frame: int, ts: int, pdu: LoginResponse) -> None:
     """Login Status 0x020a "Session does not exist" for a session we thought FAILED (or alive):
     the target has discarded it and its connections' state (§11.13.5); its side is FREE."""
-    why = (f"the target answered Login Status 0x020a ({LOGIN_STATUS[0x020A]}) at frame {pdu.frame}: "
+    why = (f"the target answered Login Status 0x020a ({login_status_name(2, 0x0A)}) at frame {pdu.frame}: "
            f"it no longer has this session")
     for x in s.conns:
         if x.cleanup["target"] is R2:

@@ -5,6 +5,11 @@ connection of the session on a close-session Logout, and the target's drop/logou
 
 from __future__ import annotations
 
+from analyzer.iscsi.opcodes import (
+    async_event_name,
+    logout_reason_name,
+    logout_response_name,
+)
 from analyzer.records import (
     AsyncMessage,
     LogoutRequest,
@@ -28,17 +33,12 @@ from analyzer.state.books import (
 from analyzer.state.cleanup import CleanupInput
 from analyzer.state.connection import FFP_STATES, ConnInput, ConnState
 from analyzer.state.desk import Desk
-from analyzer.state.tasks import (
-    ASYNC_EVENT,
-    LOGOUT_REASON,
-    LOGOUT_RESPONSE,
-)
 
 
 def logout_request(d: Desk, c: Conn, s: Session, pdu: LogoutRequest) -> None:
     t = task_book.new_task(d, s, c, pdu, "logout", pdu.cmdsn)
     t.logout_reason, t.logout_cid = pdu.reason, pdu.cid
-    what = f"Logout Request ({LOGOUT_REASON.get(pdu.reason, f'reason {pdu.reason}')}, CID {pdu.cid})"
+    what = f"Logout Request ({logout_reason_name(pdu.reason)}, CID {pdu.cid})"
     ev = desk.events(pdu, what)
     if pdu.reason == 0:
         for x in s.conns:
@@ -77,7 +77,7 @@ def logout_response(d: Desk, c: Conn, s: Session, pdu: LogoutResponse) -> None:
     cid = t.logout_cid if t is not None and t.logout_cid is not None else c.cid
     for_self = reason == 0 or c.cid is None or cid == c.cid
     ok = pdu.response == 0
-    what = f"Logout Response {pdu.response} ({LOGOUT_RESPONSE.get(pdu.response, 'unknown')})"
+    what = f"Logout Response {pdu.response} ({logout_response_name(pdu.response)})"
     ev = desk.events(pdu, what)
     if t is not None:
         task_book.emit_task(d, s, t, t.finish(pdu.frame, pdu.ts_ns, "completed" if ok else "failed",
@@ -98,7 +98,7 @@ def logout_response(d: Desk, c: Conn, s: Session, pdu: LogoutResponse) -> None:
         x = conn_by_cid(s, cid, exclude=c) if cid is not None else None
         req = f"frame {t.first_frame}, " if t is not None else ""
         carrier = PendingClose("carrier_logout", pdu.frame, pdu.ts_ns, c.id,
-                           f"the Logout ({LOGOUT_REASON.get(reason, reason)}) naming CID {cid} on this connection "
+                           f"the Logout ({logout_reason_name(reason)}) naming CID {cid} on this connection "
                            f"({req}answered 0 at frame {pdu.frame})", reason, cid)
         if x is None:
             if ok:
@@ -120,12 +120,12 @@ def logout_response(d: Desk, c: Conn, s: Session, pdu: LogoutResponse) -> None:
                 x.ended = "logout"
         elif ok and any(x.state[side] in FFP_STATES for side in SIDES):
             x.pending = PendingClose("named_logout", pdu.frame, pdu.ts_ns, c.id,
-                                 f"the successful Logout ({LOGOUT_REASON.get(reason, reason)}) naming CID {cid} "
+                                 f"the successful Logout ({logout_reason_name(reason)}) naming CID {cid} "
                                  f"on {c.id} (frame {pdu.frame})", reason, cid)
             c.pending = carrier
         return
     if ok:
-        c.end_outcome, c.end_note = "terminated_by_logout", LOGOUT_REASON.get(reason, "")
+        c.end_outcome, c.end_note = "terminated_by_logout", logout_reason_name(reason)
         c.end_cause = "logout"
         c.ended = "logout"
         if reason == 0:
@@ -178,7 +178,7 @@ def close_session(d: Desk, c: Conn, s: Session, pdu: LogoutResponse, ev: dict[st
 
 def async_message(d: Desk, c: Conn, s: Session, pdu: AsyncMessage) -> None:
     """§11.9.1: event 1 requests logout (T11/T12/T14); 2/3 announce drops (T15/T16/T17)."""
-    name = ASYNC_EVENT.get(pdu.async_event, "vendor specific" if pdu.async_event >= 248 else "reserved")
+    name = async_event_name(pdu.async_event)
     what = f"Async Message AsyncEvent={pdu.async_event} ({name}"
     if pdu.async_event == 2:
         what += f", CID {pdu.param1}"

@@ -6,6 +6,9 @@ capture end); cancelled with a Deviation when the target sends on the connection
 
 from __future__ import annotations
 
+from analyzer.iscsi.opcodes import (
+    logout_reason_name,
+)
 from analyzer.records import (
     T2I,
     Pdu,
@@ -27,9 +30,6 @@ from analyzer.state.books import (
 from analyzer.state.cleanup import CleanupInput
 from analyzer.state.connection import FFP_STATES, ConnInput, ConnState
 from analyzer.state.desk import Desk
-from analyzer.state.tasks import (
-    LOGOUT_REASON,
-)
 
 
 def resolve_pending(d: Desk, c: Conn, frame: int, ts: int, how: str, inferred: bool,
@@ -50,7 +50,7 @@ def resolve_pending(d: Desk, c: Conn, frame: int, ts: int, how: str, inferred: b
             c.ended = "session_closed"
     elif p.kind in ("named_logout", "carrier_logout"):
         c.closure = p.reason == 1
-        c.end_outcome, c.end_note, c.end_cause = "terminated_by_logout", LOGOUT_REASON.get(p.reason, ""), "logout"
+        c.end_outcome, c.end_note, c.end_cause = "terminated_by_logout", logout_reason_name(p.reason), "logout"
         for side in SIDES:
             if c.state[side] in (ConnState.S5_LOGGED_IN, ConnState.S7_LOGOUT_REQUESTED):
                 machines.conn_step(d, c, side, ConnInput.LOGOUT_REQUEST, frame, ts,

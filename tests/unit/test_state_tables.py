@@ -280,8 +280,8 @@ def test_target_reinstatement_of_a_logging_in_connection_is_t7_not_a_violation()
     assert isinstance(r, Violation)  # the initiator learns nothing from the target's internal event
 
 
-# RFC 3720 §10.13.5 status table (consolidated as RFC 7143 §11.13.5); the tracker names T7
-# events and login outcomes with these. 0x0203 deliberately keeps Wireshark's "Target not found".
+# RFC 3720 §10.13.5 status table (consolidated as RFC 7143 §11.13.5). The tracker names T7 events
+# and login outcomes with iscsi/opcodes.py's table, the only copy (state/tasks.py has none any more).
 RFC_LOGIN_STATUS = {
     0x0000: "Success", 0x0101: "Target moved temporarily", 0x0102: "Target moved permanently",
     0x0200: "Initiator error", 0x0201: "Authentication failure", 0x0202: "Authorization failure",
@@ -294,8 +294,16 @@ RFC_LOGIN_STATUS = {
 
 @pytest.mark.parametrize("code", sorted(RFC_LOGIN_STATUS), ids=lambda c: f"{c:04x}")
 def test_login_status_names_are_the_rfc_names(code: int) -> None:
-    expected = "Target not found" if code == 0x0203 else RFC_LOGIN_STATUS[code]
-    assert login_status_name(code >> 8, code & 0xFF) == expected
+    assert login_status_name(code >> 8, code & 0xFF) == RFC_LOGIN_STATUS[code]
+
+
+def test_the_tracker_names_login_outcomes_with_the_one_table() -> None:
+    # the tracker's own text (T7 event, the login task's response_name) uses opcodes.LOGIN_STATUS
+    from analyzer.iscsi import opcodes
+    from analyzer.state import logins, tasks
+
+    assert not hasattr(tasks, "LOGIN_STATUS") and not hasattr(tasks, "login_status_name")
+    assert logins.login_status_name is opcodes.login_status_name
 
 
 def test_async_vendor_code_names() -> None:

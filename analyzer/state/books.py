@@ -50,6 +50,8 @@ class Login:
     old_session: Session | None = None
     #: the replaced connection's / session's state per side when the login began (Reinstatement record)
     old_states: dict[str, str] = field(default_factory=dict)
+    #: the joined keys (§6.1) each side sent in this login, in wire order (the LoginKeys record)
+    keys: dict[str, list[tuple[str, str]]] = field(default_factory=lambda: {"initiator": [], "target": []})
 
 
 @dataclass(slots=True, eq=False)

@@ -43,8 +43,9 @@ from analyzer.state.connection import FFP_STATES, ConnInput, ConnState
 from analyzer.state.desk import Desk
 from analyzer.state.events import (
     ConnectionParams,
+    LoginKeys,
 )
-from analyzer.state.negotiation import CONNECTION_PARAMS, SESSION_PARAMS, Negotiation
+from analyzer.state.negotiation import CONNECTION_PARAMS, SESSION_PARAMS, Negotiation, without_secrets
 from analyzer.state.session import SessInput, SessState
 from analyzer.state.tasks import (
     Task,
@@ -93,6 +94,7 @@ def login_request(d: Desk, c: Conn, pdu: LoginRequest) -> None:
         if joined is not None:
             if joined is not pdu.keys:  # the text spanned C-bit PDUs: names may come only now
                 joined_identity(d, c, key_map(joined))
+            c.login.keys["initiator"].extend(joined)
             desk.issues(d, c, pdu, c.login.neg.feed("initiator", joined))
         if s is not None and (lt := s.tasks.get(c.login.itt)) is not None:
             lt.touch(pdu.frame, pdu.ts_ns)
@@ -206,6 +208,7 @@ def login_response(d: Desk, c: Conn, pdu: LoginResponse) -> None:
                             "Login Response ITT differs from the login's ITT", pdu.itt)
         joined = text_series.ltds(d, c, s, pdu)
         if joined is not None:
+            login.keys["target"].extend(joined)
             desk.issues(d, c, pdu, login.neg.feed("target", joined))
             keys = key_map(joined)
             if "TargetPortalGroupTag" in keys and login.kind in ("leading", "session_reinstatement", "unknown"):
@@ -250,10 +253,25 @@ def adopt_login(d: Desk, c: Conn, pdu: LoginResponse) -> None:
     s.tasks.setdefault(pdu.itt, t)
 
 
+def login_keys(c: Conn, s: Session | None, login: Login, frame: int, ts: int, outcome: str) -> LoginKeys:
+    """The LoginKeys record of a login that ends now (with the complete pairs of a C-bit text still open)."""
+    keys = {side: list(login.keys[side]) for side in SIDES}
+    unfinished: list[str] = []
+    for direction, joiner in c.ltds.items():
+        if joiner.open:
+            side = "initiator" if direction == I2T else "target"
+            keys[side].extend(joiner.complete_pairs())
+            unfinished.append(side)
+    return LoginKeys(frame, ts, s.id if s is not None else None, c.id, login.itt, login.start_frame, outcome,
+                     without_secrets(keys["initiator"]), without_secrets(keys["target"]), tuple(sorted(unfinished)))
+
+
 def login_ok(d: Desk, c: Conn, s: Session, pdu: LoginResponse, task: Task | None) -> None:
     login = c.login
     neg = login.neg if login is not None else Negotiation()
     desk.issues(d, c, pdu, neg.close())
+    if login is not None:
+        d.out.append(login_keys(c, s, login, pdu.frame, pdu.ts_ns, "succeeded"))
     leading = login is not None and login.kind in ("leading", "session_reinstatement")
     if pdu.tsih and (s.tsih is None or leading):
         identity.unindex(d, s)
@@ -318,6 +336,8 @@ def login_ok(d: Desk, c: Conn, s: Session, pdu: LoginResponse, task: Task | None
 def login_failed(d: Desk, c: Conn, frame: int, ts: int, pdu: LoginResponse | None, cause: str) -> None:
     login, s = c.login, c.session
     c.login = None
+    if login is not None:
+        d.out.append(login_keys(c, s, login, frame, ts, "failed" if pdu is not None else "cut"))
     if pdu is not None:
         text_series.ltds_end(d, c, pdu, "the target failed the login")
     if login is None or s is None:

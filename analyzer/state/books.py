@@ -114,6 +114,8 @@ class Conn:
     end_cause: str | None = None  #: unanswered_cause for those tasks (None: from how TCP ended)
     pending: PendingClose | None = None
     pings: dict[int, Task] = field(default_factory=dict)  #: open target NOP-In pings by TTT
+    #: ITTs of tasks concluded as lost in a capture gap (bounded, oldest first): a late answer is quiet
+    gap_itts: dict[int, None] = field(default_factory=dict)
     closed_by: tuple[str, str] | None = None  #: (side, "fin"/"rst") of the first FIN/RST
     tcp_closed: bool = False  #: TcpClosed seen: nothing more can arrive on this TCP connection
     lossy: bool = False  #: the capture lost data of this connection (either direction)

@@ -29,6 +29,7 @@ from analyzer.state.events import (
 )
 from analyzer.state.machine import Context
 from analyzer.state.negotiation import Issue
+from analyzer.state.tasks import Task
 
 
 @dataclass(slots=True, eq=False)
@@ -57,6 +58,12 @@ class Desk:
     finished: bool = False
     #: old session id -> connection carrying a running session-reinstatement login for it
     reinstating: dict[str, Conn] = field(default_factory=dict)
+    #: open tasks whose evidence may have fallen into a capture gap ((session id, ITT) -> task), oldest
+    #: first: concluded as lost in the gap once idle too long or over ``gap_task_limit`` (``task_book``)
+    gap_tasks: dict[tuple[str, int], Task] = field(default_factory=dict)
+    gap_task_limit: int = 1024
+    gap_task_idle_ns: int = 60 * 1_000_000_000
+    last_gap_sweep: int = 0
 
 
 def ctx(d: Desk, c: Conn | None, s: Session | None, frame: int, ts: int, event: str,

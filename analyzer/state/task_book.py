@@ -91,6 +91,47 @@ def damage(d: Desk, c: Conn, direction: str) -> None:
         for t in c.session.tasks.values():
             if t.conn == c.id:
                 t.damaged = True
+                d.gap_tasks[(c.session.id, t.itt)] = t
+
+
+#: ITTs remembered per connection as concluded in a gap (their late answers are not "unexpected")
+GAP_ITTS_KEPT = 4096
+#: how often (capture time) the gap tasks are checked for idleness
+GAP_SWEEP_NS = NS
+
+
+def release_gap_tasks(d: Desk, now: int) -> None:
+    """Conclude open tasks whose evidence fell into a capture gap, so that lossy traffic cannot
+    grow the task maps without bound: a damaged task (open when the capture lost data of its
+    connection) is concluded as ``lost_in_capture_gap`` once it has been idle for
+    ``gap_task_idle_ns`` of capture time while its target answered later PDUs, or, oldest first,
+    when more than ``gap_task_limit`` such tasks are open. RFC 7143 has no task timeout; an
+    initiator would have timed such a command out long before (a SCSI command timeout is tens of
+    seconds), so the observer stops waiting too."""
+    watch = d.gap_tasks
+    over = len(watch) - d.gap_task_limit
+    if over <= 0 and now - d.last_gap_sweep < GAP_SWEEP_NS:
+        return
+    d.last_gap_sweep = now
+    for key, t in list(watch.items()):
+        s = d.sessions.get(key[0])
+        if s is None or s.tasks.get(t.itt) is not t:
+            del watch[key]  # answered, ended, or its session forgotten
+            continue
+        c = d.conns.get(t.conn)
+        idle = now - t.last_ts_ns
+        stale = idle > d.gap_task_idle_ns and c is not None and c.last_t2i_frame > t.last_frame
+        if not stale and len(watch) <= d.gap_task_limit:
+            continue
+        del watch[key]
+        why = (f"idle {idle / NS:.0f} s while the target answered later PDUs" if stale
+               else f"more than {d.gap_task_limit} such tasks were open")
+        end_unanswered(d, s, t, d.last_frame, now, "lost_in_capture_gap", "capture_gap",
+                       f"its answer fell into a capture gap ({why})")
+        if c is not None:
+            c.gap_itts[t.itt] = None
+            if len(c.gap_itts) > GAP_ITTS_KEPT:
+                del c.gap_itts[next(iter(c.gap_itts))]
 
 
 def dropped_on_request(d: Desk, c: Conn, frame: int, ts: int, rst: bool) -> None:
@@ -166,6 +207,7 @@ def new_task(d: Desk, s: Session, c: Conn, pdu: Pdu, kind: str, cmdsn: int | Non
                         f"ITT {pdu.itt:#x} reused while task of kind {old.kind} is open", pdu.itt)
         emit_task(d, s, old, old.finish(pdu.frame, pdu.ts_ns, "failed",
                                            note="ITT reused while the task was open"))
+    c.gap_itts.pop(pdu.itt, None)  # the ITT is in use again
     t = Task(s.id, c.id, pdu.itt, kind, pdu.first_frame, pdu.ts_ns, pdu.immediate, cmdsn, pdu.lun,
              last_frame=pdu.frame, last_ts_ns=pdu.ts_ns)
     for k, v in kw.items():
@@ -179,12 +221,15 @@ def task_for(d: Desk, c: Conn, s: Session, pdu: Pdu, kind: str) -> Task | None:
     if t is not None and (t.kind == kind or kind == "any"):
         t.touch(pdu.frame, pdu.ts_ns)
         return t
+    if pdu.itt in c.gap_itts:  # a late answer of a task concluded as lost in a gap
+        return None
     if c.mid_stream or c.lossy_i2t:
         if kind == "any":
             return None
         t = Task(s.id, c.id, pdu.itt, kind, pdu.first_frame, pdu.ts_ns, False, None, pdu.lun,
                  last_frame=pdu.frame, last_ts_ns=pdu.ts_ns, partial=True, damaged=True)
         s.tasks[pdu.itt] = t
+        d.gap_tasks[(s.id, pdu.itt)] = t
         return t
     desk.seq_event(d, pdu, s, "unexpected_response", None, pdu.itt,
                     f"{PDU_NAMES[type(pdu).__name__]} for ITT {pdu.itt:#x}, which no open task has",

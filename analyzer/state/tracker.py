@@ -105,8 +105,13 @@ from analyzer.state.events import (
 class SessionTracker:
     """Sessions, connections, tasks and their RFC 7143 state histories from a record stream."""
 
-    def __init__(self, *, time2wait_default: int = 2, time2retain_default: int = 20) -> None:
-        self._d = Desk(time2wait_default, time2retain_default)
+    def __init__(self, *, time2wait_default: int = 2, time2retain_default: int = 20,
+                 max_gap_tasks: int = 1024, gap_task_idle_s: int = 60) -> None:
+        """``max_gap_tasks`` / ``gap_task_idle_s``: open tasks whose answer may have fallen into a
+        capture gap are concluded as ``lost_in_capture_gap`` when more than this many are open, or
+        when one has been idle this long (capture time) while its target answered later PDUs."""
+        self._d = Desk(time2wait_default, time2retain_default, gap_task_limit=max(1, max_gap_tasks),
+                       gap_task_idle_ns=gap_task_idle_s * 1_000_000_000)
 
     def feed(self, record: Record) -> list[Record]:
         """Account for one record (capture order) and return the records it produced."""
@@ -116,6 +121,7 @@ class SessionTracker:
             self._d.last_frame = max(self._d.last_frame, record.frame)
             self._d.last_ts = max(self._d.last_ts, record.ts_ns)
             self._dispatch(record)
+            task_book.release_gap_tasks(self._d, self._d.last_ts)
         except Exception as exc:  # noqa: BLE001 - safety net: never raise on input (house style §2)
             conn = getattr(record, "conn", None)
             out.append(TrackerError(record.frame, record.ts_ns, conn if isinstance(conn, str) else None,
@@ -127,6 +133,7 @@ class SessionTracker:
         out = self._d.out = []
         try:
             deadlines.fire_due(self._d, ts_ns)
+            task_book.release_gap_tasks(self._d, ts_ns)
         except Exception as exc:  # noqa: BLE001
             out.append(TrackerError(self._d.last_frame, ts_ns, None, f"tick: {exc!r}"))
         return out
@@ -212,6 +219,13 @@ class SessionTracker:
         """True when ``forget_connection`` would drop ``conn`` (ended, and of no session)."""
         c = self._d.conns.get(conn)
         return c is not None and c.session is None and identity.conn_ended(self._d, c)
+
+    def kept(self) -> dict[str, int]:
+        """Sizes of what the tracker keeps now (for memory tests and live monitoring)."""
+        d = self._d
+        return {"sessions": len(d.sessions), "connections": len(d.conns),
+                "open_tasks": sum(len(s.tasks) for s in d.sessions.values()),
+                "gap_tasks": len(d.gap_tasks), "deadlines": len(d.heap)}
 
     def session_connections(self, session_id: str) -> tuple[str, ...]:
         """Ids of the connections of a session (empty for an unknown or forgotten id)."""

@@ -109,29 +109,34 @@ def release_gap_tasks(d: Desk, now: int) -> None:
     initiator would have timed such a command out long before (a SCSI command timeout is tens of
     seconds), so the observer stops waiting too."""
     watch = d.gap_tasks
-    over = len(watch) - d.gap_task_limit
-    if over <= 0 and now - d.last_gap_sweep < GAP_SWEEP_NS:
+    while len(watch) > d.gap_task_limit:  # over the bound: the oldest first, at once
+        key, t = next(iter(watch.items()))
+        del watch[key]
+        _conclude_gap_task(d, key, t, now, f"more than {d.gap_task_limit} such tasks were open")
+    if now - d.last_gap_sweep < GAP_SWEEP_NS:
         return
     d.last_gap_sweep = now
     for key, t in list(watch.items()):
-        s = d.sessions.get(key[0])
-        if s is None or s.tasks.get(t.itt) is not t:
-            del watch[key]  # answered, ended, or its session forgotten
-            continue
         c = d.conns.get(t.conn)
         idle = now - t.last_ts_ns
-        stale = idle > d.gap_task_idle_ns and c is not None and c.last_t2i_frame > t.last_frame
-        if not stale and len(watch) <= d.gap_task_limit:
-            continue
-        del watch[key]
-        why = (f"idle {idle / NS:.0f} s while the target answered later PDUs" if stale
-               else f"more than {d.gap_task_limit} such tasks were open")
-        end_unanswered(d, s, t, d.last_frame, now, "lost_in_capture_gap", "capture_gap",
-                       f"its answer fell into a capture gap ({why})")
-        if c is not None:
-            c.gap_itts[t.itt] = None
-            if len(c.gap_itts) > GAP_ITTS_KEPT:
-                del c.gap_itts[next(iter(c.gap_itts))]
+        if idle > d.gap_task_idle_ns and c is not None and c.last_t2i_frame > t.last_frame:
+            del watch[key]
+            _conclude_gap_task(d, key, t, now, f"idle {idle / NS:.0f} s while the target answered later PDUs")
+        elif (s := d.sessions.get(key[0])) is None or s.tasks.get(t.itt) is not t:
+            del watch[key]  # answered, ended, or its session forgotten
+
+
+def _conclude_gap_task(d: Desk, key: tuple[str, int], t: Task, now: int, why: str) -> None:
+    s = d.sessions.get(key[0])
+    if s is None or s.tasks.get(t.itt) is not t:
+        return  # answered or ended meanwhile
+    end_unanswered(d, s, t, d.last_frame, now, "lost_in_capture_gap", "capture_gap",
+                   f"its answer fell into a capture gap ({why})")
+    c = d.conns.get(t.conn)
+    if c is not None:
+        c.gap_itts[t.itt] = None
+        if len(c.gap_itts) > GAP_ITTS_KEPT:
+            del c.gap_itts[next(iter(c.gap_itts))]
 
 
 def dropped_on_request(d: Desk, c: Conn, frame: int, ts: int, rst: bool) -> None:

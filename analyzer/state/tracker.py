@@ -1,6 +1,21 @@
 """SessionTracker: wires the connection, cleanup and session machines, tasks, negotiation
 and sequence checks together (RFC 7143 §4.2.2, §6, §7, §8, §11).
 
+The tracker itself is dispatch: ``feed`` hands each record to a collaborator module with one
+job, all working on one shared :class:`~analyzer.state.desk.Desk`:
+
+* ``identity`` -- connections, sessions and their indexes (§6.3), SessionIdentified;
+* ``machines`` -- stepping the connection/cleanup/session tables, and the coupling between the
+  machines as the state-triggered rows of ``coupling.py`` say (no state change outside a row);
+* ``deadlines`` -- inferred timeouts on the capture clock (M1, N5/N6);
+* ``text_series`` -- key=value text rejoined across C-bit PDUs (§6.1);
+* ``logins`` -- the login phase (§6.3, §11.12, §11.13), LoginKeys;
+* ``reinstatement`` -- connection (§6.3.4) and session (§6.3.5) reinstatement;
+* ``pending`` -- closes implied by an event on another connection;
+* ``task_book`` / ``full_feature`` -- tasks by ITT and the full-feature-phase PDUs;
+* ``logouts`` -- Logout (§11.14, §11.15) and Async Message (§11.9.1);
+* ``summaries`` -- capture end and the Session/ConnectionSummary records.
+
 Theory of operation
 -------------------
 The tracker consumes every TCP and iSCSI record in capture order (``feed``) and emits
@@ -22,7 +37,7 @@ sides at once (sent by one, received by the other). Session identity follows §6
 * The SSID is ISID + TargetPortalGroupTag (from the target's login response).
 
 Key=value text split across PDUs with the C bit (§6.1) is rejoined per connection and direction
-(``_ltds``, :class:`~analyzer.state.negotiation.TextJoiner`): negotiation, the session's names
+(``text_series.ltds``, :class:`~analyzer.state.negotiation.TextJoiner`): negotiation, the session's names
 (InitiatorName, TargetName, SessionType, TargetPortalGroupTag, TargetAlias) and SendTargets results
 come from the joined text, never from a PDU's fragment. A series ends with its C=0 PDU; a new ITT,
 the end of the login phase or of the Text exchange abandons one still open. Breaks of the rules
@@ -50,7 +65,9 @@ target never accepted (CmdSN outside the window, §4.2.2.1; sent after a Logout 
 Cleanup reaching FREE (R3) moves the connection machine to FREE too (§8.2: R3 is S1).
 
 Memory: open tasks live on their session and are evicted when their record is emitted;
-the per-session CmdSN history is bounded. Everything else of a session (its connections, its
+tasks whose answer fell into a capture gap are concluded (``lost_in_capture_gap``) once idle
+too long or beyond a count (``task_book.release_gap_tasks``); the per-session CmdSN history is
+bounded. Everything else of a session (its connections, its
 index entries, its CmdSN history, its summaries) stays until the capture ends, unless the
 caller ``forget``s the session once it has ended (live capture over days does, after a
 while): session ids come from a counter, so a forgotten id is never handed out again.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from enum import Enum
 
-from analyzer.state import cleanup, connection, session
+from analyzer.state import cleanup, connection, coupling, session
 from analyzer.state.machine import Spec, rows
 
 
@@ -43,11 +43,27 @@ def render(spec: Spec) -> str:  # type: ignore[type-arg]
     return "\n".join(out) + "\n"
 
 
+def render_coupling() -> str:
+    """The state-triggered tables of ``analyzer/state/coupling.py`` (h11's second table)."""
+    out = ["### state-triggered coupling (analyzer/state/coupling.py)", "",
+           "Cleanup -> connection (same side): the connection transition carries the cleanup label.", "",
+           "| cleanup reached | connection in | connection moves to |", "|---|---|---|"]
+    for (cl, conn), nxt in coupling.CLEANUP_TRIGGERED.items():
+        out.append(f"| {_sid(cl)} | {_sid(conn)} | {_sid(nxt)} |")
+    out += ["", ("Connection -> cleanup / login / tasks / session, evaluated in this order after every "
+            "connection step:"), "", "| when | states | guard | machine | effect | RFC |", "|---|---|---|---|---|---|"]
+    for row in coupling.CONNECTION_TRIGGERED:
+        states = ", ".join(_sid(s) for s in sorted(row.states, key=lambda s: s.name))
+        out.append(f"| {row.edge.value} | {states} | {row.guard.value} | {row.target} | {row.effect.value} | "
+                   f"{row.rfc} |")
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str]) -> int:
     specs = [connection.INITIATOR, connection.TARGET, cleanup.INITIATOR, cleanup.TARGET, session.INITIATOR,
              session.TARGET]
     text = "# iSCSI state tables (RFC 7143 §8), rendered from analyzer/state\n\n" + "\n".join(
-        render(s) for s in specs)
+        render(s) for s in specs) + "\n" + render_coupling()
     if len(argv) > 1:
         with open(argv[1], "w", encoding="utf-8") as fh:
             fh.write(text)

@@ -48,6 +48,7 @@ from analyzer.state.events import (
     CleanupDeadline,
     CleanupEnded,
     Deviation,
+    LoginKeys,
     NegotiationIssue,
     Reinstatement,
     SequenceEvent,
@@ -109,15 +110,18 @@ class ConnInfo:
     gap_dirs: set[str] = field(default_factory=set)
     #: direction -> ts of the last PDU decoded
     last_pdu_ts: dict[str, int] = field(default_factory=dict)
-    # login phase (current)
+    # login phase (current): frames and header fields from the PDUs, keys from the state
+    # layer's LoginKeys record (the text joined across C-bit PDUs, §6.1), never from one PDU
     login_frames: list[int] = field(default_factory=list)
+    #: the initiator's first InitiatorName, TargetName, SessionType, InitiatorAlias, AuthMethod
     login_keys: dict[str, str] = field(default_factory=dict)
+    #: the target's keys of the login (the last value of each key), e.g. TargetAddress
+    login_answer: dict[str, str] = field(default_factory=dict)
     login_tsih: int | None = None
     login_isid: int | None = None
     login_first_csg: int | None = None
     auth_used: bool = False
     auth_answer: str | None = None
-    tpgt: int | None = None
     #: the last Async Message that asked for a logout or announced a drop (events 1, 2, 3)
     last_async: AsyncMessage | None = None
     #: who closed the transport first: (side, "FIN"/"RST", frame)
@@ -265,6 +269,8 @@ class Context:
             self._identified(rec)  # type: ignore[arg-type]
         elif t is Reinstatement:
             self.link(rec.conn, rec.session)  # type: ignore[attr-defined]
+        elif t is LoginKeys:
+            self._login_keys(rec)  # type: ignore[arg-type]
         elif t is TcpGap and not rec.snaplen:  # type: ignore[attr-defined]
             c = self.conn(rec.conn)  # type: ignore[attr-defined]
             c.last_loss_ts[rec.direction] = rec.ts_ns  # type: ignore[attr-defined]
@@ -284,41 +290,46 @@ class Context:
 
     def _login_request(self, c: ConnInfo, pdu: LoginRequest) -> None:
         if not c.login_frames:
-            c.login_keys = {}
             c.login_tsih, c.login_isid, c.login_first_csg = pdu.tsih, pdu.isid, pdu.csg
-            c.auth_used, c.auth_answer = False, None
         c.login_frames.append(pdu.frame)
-        for k, v in pdu.keys:
+
+    def _login_response(self, c: ConnInfo, pdu: LoginResponse) -> None:
+        if not c.login_frames:  # capture began inside the login
+            c.login_tsih, c.login_isid, c.login_first_csg = pdu.tsih, pdu.isid, None
+        c.login_frames.append(pdu.frame)
+
+    def _login_keys(self, rec: LoginKeys) -> None:
+        """The state layer's joined keys of a login that ends at this frame (before its PDU)."""
+        self.link(rec.conn, rec.session)
+        c = self.conn(rec.conn)
+        c.login_keys, c.login_answer = {}, {}
+        c.auth_used, c.auth_answer = False, None
+        for k, v in rec.initiator:
             if k in ("InitiatorName", "TargetName", "SessionType", "InitiatorAlias", "AuthMethod"):
                 c.login_keys.setdefault(k, v)
             if k.startswith(("CHAP_", "SRP_", "KRB_")):
                 c.auth_used = True
-
-    def _login_response(self, c: ConnInfo, pdu: LoginResponse) -> None:
-        if not c.login_frames:  # capture began inside the login
-            c.login_keys = {}
-            c.login_tsih, c.login_isid, c.login_first_csg = pdu.tsih, pdu.isid, None
-        c.login_frames.append(pdu.frame)
-        for k, v in pdu.keys:
+        for k, v in rec.target:
+            c.login_answer[k] = v
             if k == "AuthMethod":
                 c.auth_answer = v
                 if v not in ("None", "Reject", "NotUnderstood", "Irrelevant"):
                     c.auth_used = True
             elif k.startswith(("CHAP_", "SRP_", "KRB_")):
                 c.auth_used = True
-            elif k == "TargetPortalGroupTag":
-                try:
-                    c.tpgt = int(v, 0)
-                except ValueError:
-                    continue
-                if c.session is not None:
-                    s = self.session(c.session)
-                    if s.tpgt is None:
-                        s.tpgt = c.tpgt
+            elif k == "TargetPortalGroupTag" and c.session is not None:
+                s = self.session(c.session)
+                if s.tpgt is None:
+                    try:
+                        s.tpgt = int(v, 0)
+                    except ValueError:
+                        pass
 
     def end_login(self, c: ConnInfo) -> None:
         """The login phase of ``c`` is over (rules call this after reading its facts)."""
         c.login_frames = []
+        c.login_keys, c.login_answer = {}, {}
+        c.auth_used, c.auth_answer = False, None
 
     def _transition(self, t: Transition) -> None:
         if t.conn is not None:

@@ -4,7 +4,7 @@
 
     SCSI Command READ(10) LUN 0 LBA 2048 len 8
     SCSI Response (CHECK CONDITION: ILLEGAL REQUEST, Invalid field in CDB)
-    Login Response (Target not found 0x0203)
+    Login Response (Not found 0x0203)
     Logout Request (close the session)
     R2T R2TSN 0 off 0 len 65536
 

@@ -148,8 +148,9 @@ _STATUS_CLASS_NAMES: Final[Mapping[int, str]] = {
 
 #: (Status-Class, Status-Detail) -> name (§11.13.5). Wording is the RFC status table's
 #: (checked against the RFC 3720 §10.13.5 table that RFC 7143 §11.13.5 consolidates; see
-#: docs/rfc-verification.md), with one deliberate exception: Wireshark's "Target not found"
-#: for 0x0203 (the RFC says "Not found"), which the anomaly messages and storage logs use.
+#: docs/rfc-verification.md). This is the one table of login status names: the state layer's
+#: task and transition texts and the anomaly messages use it too (Wireshark calls 0x0203
+#: "Target not found" and 0x020B "Invalid request during login"; the RFC's words win).
 LOGIN_STATUS: Final[Mapping[tuple[int, int], str]] = {
     (0, 0x00): "Success",
     (1, 0x01): "Target moved temporarily",
@@ -157,7 +158,7 @@ LOGIN_STATUS: Final[Mapping[tuple[int, int], str]] = {
     (2, 0x00): "Initiator error",
     (2, 0x01): "Authentication failure",
     (2, 0x02): "Authorization failure",
-    (2, 0x03): "Target not found",
+    (2, 0x03): "Not found",
     (2, 0x04): "Target removed",
     (2, 0x05): "Unsupported version",
     (2, 0x06): "Too many connections",
@@ -173,7 +174,7 @@ LOGIN_STATUS: Final[Mapping[tuple[int, int], str]] = {
 
 
 def login_status_name(status_class: int, status_detail: int) -> str:
-    """Name of a login status, e.g. ``(2, 3) -> "Target not found"``.
+    """Name of a login status, e.g. ``(2, 3) -> "Not found"``.
 
     Unknown details fall back to the class name: ``"Initiator error (detail 0x42)"``.
     """
@@ -211,19 +212,20 @@ class RejectReason(IntEnum):
     WAITING_FOR_LOGOUT = 0x0C  #: waiting for logout (after an Async "request logout")
 
 
+#: §11.17.1, in the RFC table's words (its short form where a line goes on with an explanation).
 _REJECT_NAMES: Final[Mapping[int, str]] = {
-    0x01: "Reserved (0x01)",
-    0x02: "Data digest error",
-    0x03: "SNACK reject",
-    0x04: "Protocol error",
+    0x01: "Reserved",
+    0x02: "Data (payload) digest error",
+    0x03: "SNACK Reject",
+    0x04: "Protocol Error",
     0x05: "Command not supported",
-    0x06: "Immediate command rejected (too many immediate commands)",
+    0x06: "Immediate command reject",
     0x07: "Task in progress",
-    0x08: "Invalid DataACK",
+    0x08: "Invalid data ack",
     0x09: "Invalid PDU field",
-    0x0A: "Long operation rejected (out of resources)",
-    0x0B: "Negotiation reset (deprecated)",
-    0x0C: "Waiting for logout",
+    0x0A: "Long op reject",
+    0x0B: "Deprecated",
+    0x0C: "Waiting for Logout",
 }
 
 
@@ -301,11 +303,12 @@ class LogoutResponseCode(IntEnum):
     CLEANUP_FAILED = 3  #: cleanup failed for various reasons
 
 
+#: §11.15.1, in the RFC's words.
 _LOGOUT_RESPONSE_NAMES: Final[Mapping[int, str]] = {
-    0: "Closed successfully",
+    0: "connection or session closed successfully",
     1: "CID not found",
-    2: "Connection recovery not supported",
-    3: "Cleanup failed",
+    2: "connection recovery is not supported",
+    3: "cleanup failed for various reasons",
 }
 
 
@@ -417,10 +420,10 @@ class ScsiResponseCode(IntEnum):
 
 def scsi_response_name(code: int) -> str:
     """Name of the iSCSI Response field of a SCSI Response PDU."""
-    if code == 0x00:
-        return "Command completed at target"
+    if code == 0x00:  # §11.4.3, in the RFC's words
+        return "Command Completed at Target"
     if code == 0x01:
-        return "Target failure"
+        return "Target Failure"
     if code >= 0x80:
         return f"Vendor specific (0x{code:02x})"
     return f"Reserved (0x{code:02x})"

@@ -256,6 +256,28 @@ class SessionIdentified(Record):
 
 
 @record
+class LoginKeys(Record):
+    """The key=value text of one login phase (RFC 7143 §6.3) as the state layer joined it across
+    C-bit PDUs (§6.1): emitted once when the login ends -- at its final Login Response, at a failing
+    one, or when the connection leaves the login phase without one -- among the records of that
+    frame. Consumers that need a login's keys (names, AuthMethod, CHAP use, TargetAddress) read this
+    record, never one PDU's ``keys``, which may hold a fragment of a continued text."""
+
+    session: str | None
+    conn: str
+    itt: int  #: the login's ITT
+    first_frame: int  #: the login's first PDU in the capture
+    outcome: str  #: "succeeded", "failed" (a failing Login Response) or "cut" (no final response)
+    #: every key the initiator sent, joined, in wire order; authentication keys (CHAP_/SRP_/KRB_, §12)
+    #: keep their name with an empty value: secrets are never stored
+    initiator: tuple[tuple[str, str], ...]
+    target: tuple[tuple[str, str], ...]  #: the same for the target
+    #: sides whose text was still continuing (C=1) when the login ended: their last pairs are the
+    #: complete ones of that unfinished text (§6.1), whose rest never came
+    unfinished: tuple[str, ...] = ()
+
+
+@record
 class Deviation(Record):
     """The wire shows a peer deviating from RFC 7143 in a way the state machines absorb.
 

@@ -97,6 +97,13 @@ def advance(spec: Spec[S, I], state: S, inp: I, ctx: Context) -> tuple[S, list[T
     return state, out
 
 
+def triggered(machine: str, side: str, state: S, nxt: S, label: str, ctx: Context) -> Transition:
+    """The Transition of a state-triggered row (``coupling.py``): ``machine`` moves from ``state``
+    to ``nxt`` because another machine reached a state, under that machine's ``label``."""
+    return Transition(ctx.frame, ctx.ts_ns, ctx.session, ctx.conn, machine, side, state.value, nxt.value, label,
+                      ctx.event, ctx.inferred)
+
+
 def rows(spec: Spec[S, I]) -> list[tuple[S, I, str, S]]:
     """The table as ``(from, input, label, to)`` rows, in table order (for renderers and tests)."""
     return [(s, i, label, nxt) for (s, i), (label, nxt) in spec.table.items()]

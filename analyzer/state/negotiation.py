@@ -36,6 +36,7 @@ may replace it once it exists.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final
@@ -97,6 +98,12 @@ SESSION_PARAMS = ("MaxConnections", "InitialR2T", "ImmediateData", "MaxBurstLeng
 CONNECTION_PARAMS = ("HeaderDigest", "DataDigest", "AuthMethod")
 
 _SECRET_PREFIXES = ("CHAP_", "SRP_", "KRB_", "SPKM")
+
+
+def without_secrets(keys: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """``keys`` with the value of every authentication key (CHAP_/SRP_/KRB_/SPKM, §12) emptied:
+    the name shows which method ran, the value (challenges, responses) is never kept."""
+    return tuple((k, "" if k.startswith(_SECRET_PREFIXES) else v) for k, v in keys)
 _SPECIAL = {"Reject": "rejected", "NotUnderstood": "not_understood", "Irrelevant": "irrelevant"}
 SIDES = ("initiator", "target")
 
@@ -342,6 +349,16 @@ class TextJoiner:
         out = self._joined(breaks)
         self.reset()
         return out, breaks
+
+    def complete_pairs(self) -> Pairs:
+        """The complete pairs of the open series so far (its text up to the last NUL; §6.1), for a
+        record of what was seen when the exchange ended before the series did."""
+        if not self.exact:
+            return tuple(self.pairs)
+        try:
+            return parse_keys(self.buf, continued=True)
+        except DecodeError:
+            return _items(bytes(self.buf[:self.buf.rfind(b"\0") + 1]))
 
     def _inexact(self) -> None:
         self.exact = False

@@ -11,57 +11,28 @@ bidirectional command both share one counter (§4.2.2.3). Data-Out DataSN restar
 for every sequence: the unsolicited burst (TTT 0xffffffff) and each R2T's burst (keyed
 by TTT). A finished task becomes a :class:`TaskRecord` and is evicted.
 
-Name tables here are a minimal own copy; ``analyzer/iscsi/opcodes.py`` may replace them.
+Names of codes come from the one table per code in ``analyzer/iscsi/opcodes.py`` (SCSI status:
+``analyzer/iscsi/scsi.py``), the tables every layer uses.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from analyzer.iscsi.opcodes import (
+    logout_response_name,
+    scsi_response_name,
+    tmf_function_name,
+    tmf_response_name,
+)
+from analyzer.iscsi.scsi import status_name
 from analyzer.records import Sense
 from analyzer.state.events import TaskRecord
 
-#: SAM-5 status codes.
-SCSI_STATUS = {0x00: "GOOD", 0x02: "CHECK CONDITION", 0x04: "CONDITION MET", 0x08: "BUSY",
-               0x10: "INTERMEDIATE", 0x14: "INTERMEDIATE-CONDITION MET", 0x18: "RESERVATION CONFLICT",
-               0x22: "COMMAND TERMINATED", 0x28: "TASK SET FULL", 0x30: "ACA ACTIVE", 0x40: "TASK ABORTED"}
-#: §11.4.3
-SCSI_RESPONSE = {0x00: "Command Completed at Target", 0x01: "Target Failure"}
-#: §11.5.1
-TMF_FUNCTION = {1: "ABORT TASK", 2: "ABORT TASK SET", 3: "CLEAR ACA", 4: "CLEAR TASK SET",
-                5: "LOGICAL UNIT RESET", 6: "TARGET WARM RESET", 7: "TARGET COLD RESET", 8: "TASK REASSIGN",
-                9: "QUERY TASK", 10: "QUERY TASK SET", 11: "I_T NEXUS RESET", 12: "QUERY ASYNCHRONOUS EVENT"}
-#: §11.6.1
-TMF_RESPONSE = {0: "Function complete", 1: "Task does not exist", 2: "LUN does not exist",
-                3: "Task still allegiant", 4: "Task allegiance reassignment not supported",
-                5: "Task management function not supported", 6: "Function authorization failed",
-                255: "Function rejected"}
-#: §11.14.1
-LOGOUT_REASON = {0: "close the session", 1: "close the connection", 2: "remove the connection for recovery"}
-#: §11.15.1
-LOGOUT_RESPONSE = {0: "connection or session closed successfully", 1: "CID not found",
-                   2: "connection recovery is not supported", 3: "cleanup failed for various reasons"}
-#: §11.13.5 (class << 8 | detail)
-LOGIN_STATUS = {0x0000: "Success", 0x0101: "Target moved temporarily", 0x0102: "Target moved permanently",
-                0x0200: "Initiator error", 0x0201: "Authentication failure", 0x0202: "Authorization failure",
-                0x0203: "Not found", 0x0204: "Target removed", 0x0205: "Unsupported version",
-                0x0206: "Too many connections", 0x0207: "Missing parameter", 0x0208: "Can't include in session",
-                0x0209: "Session type not supported", 0x020A: "Session does not exist",
-                0x020B: "Invalid during login", 0x0300: "Target error", 0x0301: "Service unavailable",
-                0x0302: "Out of resources"}
-#: §11.17.1
-REJECT_REASON = {0x02: "Data (payload) digest error", 0x03: "SNACK Reject", 0x04: "Protocol Error",
-                 0x05: "Command not supported", 0x06: "Immediate command reject", 0x07: "Task in progress",
-                 0x08: "Invalid data ack", 0x09: "Invalid PDU field", 0x0A: "Long op reject",
-                 0x0B: "Deprecated", 0x0C: "Waiting for Logout"}
-#: §11.9.1
-ASYNC_EVENT = {0: "SCSI async event", 1: "request logout", 2: "will drop connection",
-               3: "will drop all connections", 4: "request parameter negotiation", 5: "task termination"}
-
-
-def login_status_name(status_class: int, status_detail: int) -> str:
-    """Name of a Login Status-Class/Status-Detail pair (§11.13.5)."""
-    return LOGIN_STATUS.get(status_class << 8 | status_detail, f"class {status_class:#x} detail {status_detail:#x}")
+#: task kind -> name of its response code
+_RESPONSE_NAMES: dict[str, Callable[[int], str]] = {
+    "scsi": scsi_response_name, "tmf": tmf_response_name, "logout": logout_response_name}
 
 
 @dataclass(slots=True)
@@ -147,8 +118,8 @@ class Task:
                 self.touch(frame, ts_ns)
             end = max(ts_ns, self.start_ts_ns)
         if response_name is None and response is not None:
-            response_name = {"scsi": SCSI_RESPONSE, "tmf": TMF_RESPONSE, "logout": LOGOUT_RESPONSE}.get(
-                self.kind, {}).get(response)
+            namer = _RESPONSE_NAMES.get(self.kind)
+            response_name = namer(response) if namer is not None else None
         return TaskRecord(
             frame, ts_ns, self.session, self.conn, self.itt, self.kind, outcome,
             self.first_frame, self.last_frame, self.start_ts_ns, end, end - self.start_ts_ns,
@@ -157,7 +128,7 @@ class Task:
             transfer_length=self.transfer_length, read=self.read, write=self.write, edtl=self.edtl,
             bytes_in=self.bytes_in, bytes_out=self.bytes_out, immediate_bytes=self.immediate_bytes,
             r2t_count=self.r2t_count, data_in_pdus=self.data_in_pdus, data_out_pdus=self.data_out_pdus,
-            status=status, status_name=SCSI_STATUS.get(status) if status is not None else None,
+            status=status, status_name=status_name(status) if status is not None else None,
             response=response, response_name=response_name,
             sense_key=sense.sense_key if sense else None, sense_key_name=sense.key_name if sense else None,
             asc=sense.asc if sense else None, ascq=sense.ascq if sense else None,
@@ -167,7 +138,7 @@ class Task:
             login_status_detail=login_status[1] if login_status else None,
             logout_reason=self.logout_reason, logout_cid=self.logout_cid,
             tmf_function=self.tmf_function,
-            tmf_function_name=TMF_FUNCTION.get(self.tmf_function) if self.tmf_function is not None else None,
+            tmf_function_name=tmf_function_name(self.tmf_function) if self.tmf_function is not None else None,
             ref_task_tag=self.ref_task_tag, reject_reason=reject_reason, partial=self.partial, note=note,
             aborted_by_itt=aborted_by_itt, ttt=self.ttt, unanswered_cause=cause,
         )

@@ -71,7 +71,7 @@ def test_severity_at_least_rejects_unknown() -> None:
 
 def test_anomaly_row() -> None:
     a = Anomaly(12, 1107122541540760123, "login_failed", "error", "s1", "a:1->b:3260",
-                "Login failed: Target not found (0x0203).", "§11.13.5", (14, 12, 12))
+                "Login failed: Not found (0x0203).", "§11.13.5", (14, 12, 12))
     row = anomaly_row(a)
     assert tuple(row) == ANOMALY_COLUMNS
     assert row["ts"] == "2005-01-30T22:02:21.540760Z"

@@ -90,7 +90,7 @@ def test_check_condition_flood_is_summarised() -> None:
 
 @pytest.mark.parametrize(("status", "response", "severity", "text"), [
     (0x08, 0, "warning", "BUSY"), (0x18, 0, "warning", "RESERVATION CONFLICT"), (0x28, 0, "warning", "TASK SET FULL"),
-    (None, 1, "error", "Target failure"),
+    (None, 1, "error", "Target Failure"),
 ])
 def test_scsi_status(status: int | None, response: int, severity: str, text: str) -> None:
     from analyzer.iscsi.scsi import status_name
@@ -249,7 +249,7 @@ def test_reject_named_and_limited() -> None:
     f = Flow(Wire())
     out = direct([f.reject(reason=0x04, rejected_opcode=0x01, rejected_itt=0x33)])
     a = one(out, "reject")
-    assert a.severity == "warning" and a.message == "The target rejected a SCSI Command (ITT 0x33): Protocol error."
+    assert a.severity == "warning" and a.message == "The target rejected a SCSI Command (ITT 0x33): Protocol Error."
     out = direct([f.reject(reason=0x09, rejected_opcode=None, rejected_itt=None) for _ in range(13)])
     found = only(out, "reject")
     assert len(found) == 11 and "3 more" in found[-1].message and "Invalid PDU field" in found[0].message

@@ -43,8 +43,8 @@ def test_forget_drops_an_ended_session_and_its_index_entries() -> None:
     tr.forget("s1")
     assert _ids(tr) == [] and tr.connections() == [] and not tr.ended("s1")
     assert tr.session_connections("s1") == ()
-    assert not tr._sessions and not tr._conns and not tr._by_tsih and not tr._by_nexus
-    assert not tr._open_sessions and not tr._open_conns
+    assert not tr._d.sessions and not tr._d.conns and not tr._d.by_tsih and not tr._d.by_nexus
+    assert not tr._d.open_sessions and not tr._d.open_conns
     tr.forget("s1")  # twice, or an unknown id: no-op
     tr.forget("s99")
     end = tr.finish(w.ts)
@@ -125,7 +125,7 @@ def test_reinstatement_of_a_session_still_known_is_detected_after_forgetting_oth
     assert _ids(tr, live_only=True) == ["s3"]
     tr.forget("s2")
     assert _ids(tr) == ["s3"]
-    assert tr._by_nexus and all(s.id == "s3" for s in tr._by_nexus.values())
+    assert tr._d.by_nexus and all(s.id == "s3" for s in tr._d.by_nexus.values())
 
 
 def test_a_forgotten_session_is_not_reinstated_later() -> None:
@@ -162,7 +162,7 @@ def test_live_only_is_an_index_of_open_sessions_and_connections() -> None:
         _logged_out(tr, f)
     assert _ids(tr, live_only=True) == ["s4", "s5"]
     assert [c.conn for c in tr.connections(live_only=True)] == [flows[3].conn, flows[4].conn]
-    assert len(tr._open_sessions) == 2 and len(tr._open_conns) == 2  # pruned as they were found ended
+    assert len(tr._d.open_sessions) == 2 and len(tr._d.open_conns) == 2  # pruned as they were found ended
     assert _ids(tr) == ["s1", "s2", "s3", "s4", "s5"]  # ended ones are kept until forgotten
 
 

@@ -602,7 +602,7 @@ def test_tasks_are_evicted_after_emission() -> None:
     for _ in range(500):
         itt = f.new_itt()
         run(tr, [f.scsi_cmd(itt), f.data_in(itt, status=0)])
-    sess = tr._sessions["s1"]
+    sess = tr._d.sessions["s1"]
     assert sess.tasks == {} and sess.task_count == 501
 
 

@@ -280,8 +280,8 @@ def test_target_reinstatement_of_a_logging_in_connection_is_t7_not_a_violation()
     assert isinstance(r, Violation)  # the initiator learns nothing from the target's internal event
 
 
-# RFC 3720 §10.13.5 status table (consolidated as RFC 7143 §11.13.5); the tracker names T7
-# events and login outcomes with these. 0x0203 deliberately keeps Wireshark's "Target not found".
+# RFC 3720 §10.13.5 status table (consolidated as RFC 7143 §11.13.5). The tracker names T7 events
+# and login outcomes with iscsi/opcodes.py's table, the only copy (state/tasks.py has none any more).
 RFC_LOGIN_STATUS = {
     0x0000: "Success", 0x0101: "Target moved temporarily", 0x0102: "Target moved permanently",
     0x0200: "Initiator error", 0x0201: "Authentication failure", 0x0202: "Authorization failure",
@@ -294,11 +294,41 @@ RFC_LOGIN_STATUS = {
 
 @pytest.mark.parametrize("code", sorted(RFC_LOGIN_STATUS), ids=lambda c: f"{c:04x}")
 def test_login_status_names_are_the_rfc_names(code: int) -> None:
-    expected = "Target not found" if code == 0x0203 else RFC_LOGIN_STATUS[code]
-    assert login_status_name(code >> 8, code & 0xFF) == expected
+    assert login_status_name(code >> 8, code & 0xFF) == RFC_LOGIN_STATUS[code]
+
+
+def test_the_tracker_names_login_outcomes_with_the_one_table() -> None:
+    # the tracker's own text (T7 event, the login task's response_name) uses opcodes.LOGIN_STATUS
+    from analyzer.iscsi import opcodes
+    from analyzer.state import logins, tasks
+
+    assert not hasattr(tasks, "LOGIN_STATUS") and not hasattr(tasks, "login_status_name")
+    assert logins.login_status_name is opcodes.login_status_name
 
 
 def test_async_vendor_code_names() -> None:
     # RFC 3720 §10.9.1: "255 - vendor specific iSCSI Event ... All other event codes are reserved."
     assert async_event_name(255) == "Vendor-specific event"
     assert async_event_name(248) == "Reserved event 248"  # RFC 7143's range not checkable: neutral name
+
+
+def test_state_triggered_coupling_is_the_rfc_identity_of_cleanup_and_connection_states() -> None:
+    # §8.2: "R1 is S8", "R3 is S1": the only cleanup-triggered row moves CLEANUP_WAIT to FREE
+    from analyzer.state import coupling
+
+    assert coupling.CLEANUP_TRIGGERED == {(CleanupState.R3_FREE, C.S8_CLEANUP_WAIT): C.S1_FREE}
+    first = coupling.CONNECTION_TRIGGERED[0]
+    assert (first.states, first.effect) == (frozenset({C.S8_CLEANUP_WAIT}), coupling.Effect.START_CLEANUP)
+    # every effect has a row, and the session inputs the session rows step exist in both session tables
+    assert {r.effect for r in coupling.CONNECTION_TRIGGERED} == set(coupling.Effect)
+    for spec in (session.INITIATOR, session.TARGET):
+        have = {i for _, i, _, _ in rows(spec)}
+        assert {SessInput.CONN_LOGGED_IN, SessInput.SESSION_CLOSED, SessInput.SESSION_FAILED} <= have
+    assert SessInput.LOGIN_FAILED in {i for _, i, _, _ in rows(session.TARGET)}  # the initiator has no row
+
+
+def test_render_script_shows_the_coupling_table() -> None:
+    import runpy
+
+    text = runpy.run_path("scripts/render_state_tables.py")["render_coupling"]()
+    assert "R3 FREE | S8 CLEANUP_WAIT | S1 FREE" in text and text.count("| session |") == 4

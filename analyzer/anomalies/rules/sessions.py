@@ -72,7 +72,7 @@ class LoginRule(Rule):
         name = login_status_name(pdu.status_class, pdu.status_detail)
         code = login_status_code(pdu.status_class, pdu.status_detail)
         if pdu.status_class == 1:
-            addr = dict(pdu.keys).get("TargetAddress")
+            addr = c.login_answer.get("TargetAddress")
             dest = f"to TargetAddress {addr}" if addr else "but gave no TargetAddress (required for class 1)"
             ctx.emit("login_redirected", frames[0], pdu.ts_ns,
                      f"Login redirected: {name} ({code}); the target sends the {what} {dest}.",

@@ -41,6 +41,9 @@ MAX_TIMELINE_CONNS: Final = 40
 MAX_MARKERS: Final = 1500
 MAX_KEYS_PER_SESSION: Final = 300
 MAX_LATENCY_OPS: Final = 14
+#: Most sessions drawn in the throughput section and shown as cards in the sessions section.
+MAX_THROUGHPUT_SESSIONS: Final = 100
+MAX_SESSION_CARDS: Final = 200
 
 #: RFC 7143 §8.1 connection states and §8.3 session states -> colour.
 STATE_COLOURS: Final = {
@@ -225,10 +228,10 @@ class _Ctx:
         self.a = a
         self.show_secrets = show_secrets
         cap = a.capture
-        firsts = [cap.first_ts_ns] + [
+        ps = a.pdu_summary
+        firsts = [cap.first_ts_ns, ps.first_ts] + [
             _ns(df[c].min())
             for df, c in (
-                (a.pdus, "ts"),
                 (a.transitions, "ts"),
                 (a.connections, "start_ts"),
                 (a.sessions, "start_ts"),
@@ -236,10 +239,9 @@ class _Ctx:
             )
             if len(df)
         ]
-        lasts = [cap.last_ts_ns] + [
+        lasts = [cap.last_ts_ns, ps.last_ts] + [
             _ns(df[c].max())
             for df, c in (
-                (a.pdus, "ts"),
                 (a.transitions, "ts"),
                 (a.connections, "end_ts"),
                 (a.sessions, "end_ts"),
@@ -343,8 +345,8 @@ def _summary(c: _Ctx) -> str:
             "The sections below are empty."
         )
     op_html = ""
-    if len(a.pdus):
-        counts = a.pdus["opcode_name"].astype(object).value_counts()
+    if a.pdu_summary.opcode_counts:
+        counts = a.pdu_summary.opcode_series()
         op_html = "<h3>PDUs by opcode</h3>" + _table(
             ["Opcode", "PDUs"], [[e(k), _int(v)] for k, v in counts.items()], "compact narrow"
         )
@@ -1018,50 +1020,52 @@ def _throughput(c: _Ctx) -> str:
     if not sessions:
         return _section("throughput", "Throughput and IOPS", _empty("No sessions, so no I/O to chart."))
     truncated = "pdus" in (a.capture.truncated or {})
-    p = a.pdus
-    data = None
-    if len(p) and not truncated:
-        op = p["opcode"].astype(object)
-        dsl = p["dsl"].fillna(0).astype("int64")
-        m = op.isin(["0x25", "0x05", "0x01"]) & (dsl > 0) & p["session"].notna()
-        data = pd.DataFrame(
-            {
-                "session": p.loc[m, "session"].astype(object),
-                "t": (p.loc[m, "ts"].astype("int64") - c.t0) / 1e9,
-                "read": np.where(op[m] == "0x25", dsl[m], 0),
-                "write": np.where(op[m] != "0x25", dsl[m], 0),
-            }
-        )
-    scsi = a.tasks[(a.tasks["kind"] == "scsi")] if len(a.tasks) else a.tasks
-    if data is None and len(scsi):
-        data = pd.DataFrame(
-            {
-                "session": scsi["session"].astype(object),
-                "t": (scsi["end_ts"].astype("int64") - c.t0) / 1e9,
-                "read": scsi["bytes_in"].to_numpy(),
-                "write": scsi["bytes_out"].to_numpy(),
-            }
-        )
+    ps = a.pdu_summary
+    # session -> (seconds since t0, read bytes, write bytes): from the PDUs' data segments when the
+    # pdus table is whole and its points were kept (aggregates.PduSummary), else per task
+    points: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+    if ps.opcode_counts and not truncated and not ps.overflow:
+        points = {sid: ((ts - c.t0) / 1e9, r, w) for sid, (ts, r, w) in ps.session_points().items()}
+    tk = a.columns("tasks", ["kind", "session", "start_ts", "end_ts", "bytes_in", "bytes_out"])
+    scsi = tk[tk["kind"] == "scsi"] if len(tk) else tk
+    tasks_by_session: dict[str, pd.DataFrame] = (
+        {str(k): g for k, g in scsi.groupby(scsi["session"].astype(object), sort=False)} if len(scsi) else {}
+    )
+    if points is None and len(scsi):
+        points = {
+            sid: ((g["end_ts"].astype("int64") - c.t0).to_numpy() / 1e9, g["bytes_in"].to_numpy(),
+                  g["bytes_out"].to_numpy())
+            for sid, g in tasks_by_session.items()
+        }
+    session_rows: dict[str, dict[str, Any]] = {}
+    for row in _rows(a.sessions[["session", "session_type", "start_ts", "end_ts", "target_name"]]):
+        session_rows.setdefault(str(row["session"]), row)
     parts = []
+    charted = 0
+    not_charted = 0
     for sid in sessions:
-        srow = a.sessions[a.sessions["session"] == sid].iloc[0]
+        srow = session_rows[sid]
         if str(srow["session_type"]) == "Discovery":
             continue
+        if charted >= MAX_THROUGHPUT_SESSIONS:
+            not_charted += 1
+            continue
+        charted += 1
         s0 = max(c.rel(srow["start_ts"]), 0.0)
         s1 = max(c.rel(srow["end_ts"]), s0 + 1e-3)
         width = _bin_width(s1 - s0)
         edges = np.arange(math.floor(s0 / width) * width, s1 + width, width)
         if len(edges) < 2:
             edges = np.array([s0, s0 + width])
-        sd = data[data["session"] == sid] if data is not None else None
+        sd = points.get(sid) if points is not None else None
         read = np.zeros(len(edges) - 1)
         write = np.zeros(len(edges) - 1)
-        if sd is not None and len(sd):
-            read, _ = np.histogram(sd["t"], bins=edges, weights=sd["read"])
-            write, _ = np.histogram(sd["t"], bins=edges, weights=sd["write"])
-        st = scsi[scsi["session"] == sid] if len(scsi) else scsi
+        if sd is not None and len(sd[0]):
+            read, _ = np.histogram(sd[0], bins=edges, weights=sd[1])
+            write, _ = np.histogram(sd[0], bins=edges, weights=sd[2])
+        st = tasks_by_session.get(sid)
         iops = np.zeros(len(edges) - 1)
-        if len(st):
+        if st is not None and len(st):
             iops, _ = np.histogram((st["start_ts"].astype("int64") - c.t0) / 1e9, bins=edges)
         peak = float(((read + write) / width).max()) if len(read) else 0.0
         scale, unit = (1e6, "MB/s") if peak >= 1e5 or peak == 0 else (1e3, "KB/s")
@@ -1090,6 +1094,9 @@ def _throughput(c: _Ctx) -> str:
             f"<h3>Session {e(sid)} <span class='muted'>· {e(srow['target_name'])}</span></h3>"
             f"<p class='muted'>{facts}</p><div class='cols'><div>{ch1}</div><div>{ch2}</div></div>"
         )
+    if not_charted:
+        parts.append(f"<p class='muted'>{not_charted:,} more sessions not charted (their I/O is in "
+                     "tasks.parquet).</p>")
     if not parts:
         parts.append(_empty("Only discovery sessions: no SCSI I/O."))
     gaps = (a.capture.stats or {}).get("gap_bytes", 0)

@@ -115,6 +115,7 @@ class Analysis:
         self.report_dir: Path | None = Path(report_dir) if report_dir is not None else None
         self._pdu_summary = pdu_summary
         self._keepalive: Any = None  # a temporary report directory deleted with this object
+        self._summary_text: str | None = None
 
     @classmethod
     def from_tables(cls, tables: dict[str, pd.DataFrame], capture: CaptureInfo) -> Analysis:
@@ -218,7 +219,9 @@ class Analysis:
         """A plain-text summary for people (sessions, anomalies, latency, throughput)."""
         from analyzer.reports.summary import summary_text
 
-        return summary_text(self)
+        if self._dirty or self._summary_text is None:
+            self._summary_text = summary_text(self)
+        return self._summary_text
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{t}={self.table_rows(t)}" for t in TABLES)

@@ -37,13 +37,18 @@ if TYPE_CHECKING:
 
 #: Most anomaly rows / timeline lanes / markers / keys shown (the rest is counted).
 MAX_ANOMALY_ROWS: Final = 1000
+#: Columns of the tasks table the report reads.
+TASK_COLUMNS: Final = ["frame", "session", "kind", "outcome", "partial", "start_ts", "end_ts", "latency", "lun",
+                       "cdb_name", "bytes_in", "bytes_out", "sense_key", "sense_key_name", "asc_name", "last_frame"]
 MAX_TIMELINE_CONNS: Final = 40
+MAX_TIMELINE_SESSIONS: Final = 40
 MAX_MARKERS: Final = 1500
 MAX_KEYS_PER_SESSION: Final = 300
 MAX_LATENCY_OPS: Final = 14
 #: Most sessions drawn in the throughput section and shown as cards in the sessions section.
 MAX_THROUGHPUT_SESSIONS: Final = 100
 MAX_SESSION_CARDS: Final = 200
+MAX_ORPHAN_CONNS: Final = 500
 
 #: RFC 7143 §8.1 connection states and §8.3 session states -> colour.
 STATE_COLOURS: Final = {
@@ -228,6 +233,8 @@ class _Ctx:
         self.a = a
         self.show_secrets = show_secrets
         cap = a.capture
+        #: the tasks columns the sections use (the other 33 are never loaded)
+        self.tasks = a.columns("tasks", TASK_COLUMNS)
         ps = a.pdu_summary
         firsts = [cap.first_ts_ns, ps.first_ts] + [
             _ns(df[c].min())
@@ -235,7 +242,7 @@ class _Ctx:
                 (a.transitions, "ts"),
                 (a.connections, "start_ts"),
                 (a.sessions, "start_ts"),
-                (a.tasks, "start_ts"),
+                (self.tasks, "start_ts"),
             )
             if len(df)
         ]
@@ -245,7 +252,7 @@ class _Ctx:
                 (a.transitions, "ts"),
                 (a.connections, "end_ts"),
                 (a.sessions, "end_ts"),
-                (a.tasks, "end_ts"),
+                (self.tasks, "end_ts"),
                 (a.anomalies, "ts"),
             )
             if len(df)
@@ -273,7 +280,7 @@ def _section(anchor: str, title: str, body: str, intro: str = "") -> str:
 def _summary(c: _Ctx) -> str:
     a, cap = c.a, c.a.capture
     sev = a.anomalies["severity"].astype(object).value_counts().to_dict() if len(a.anomalies) else {}
-    scsi = a.tasks[a.tasks["kind"] == "scsi"] if len(a.tasks) else a.tasks
+    scsi = c.tasks[c.tasks["kind"] == "scsi"] if len(c.tasks) else c.tasks
     cards = [
         ("Duration", e(_fmt_dur(cap.duration_s if cap.first_ts_ns else (c.t1 - c.t0) / 1e9))),
         ("Frames", _int(cap.frames)),
@@ -371,14 +378,20 @@ def _sessions(c: _Ctx) -> str:
     for row in _rows(a.keys):
         keys_by_conn.setdefault(str(row["conn"]), []).append(row)
     parts = []
-    for s in _rows(a.sessions):
+    srows = _rows(a.sessions.head(MAX_SESSION_CARDS))
+    for s in srows:
         parts.append(_session_card(c, s, conns_by_session.get(s["session"], []), keys_by_conn))
+    if len(a.sessions) > len(srows):
+        parts.append(f"<p class='muted'>{len(a.sessions) - len(srows):,} more sessions are in sessions.csv / "
+                     ".parquet (and their connections in connections.csv).</p>")
     orphans = conns_by_session.get(None, [])
     if orphans:
+        more = (f"<p class='muted'>{len(orphans) - MAX_ORPHAN_CONNS:,} more connections without a session "
+                "are in connections.csv / .parquet.</p>" if len(orphans) > MAX_ORPHAN_CONNS else "")
         parts.append(
             '<div class="scard"><h3>Connections without a session</h3>'
             '<p class="muted">TCP connections to an iSCSI port whose login was not seen or failed '
-            "before a session existed.</p>" + _conn_table(orphans) + "</div>"
+            "before a session existed.</p>" + _conn_table(orphans[:MAX_ORPHAN_CONNS]) + more + "</div>"
         )
     secrets = (
         "Secrets (CHAP_C, CHAP_R, CHAP_N) are <b>shown</b> in this report."
@@ -581,12 +594,22 @@ def _timeline(c: _Ctx) -> str:
     order: list[tuple[str, str]] = []  # (kind, id)
     seen_conns: set[str] = set()
     sessions = [str(s) for s in a.sessions["session"]] if len(a.sessions) else []
+    conns_of: dict[str, list[str]] = {}  # session -> its connections, in table order (one pass)
+    for cid, info in conn_info.items():
+        if not _na(info["session"]):
+            conns_of.setdefault(str(info["session"]), []).append(cid)
+    hidden_sessions = 0
+    drawn_sessions = 0
     for sid in sessions:
+        if drawn_sessions >= MAX_TIMELINE_SESSIONS:
+            hidden_sessions += 1
+            seen_conns.update(conns_of.get(sid, ()))  # not drawn as orphans either
+            continue
+        drawn_sessions += 1
         order.append(("session", sid))
-        for cid, info in conn_info.items():
-            if not _na(info["session"]) and str(info["session"]) == sid:
-                order.append(("conn", cid))
-                seen_conns.add(cid)
+        for cid in conns_of.get(sid, ()):
+            order.append(("conn", cid))
+            seen_conns.add(cid)
     for kind, ident, _side in by_lane:
         if kind == "conn" and ident not in seen_conns:
             order.append(("conn", ident))
@@ -699,6 +722,9 @@ def _timeline(c: _Ctx) -> str:
         f"{axis}{''.join(body)}{''.join(markers)}</svg>"
     )
     note = f"<p class='muted'>{hidden} more connections not drawn.</p>" if hidden else ""
+    if hidden_sessions:
+        note += (f"<p class='muted'>{hidden_sessions:,} more sessions (and their connections) not drawn: "
+                 "their transitions are in transitions.csv / .parquet.</p>")
     if len(a.anomalies) > shown:
         note += f"<p class='muted'>{len(a.anomalies) - shown:,} anomaly markers not drawn.</p>"
     note += _transition_list(c)
@@ -777,8 +803,7 @@ def _time_axis_svg(c: _Ctx, left: float, plot_w: float, top: float, bottom: floa
 # --------------------------------------------------------------------------- tasks & latency
 
 
-def _scsi_done(a: Analysis) -> pd.DataFrame:
-    t = a.tasks
+def _scsi_done(t: pd.DataFrame) -> pd.DataFrame:
     if not len(t):
         return t
     m = (t["kind"] == "scsi") & t["outcome"].isin(["completed", "check_condition", "failed"]) & ~t["partial"]
@@ -786,7 +811,7 @@ def _scsi_done(a: Analysis) -> pd.DataFrame:
 
 
 def _tasks(c: _Ctx) -> str:
-    t = c.a.tasks
+    t = c.tasks
     if not len(t):
         return _section("tasks", "Tasks", _empty("No tasks (no iSCSI commands) in this capture."))
     pivot = t.groupby([t["kind"].astype(object), t["outcome"].astype(object)]).size().reset_index(name="n")
@@ -843,7 +868,7 @@ _LAT_BINS: Final = np.logspace(-6, 2, 33)  # 1 µs .. 100 s, 4 bins per decade
 
 
 def _latency(c: _Ctx) -> str:
-    d = _scsi_done(c.a)
+    d = _scsi_done(c.tasks)
     if not len(d):
         return _section("latency", "Latency", _empty("No completed SCSI commands to measure."))
     lat = d["latency"].dt.total_seconds().to_numpy(dtype=float)
@@ -1026,7 +1051,7 @@ def _throughput(c: _Ctx) -> str:
     points: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
     if ps.opcode_counts and not truncated and not ps.overflow:
         points = {sid: ((ts - c.t0) / 1e9, r, w) for sid, (ts, r, w) in ps.session_points().items()}
-    tk = a.columns("tasks", ["kind", "session", "start_ts", "end_ts", "bytes_in", "bytes_out"])
+    tk = c.tasks
     scsi = tk[tk["kind"] == "scsi"] if len(tk) else tk
     tasks_by_session: dict[str, pd.DataFrame] = (
         {str(k): g for k, g in scsi.groupby(scsi["session"].astype(object), sort=False)} if len(scsi) else {}

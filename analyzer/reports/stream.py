@@ -49,7 +49,7 @@ from analyzer.render.rows import PDU_COLUMNS, pdu_record_values
 from analyzer.reports import frames
 from analyzer.reports.aggregates import PduSummary
 from analyzer.reports.collect import Collected, Collector, Limits
-from analyzer.reports.tables import TableWriter, file_error, write_table_file
+from analyzer.reports.tables import POOL, TableWriter, file_error, use_system_allocator, write_table_file
 from analyzer.state.events import ConnectionSummary, SessionSummary, TaskRecord, Transition
 
 _KEY_TYPES = (LoginRequest, LoginResponse, TextRequest, TextResponse)
@@ -68,6 +68,7 @@ class StreamCollector(Collector):
 
     def __init__(self, directory: str | os.PathLike[str], limits: Limits | None = None) -> None:
         super().__init__(limits)
+        use_system_allocator()
         lim = self.limits
         self.directory = d = Path(directory)
         self.summary = PduSummary()
@@ -180,7 +181,7 @@ class StreamCollector(Collector):
         tmp = path.with_name(path.name + ".rewrite")
         src = pq.ParquetFile(path)
         try:
-            with pq.ParquetWriter(tmp, src.schema_arrow) as w:
+            with pq.ParquetWriter(tmp, src.schema_arrow, memory_pool=POOL) as w:
                 for i in range(src.num_row_groups):
                     w.write_table(self._session_column(src.read_row_group(i), mapping)[0])
         except OSError as exc:

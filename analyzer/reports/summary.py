@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 TOP_ANOMALIES = 10
 TOP_OPS = 10
+#: Most sessions listed (and charted for throughput); the rest are counted.
+MAX_SESSIONS = 50
 
 
 def _clean(v: Any) -> str:
@@ -66,7 +68,7 @@ def summary_text(a: Analysis) -> str:
     out.append(f"Capture  {_clean(cap.file or cap.name)}")
     out.append(
         f"         {cap.frames:,} frames, {_dur(cap.duration_s)}, {cap.pdus:,} iSCSI PDUs, "
-        f"{len(a.sessions)} sessions, {len(a.connections)} connections, {len(a.tasks):,} tasks"
+        f"{len(a.sessions)} sessions, {len(a.connections)} connections, {a.table_rows('tasks'):,} tasks"
     )
     for d in cap.damage:
         out.append(f"  ! damaged: {_clean(d)}")
@@ -83,7 +85,7 @@ def summary_text(a: Analysis) -> str:
     out.append("")
     out.append("Sessions")
     rows = []
-    for s in a.sessions.to_dict("records"):
+    for s in a.sessions.head(MAX_SESSIONS).to_dict("records"):
         dur = s["duration"].total_seconds() if not pd.isna(s["duration"]) else 0.0
         rows.append(
             [
@@ -99,6 +101,8 @@ def summary_text(a: Analysis) -> str:
             ]
         )
     out += _grid(["id", "type", "initiator", "target", "ISID", "TSIH", "duration", "tasks", "ended"], rows)
+    if len(a.sessions) > MAX_SESSIONS:
+        out.append(f"  ... {len(a.sessions) - MAX_SESSIONS:,} more sessions in sessions.csv")
 
     out.append("")
     an = a.anomalies
@@ -125,7 +129,8 @@ def summary_text(a: Analysis) -> str:
     else:
         out.append("Anomalies  none" + ("" if cap.anomaly_engine else " (anomaly rules not run)"))
 
-    t = a.tasks
+    t = a.columns("tasks", ["kind", "outcome", "partial", "latency", "cdb_name", "session", "start_ts", "end_ts",
+                            "bytes_in", "bytes_out"])
     done = (
         t[
             (t["kind"] == "scsi")
@@ -162,7 +167,8 @@ def summary_text(a: Analysis) -> str:
         out.append("")
         out.append("Throughput per session")
         rows = []
-        for sid, g in scsi.groupby(scsi["session"].astype(object)):
+        groups = list(scsi.groupby(scsi["session"].astype(object)))
+        for sid, g in groups[:MAX_SESSIONS]:
             t0 = g["start_ts"].min()
             t1 = g["end_ts"].max()
             secs = max((t1 - t0).total_seconds(), 1e-9)
@@ -178,4 +184,6 @@ def summary_text(a: Analysis) -> str:
                 ]
             )
         out += _grid(["session", "commands", "read MB", "written MB", "avg MB/s", "avg IOPS"], rows)
+        if len(groups) > MAX_SESSIONS:
+            out.append(f"  ... {len(groups) - MAX_SESSIONS:,} more sessions in tasks.parquet")
     return "\n".join(out)

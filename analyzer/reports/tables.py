@@ -33,13 +33,14 @@ from typing import Any, Final
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from analyzer.records import SEVERITIES
 from analyzer.reports import frames
 
 #: Rows per Parquet row group (and per CSV chunk).
-ROW_GROUP_ROWS: Final = 65536
+ROW_GROUP_ROWS: Final = 16384
 #: Flush earlier when the buffered text cells of a table reach about this many characters.
 MAX_BUFFER_BYTES: Final = 16 * 1024 * 1024
 #: Marker file inside a report directory that is being written (``load`` refuses it).
@@ -61,6 +62,16 @@ _ARROW_TYPES: Final[dict[str, pa.DataType]] = {
     "bool": pa.bool_(),
 }
 _SCHEMAS: dict[str, pa.Schema] = {}
+#: Arrow memory for the writers comes from the system allocator: mimalloc (pyarrow's default)
+#: keeps freed row-group buffers mapped, which costs tens of MB of peak RSS for nothing here.
+POOL: Final = pa.system_memory_pool()
+
+
+def use_system_allocator() -> None:
+    """Make the system allocator pyarrow's default (``analyze`` does, for pandas' Arrow-backed
+    strings too): the process then returns freed buffers instead of keeping them mapped."""
+    if pa.default_memory_pool().backend_name != "system":
+        pa.set_memory_pool(POOL)
 
 
 def arrow_schema(table: str) -> pa.Schema:
@@ -96,28 +107,28 @@ def _text(values: Sequence[Any]) -> list[str | None]:
 def column_array(kind: str, values: Sequence[Any]) -> pa.Array:
     """One column of plain Python values as an Arrow array of the kind's type (see ``frames``)."""
     if kind in ("int", "Int"):
-        return pa.array(values, pa.int64())
+        return pa.array(values, pa.int64(), memory_pool=POOL)
     if kind == "UInt":
-        return pa.array(values, pa.uint64())
+        return pa.array(values, pa.uint64(), memory_pool=POOL)
     if kind == "str":
         try:
-            return pa.array(values, pa.large_string())
+            return pa.array(values, pa.large_string(), memory_pool=POOL)
         except (pa.ArrowTypeError, pa.ArrowInvalid):
-            return pa.array(_text(values), pa.large_string())
+            return pa.array(_text(values), pa.large_string(), memory_pool=POOL)
     if kind == "cat":
         try:
-            arr = pa.array(values, pa.string())
+            arr = pa.array(values, pa.string(), memory_pool=POOL)
         except (pa.ArrowTypeError, pa.ArrowInvalid):
-            arr = pa.array(_text(values), pa.string())
-        return arr.dictionary_encode()
+            arr = pa.array(_text(values), pa.string(), memory_pool=POOL)
+        return pc.dictionary_encode(arr, memory_pool=POOL)
     if kind == "sev":
         return _severity_array(values)
     if kind == "ts":
-        return pa.array(values, pa.int64()).cast(_TS)
+        return pa.array(values, pa.int64(), memory_pool=POOL).view(_TS)
     if kind == "td":
-        return pa.array(values, pa.int64()).cast(_TD)
+        return pa.array(values, pa.int64(), memory_pool=POOL).view(_TD)
     if kind == "bool":
-        return pa.array(values, pa.bool_()).fill_null(False)
+        return pc.fill_null(pa.array(values, pa.bool_(), memory_pool=POOL), False)
     raise ValueError(f"unknown column kind {kind!r}")
 
 
@@ -207,7 +218,7 @@ class TableWriter:
             t = self._transform(t)
         try:
             if self._writer is None:
-                self._writer = pq.ParquetWriter(self.path, arrow_schema(self.name))
+                self._writer = pq.ParquetWriter(self.path, arrow_schema(self.name), memory_pool=POOL)
             self._writer.write_table(t)
         except OSError as exc:
             raise file_error(self.path, exc) from exc
@@ -232,7 +243,7 @@ class TableWriter:
         self.flush()
         try:
             if self._writer is None:
-                self._writer = pq.ParquetWriter(self.path, arrow_schema(self.name))
+                self._writer = pq.ParquetWriter(self.path, arrow_schema(self.name), memory_pool=POOL)
                 self._writer.write_table(arrow_schema(self.name).empty_table())
             self._writer.close()
         except OSError as exc:

@@ -191,7 +191,7 @@ class Analysis:
 
         The directory is written under a temporary name and renamed into place when complete.
         """
-        from analyzer.reports.files import write_dir, copy_dir
+        from analyzer.reports.files import copy_dir, write_dir
 
         if self.report_dir is not None and not self._dirty and "keys" not in self._dirty:
             if Path(out_dir).resolve() == self.report_dir.resolve():

@@ -99,7 +99,7 @@ class StreamCollector(Collector):
                 self.first_ts = ts
             if self.last_ts is None or ts > self.last_ts:
                 self.last_ts = ts
-        if rec.frame > self.last_frame:
+        if rec.frame > self.last_frame:  # noqa: PLR1730 - a comparison is cheaper than max() per record
             self.last_frame = rec.frame
         if t is MalformedPdu or isinstance(rec, Pdu):
             conn = rec.conn  # type: ignore[attr-defined]

@@ -131,6 +131,11 @@ class Analysis:
         a._tables.update(tables or {})
         return a
 
+    @property
+    def loaded(self) -> set[str]:
+        """The tables held in memory right now (the others are read when asked for)."""
+        return set(self._tables)
+
     def _path(self, name: str) -> Path | None:
         if self.report_dir is None:
             return None

@@ -49,7 +49,7 @@ from analyzer.render.rows import PDU_COLUMNS, pdu_record_values
 from analyzer.reports import frames
 from analyzer.reports.aggregates import PduSummary
 from analyzer.reports.collect import Collected, Collector, Limits
-from analyzer.reports.tables import POOL, TableWriter, file_error, use_system_allocator, write_table_file
+from analyzer.reports.tables import MAX_BUFFER_BYTES, POOL, ROW_GROUP_ROWS, TableWriter, file_error, use_system_allocator, write_table_file
 from analyzer.state.events import ConnectionSummary, SessionSummary, TaskRecord, Transition
 
 _KEY_TYPES = (LoginRequest, LoginResponse, TextRequest, TextResponse)
@@ -66,25 +66,28 @@ class StreamCollector(Collector):
     ``summary`` is the PDU aggregate for the reports.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], limits: Limits | None = None) -> None:
+    def __init__(self, directory: str | os.PathLike[str], limits: Limits | None = None, *,
+                 row_group_rows: int = ROW_GROUP_ROWS, max_buffer_bytes: int = MAX_BUFFER_BYTES) -> None:
         super().__init__(limits)
         use_system_allocator()
         lim = self.limits
         self.directory = d = Path(directory)
         self.summary = PduSummary()
+        sizes = {"row_group_rows": row_group_rows, "max_buffer_bytes": max_buffer_bytes}
         self._pdu_w = TableWriter("pdus", d, limit=lim.max_pdu_rows, text_columns=("info",),
-                                  transform=self._fill_session)
-        self._task_w = TableWriter("tasks", d, limit=lim.max_task_rows, text_columns=("note",))
+                                  transform=self._fill_session, **sizes)
+        self._task_w = TableWriter("tasks", d, limit=lim.max_task_rows, text_columns=("note",), **sizes)
         self._trans_w = TableWriter("transitions", d, limit=lim.max_transition_rows, csv=True,
-                                    text_columns=("event",))
+                                    text_columns=("event",), **sizes)
         self._anom_w = TableWriter("anomalies", d, limit=lim.max_anomaly_rows, csv=True,
-                                   text_columns=("message", "frames", "display_filter"))
+                                   text_columns=("message", "frames", "display_filter"), **sizes)
         self._task_get = itemgetter(*frames.SCHEMAS["tasks"])
         self._trans_get = itemgetter(*frames.SCHEMAS["transitions"])
         self._anom_get = itemgetter(*frames.SCHEMAS["anomalies"])
         self._key_rows: list[dict[str, Any]] = []
         self._keys_seen = 0
         self._written_session: dict[str, str | None] = {}
+        self._rewrote = False
         self.files: list[Path] = []
 
     # ------------------------------------------------------------------ pass
@@ -201,6 +204,7 @@ class StreamCollector(Collector):
         mapping = self._mapping()
         if any(mapping.get(c) != s for c, s in self._written_session.items()):
             self._rewrite_pdus(mapping)
+            self._rewrote = True
         self.summary.conn_session = mapping
         files += self._task_w.close()
         files += self._trans_w.close()
@@ -232,6 +236,17 @@ class StreamCollector(Collector):
         stats = self.stats(self._pdu_w.seen, truncated)
         tables: dict[str, pd.DataFrame] = {"sessions": sessions, "connections": connections, "keys": keys}
         return Collected(tables, stats)
+
+    @property
+    def writers(self) -> dict[str, TableWriter]:
+        """The streamed tables' writers (row and row-group counts)."""
+        return {"pdus": self._pdu_w, "tasks": self._task_w, "transitions": self._trans_w,
+                "anomalies": self._anom_w}
+
+    @property
+    def rewrote_pdus(self) -> bool:
+        """Whether ``finish`` had to rewrite the pdus file for late-known sessions."""
+        return self._rewrote
 
     def abort(self) -> None:
         """Stop writing (the directory is thrown away by its owner)."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno as _errno
+import glob
 import os
 import shutil
 from collections.abc import Callable, Iterable, Sequence
@@ -186,6 +187,16 @@ class TableWriter:
         self._writer: pq.ParquetWriter | None = None
         self._csv_started = False
 
+    @property
+    def buffered_rows(self) -> int:
+        """Rows waiting for the next row group."""
+        return len(self._rows)
+
+    @property
+    def buffered_text(self) -> int:
+        """Characters of the text columns waiting for the next row group."""
+        return self._buffered_text
+
     def add(self, row: tuple[Any, ...]) -> bool:
         """One row (a tuple in schema order); False when it was past the limit (counted only)."""
         self.seen += 1
@@ -282,6 +293,18 @@ def report_file_names() -> set[str]:
     return names | {CAPTURE_FILE, "report.html", "summary.txt", INCOMPLETE_MARKER}
 
 
+def _pid_alive(text: str) -> bool:
+    if not text.isdigit():
+        return False
+    try:
+        os.kill(int(text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class ReportDir:
     """A report directory written under a temporary name and renamed into place when complete.
 
@@ -305,8 +328,9 @@ class ReportDir:
         except OSError as exc:
             raise file_error(parent, exc) from exc
         self.work = parent / f".{self.final.name}.tmp-{os.getpid()}"
-        if self.work.exists():
-            shutil.rmtree(self.work, ignore_errors=True)
+        for stale in parent.glob(f".{glob.escape(self.final.name)}.tmp-*"):  # runs that were killed
+            if stale == self.work or not _pid_alive(stale.name.rpartition("-")[2]):
+                shutil.rmtree(stale, ignore_errors=True)
         try:
             self.work.mkdir()
             (self.work / INCOMPLETE_MARKER).write_text("report being written\n", encoding="utf-8")

@@ -175,7 +175,8 @@ def _analyze_into(
         secrets_available=True,
     )
     write_capture(directory, info.to_dict())
-    return Analysis.from_dir(directory, info, tables=collected.tables, pdu_summary=collector.summary)
+    return Analysis.from_dir(directory, info, tables=collected.tables, pdu_summary=collector.summary,
+                             latency=collector.latency)
 
 
 def analyze_records(

@@ -156,3 +156,181 @@ class PduSummary:
         """Counters for people (no points)."""
         return {"opcode_counts": dict(self.opcode_counts), "first_ts_ns": self.first_ts,
                 "last_ts_ns": self.last_ts, "throughput_points": self.points, "overflow": self.overflow}
+
+
+# --------------------------------------------------------------------------- latency
+
+#: A latency group keeps its exact values up to this many; past it, a log-bucketed histogram.
+EXACT_LATENCIES: Final = 65536
+#: Relative error bound of a percentile read from the histogram (DDSketch-style buckets).
+LATENCY_RELATIVE_ERROR: Final = 0.01
+_GAMMA: Final = (1 + LATENCY_RELATIVE_ERROR) / (1 - LATENCY_RELATIVE_ERROR)
+_LOG_GAMMA: Final = float(np.log(_GAMMA))
+
+
+class LatencyDigest:
+    """Latencies (integer ns) of one group, mergeable, with a documented error bound.
+
+    Count, min and max are always exact. Percentiles are exact (``np.percentile`` over the
+    values, what the report computed from the whole tasks table) while the group holds at most
+    ``EXACT_LATENCIES`` values; past that the values are folded into a histogram of
+    logarithmic buckets ``(gamma^(i-1), gamma^i]`` with ``gamma = (1 + a) / (1 - a)``,
+    ``a = LATENCY_RELATIVE_ERROR`` (1 %), and a percentile is read as the bucket's
+    ``2 gamma^i / (gamma + 1)``, within 1 % of a value of that rank (DDSketch, Masson et al.,
+    VLDB 2019). Memory is then bounded by the number of buckets (about 1,150 from 1 ns to an
+    hour), whatever the capture length.
+    """
+
+    __slots__ = ("count", "exact", "hist", "max", "min", "zeros")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.min: int | None = None
+        self.max: int | None = None
+        self.exact: array[int] | None = array("q")
+        self.hist: Counter[int] = Counter()
+        self.zeros = 0
+
+    def add(self, ns: int) -> None:
+        """One latency."""
+        self.count += 1
+        if self.min is None or ns < self.min:
+            self.min = ns
+        if self.max is None or ns > self.max:
+            self.max = ns
+        if self.exact is not None:
+            self.exact.append(ns)
+            if len(self.exact) > EXACT_LATENCIES:
+                self._fold()
+        else:
+            self._bucket(ns)
+
+    def _bucket(self, ns: int) -> None:
+        if ns <= 0:
+            self.zeros += 1
+        else:
+            self.hist[int(np.ceil(np.log(ns) / _LOG_GAMMA))] += 1
+
+    def _fold(self) -> None:
+        values, self.exact = self.exact, None
+        v = np.frombuffer(values, dtype=np.int64)
+        pos = v[v > 0]
+        self.zeros += int((v <= 0).sum())
+        idx = np.ceil(np.log(pos.astype(float)) / _LOG_GAMMA).astype(np.int64)
+        for i, n in zip(*np.unique(idx, return_counts=True), strict=True):
+            self.hist[int(i)] += int(n)
+
+    def merge(self, other: LatencyDigest) -> None:
+        """Add the latencies of ``other`` (another file of a chain, another worker)."""
+        if other.count == 0:
+            return
+        self.count += other.count
+        if other.min is not None and (self.min is None or other.min < self.min):
+            self.min = other.min
+        if other.max is not None and (self.max is None or other.max > self.max):
+            self.max = other.max
+        if self.exact is not None and other.exact is not None:
+            self.exact.extend(other.exact)
+            if len(self.exact) > EXACT_LATENCIES:
+                self._fold()
+            return
+        if self.exact is not None:
+            self._fold()
+        if other.exact is not None:
+            for ns in other.exact:
+                self._bucket(ns)
+        else:
+            self.hist.update(other.hist)
+            self.zeros += other.zeros
+
+    @property
+    def is_exact(self) -> bool:
+        """Whether percentiles are exact (the values are all kept)."""
+        return self.exact is not None
+
+    def seconds(self) -> np.ndarray:
+        """The exact values in seconds, as ``Series.dt.total_seconds()`` gives them (exact mode only)."""
+        assert self.exact is not None
+        return pd.to_timedelta(np.frombuffer(self.exact, dtype=np.int64), unit="ns").total_seconds().to_numpy()
+
+    def percentiles_s(self, qs: list[float]) -> list[float]:
+        """Percentiles (0-100) in seconds: exact, or within ``LATENCY_RELATIVE_ERROR``."""
+        if self.exact is not None:
+            return [float(x) for x in np.percentile(self.seconds(), qs)]
+        keys = sorted(self.hist)
+        counts = np.cumsum([self.hist[k] for k in keys])
+        out = []
+        for q in qs:
+            rank = q / 100 * (self.count - 1)
+            if rank < self.zeros:
+                out.append(0.0)
+                continue
+            i = int(np.searchsorted(counts, rank - self.zeros, side="right"))
+            i = min(i, len(keys) - 1)
+            v = 2 * _GAMMA ** keys[i] / (_GAMMA + 1) / 1e9
+            lo, hi = (self.min or 0) / 1e9, (self.max or 0) / 1e9
+            out.append(min(max(v, lo), hi))
+        return out
+
+    def max_s(self) -> float:
+        """The largest latency in seconds (exact)."""
+        if self.exact is not None:
+            return float(self.seconds().max())
+        return float(pd.to_timedelta(self.max or 0, unit="ns").total_seconds())
+
+
+class LatencyStats:
+    """Latency digests of completed SCSI commands per (operation, LUN), computed during the pass.
+
+    A task counts when the report would take it from the tasks table: kind ``scsi``, outcome
+    completed / check_condition / failed, not partial (``summary`` and the HTML latency section).
+    """
+
+    DONE: Final = frozenset(("completed", "check_condition", "failed"))
+
+    def __init__(self) -> None:
+        self.groups: dict[tuple[str, int | None], LatencyDigest] = {}
+
+    def add_task(self, kind: str, outcome: str, partial: bool, op: str | None, lun: int | None,
+                 latency_ns: int) -> None:
+        """One row of the tasks table."""
+        if kind != "scsi" or outcome not in self.DONE or partial:
+            return
+        key = (op if op is not None else "?", lun)
+        d = self.groups.get(key)
+        if d is None:
+            d = self.groups[key] = LatencyDigest()
+        d.add(latency_ns)
+
+    def merge(self, other: LatencyStats) -> None:
+        """Add ``other``'s groups."""
+        for key, d in other.groups.items():
+            mine = self.groups.get(key)
+            if mine is None:
+                mine = self.groups[key] = LatencyDigest()
+            mine.merge(d)
+
+    def by_operation(self) -> dict[str, LatencyDigest]:
+        """The digests merged over LUNs, per operation name."""
+        out: dict[str, LatencyDigest] = {}
+        for (op, _lun), d in self.groups.items():
+            m = out.get(op)
+            if m is None:
+                m = out[op] = LatencyDigest()
+            m.merge(d)
+        return out
+
+    @classmethod
+    def from_frame(cls, tasks: pd.DataFrame) -> LatencyStats:
+        """The same stats from a tasks table (columns kind, outcome, partial, cdb_name, lun, latency)."""
+        s = cls()
+        if not len(tasks):
+            return s
+        m = (tasks["kind"] == "scsi") & tasks["outcome"].isin(list(cls.DONE)) & ~tasks["partial"]
+        d = tasks[m]
+        ops = d["cdb_name"].astype(object).fillna("?").to_numpy()
+        luns = d["lun"].astype(object).to_numpy()
+        lat = d["latency"].astype("int64").to_numpy()
+        for op, lun, ns in zip(ops, luns, lat, strict=True):
+            s.add_task("scsi", "completed", False, str(op), None if lun is pd.NA or lun is None else int(lun), int(ns))
+        return s

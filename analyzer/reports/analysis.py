@@ -106,6 +106,7 @@ class Analysis:
         *,
         report_dir: str | os.PathLike[str] | None = None,
         pdu_summary: Any = None,
+        latency: Any = None,
     ) -> None:
         given = {"pdus": pdus, "tasks": tasks, "sessions": sessions, "connections": connections,
                  "transitions": transitions, "anomalies": anomalies, "keys": keys}
@@ -114,6 +115,7 @@ class Analysis:
         self.capture = capture if capture is not None else CaptureInfo()
         self.report_dir: Path | None = Path(report_dir) if report_dir is not None else None
         self._pdu_summary = pdu_summary
+        self._latency = latency
         self._keepalive: Any = None  # a temporary report directory deleted with this object
         self._summary_text: str | None = None
 
@@ -124,10 +126,11 @@ class Analysis:
 
     @classmethod
     def from_dir(cls, report_dir: str | os.PathLike[str], capture: CaptureInfo,
-                 tables: dict[str, pd.DataFrame] | None = None, pdu_summary: Any = None) -> Analysis:
+                 tables: dict[str, pd.DataFrame] | None = None, pdu_summary: Any = None,
+                 latency: Any = None) -> Analysis:
         """An Analysis backed by a report directory (tables read when asked for); ``tables``
         are already in memory (they win over the files: e.g. the unmasked keys)."""
-        a = cls(capture=capture, report_dir=report_dir, pdu_summary=pdu_summary)
+        a = cls(capture=capture, report_dir=report_dir, pdu_summary=pdu_summary, latency=latency)
         a._tables.update(tables or {})
         return a
 
@@ -185,6 +188,16 @@ class Analysis:
             self._pdu_summary = PduSummary.from_frame(
                 self.columns("pdus", ["opcode_name", "ts", "opcode", "dsl", "session"]))
         return self._pdu_summary
+
+    @property
+    def latency(self) -> Any:
+        """Latency digests per (operation, LUN) (``aggregates.LatencyStats``), from the pass or the table."""
+        if self._latency is None or "tasks" in self._dirty:
+            from analyzer.reports.aggregates import LatencyStats
+
+            self._latency = LatencyStats.from_frame(
+                self.columns("tasks", ["kind", "outcome", "partial", "cdb_name", "lun", "latency"]))
+        return self._latency
 
     @property
     def tables(self) -> dict[str, pd.DataFrame]:

@@ -47,7 +47,7 @@ from analyzer.records import (
 )
 from analyzer.render.rows import PDU_COLUMNS, pdu_record_values
 from analyzer.reports import frames
-from analyzer.reports.aggregates import PduSummary
+from analyzer.reports.aggregates import LatencyStats, PduSummary
 from analyzer.reports.collect import Collected, Collector, Limits
 from analyzer.reports.tables import MAX_BUFFER_BYTES, POOL, ROW_GROUP_ROWS, TableWriter, file_error, use_system_allocator, write_table_file
 from analyzer.state.events import ConnectionSummary, SessionSummary, TaskRecord, Transition
@@ -73,6 +73,7 @@ class StreamCollector(Collector):
         lim = self.limits
         self.directory = d = Path(directory)
         self.summary = PduSummary()
+        self.latency = LatencyStats()
         sizes = {"row_group_rows": row_group_rows, "max_buffer_bytes": max_buffer_bytes}
         self._pdu_w = TableWriter("pdus", d, limit=lim.max_pdu_rows, text_columns=("info",),
                                   transform=self._fill_session, **sizes)
@@ -119,7 +120,9 @@ class StreamCollector(Collector):
                     if len(self._key_rows) < self.limits.max_key_rows:
                         self._key_rows.append(kr)
         elif t is TaskRecord:
-            self._task_w.add(self._task_get(frames.task_row(rec)))  # type: ignore[arg-type]
+            if self._task_w.add(self._task_get(frames.task_row(rec))):  # type: ignore[arg-type]
+                self.latency.add_task(rec.kind, rec.outcome, rec.partial, rec.cdb_name, rec.lun,  # type: ignore[attr-defined]
+                                      rec.latency_ns)  # type: ignore[attr-defined]
             if rec.session:  # type: ignore[attr-defined]
                 self._conn_session.setdefault(rec.conn, rec.session)  # type: ignore[attr-defined]
         elif t is Transition:

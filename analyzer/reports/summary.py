@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -129,33 +128,24 @@ def summary_text(a: Analysis) -> str:
     else:
         out.append("Anomalies  none" + ("" if cap.anomaly_engine else " (anomaly rules not run)"))
 
-    t = a.columns("tasks", ["kind", "outcome", "partial", "latency", "cdb_name", "session", "start_ts", "end_ts",
-                            "bytes_in", "bytes_out"])
-    done = (
-        t[
-            (t["kind"] == "scsi")
-            & t["outcome"].isin(["completed", "check_condition", "failed"])
-            & ~t["partial"]
-        ]
-        if len(t)
-        else t
-    )
+    t = a.columns("tasks", ["kind", "session", "start_ts", "end_ts", "bytes_in", "bytes_out"])
+    # latency from the pass's digests (exact percentiles up to aggregates.EXACT_LATENCIES commands per
+    # operation and LUN, within 1 % past it; see aggregates.LatencyDigest)
+    by_op = a.latency.by_operation()
     out.append("")
-    if len(done):
+    if by_op:
         out.append("Latency per SCSI operation (ms)")
         rows = []
-        lat = done["latency"].dt.total_seconds()
-        ops = done["cdb_name"].astype(object).fillna("?")
-        for op, v in sorted(lat.groupby(ops), key=lambda kv: -len(kv[1]))[:TOP_OPS]:
-            p50, p95, p99 = np.percentile(v.to_numpy(), [50, 95, 99])
+        for op, d in sorted(sorted(by_op.items()), key=lambda kv: -kv[1].count)[:TOP_OPS]:
+            p50, p95, p99 = d.percentiles_s([50, 95, 99])
             rows.append(
                 [
                     _clean(op),
-                    f"{len(v):,}",
+                    f"{d.count:,}",
                     f"{p50 * 1e3:.3f}",
                     f"{p95 * 1e3:.3f}",
                     f"{p99 * 1e3:.3f}",
-                    f"{v.max() * 1e3:.3f}",
+                    f"{d.max_s() * 1e3:.3f}",
                 ]
             )
         out += _grid(["operation", "count", "p50", "p95", "p99", "max"], rows)

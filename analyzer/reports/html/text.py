@@ -7,7 +7,7 @@ import html as _html
 import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import pandas as pd
 
@@ -15,8 +15,20 @@ from analyzer.render.output import escape_controls
 
 
 def _rows(df: pd.DataFrame) -> list[dict[str, Any]]:
-    """DataFrame rows as dicts keyed by column name."""
-    return cast(list[dict[str, Any]], df.to_dict("records"))
+    """DataFrame rows as dicts keyed by column name, with the values ``df.to_dict("records")``
+    gives (missing values of nullable columns as None), built column-wise: several times faster
+    than ``to_dict`` on the big tables of a report of many sessions."""
+    cols: dict[str, list[Any]] = {}
+    for c in df.columns:
+        s = df[c]
+        values = s.tolist()
+        dt = s.dtype
+        if isinstance(dt, pd.api.extensions.ExtensionDtype) and not isinstance(
+            dt, (pd.CategoricalDtype, pd.DatetimeTZDtype)
+        ):
+            values = [None if v is pd.NA else v for v in values]
+        cols[str(c)] = values
+    return [dict(zip(cols, vals, strict=True)) for vals in zip(*cols.values(), strict=True)]
 
 
 #: Most anomaly rows / timeline lanes / markers / keys shown (the rest is counted).

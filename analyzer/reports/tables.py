@@ -41,7 +41,7 @@ from analyzer.records import SEVERITIES
 from analyzer.reports import frames
 
 #: Rows per Parquet row group (and per CSV chunk).
-ROW_GROUP_ROWS: Final = 16384
+ROW_GROUP_ROWS: Final = 4096
 #: Flush earlier when the buffered text cells of a table reach about this many characters.
 MAX_BUFFER_BYTES: Final = 16 * 1024 * 1024
 #: Marker file inside a report directory that is being written (``load`` refuses it).

@@ -213,6 +213,7 @@ class LatencyDigest:
 
     def _fold(self) -> None:
         values, self.exact = self.exact, None
+        assert values is not None
         v = np.frombuffer(values, dtype=np.int64)
         pos = v[v > 0]
         self.zeros += int((v <= 0).sum())
@@ -251,7 +252,9 @@ class LatencyDigest:
     def seconds(self) -> np.ndarray:
         """The exact values in seconds, as ``Series.dt.total_seconds()`` gives them (exact mode only)."""
         assert self.exact is not None
-        return pd.to_timedelta(np.frombuffer(self.exact, dtype=np.int64), unit="ns").total_seconds().to_numpy()
+        out: np.ndarray = np.asarray(
+            pd.to_timedelta(np.frombuffer(self.exact, dtype=np.int64), unit="ns").total_seconds(), dtype=float)
+        return out
 
     def percentiles_s(self, qs: list[float]) -> list[float]:
         """Percentiles (0-100) in seconds: exact, or within ``LATENCY_RELATIVE_ERROR``."""

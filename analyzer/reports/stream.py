@@ -49,7 +49,15 @@ from analyzer.render.rows import PDU_COLUMNS, pdu_record_values
 from analyzer.reports import frames
 from analyzer.reports.aggregates import LatencyStats, PduSummary
 from analyzer.reports.collect import Collected, Collector, Limits
-from analyzer.reports.tables import MAX_BUFFER_BYTES, POOL, ROW_GROUP_ROWS, TableWriter, file_error, use_system_allocator, write_table_file
+from analyzer.reports.tables import (
+    MAX_BUFFER_BYTES,
+    POOL,
+    ROW_GROUP_ROWS,
+    TableWriter,
+    file_error,
+    use_system_allocator,
+    write_table_file,
+)
 from analyzer.state.events import ConnectionSummary, SessionSummary, TaskRecord, Transition
 
 _KEY_TYPES = (LoginRequest, LoginResponse, TextRequest, TextResponse)
@@ -74,14 +82,17 @@ class StreamCollector(Collector):
         self.directory = d = Path(directory)
         self.summary = PduSummary()
         self.latency = LatencyStats()
-        sizes = {"row_group_rows": row_group_rows, "max_buffer_bytes": max_buffer_bytes}
         self._pdu_w = TableWriter("pdus", d, limit=lim.max_pdu_rows, text_columns=("info",),
-                                  transform=self._fill_session, **sizes)
-        self._task_w = TableWriter("tasks", d, limit=lim.max_task_rows, text_columns=("note",), **sizes)
+                                  transform=self._fill_session, row_group_rows=row_group_rows,
+                                  max_buffer_bytes=max_buffer_bytes)
+        self._task_w = TableWriter("tasks", d, limit=lim.max_task_rows, text_columns=("note",), row_group_rows=row_group_rows,
+                                  max_buffer_bytes=max_buffer_bytes)
         self._trans_w = TableWriter("transitions", d, limit=lim.max_transition_rows, csv=True,
-                                    text_columns=("event",), **sizes)
+                                    text_columns=("event",), row_group_rows=row_group_rows,
+                                  max_buffer_bytes=max_buffer_bytes)
         self._anom_w = TableWriter("anomalies", d, limit=lim.max_anomaly_rows, csv=True,
-                                   text_columns=("message", "frames", "display_filter"), **sizes)
+                                   text_columns=("message", "frames", "display_filter"), row_group_rows=row_group_rows,
+                                  max_buffer_bytes=max_buffer_bytes)
         self._task_get = itemgetter(*frames.SCHEMAS["tasks"])
         self._trans_get = itemgetter(*frames.SCHEMAS["transitions"])
         self._anom_get = itemgetter(*frames.SCHEMAS["anomalies"])

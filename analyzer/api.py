@@ -90,17 +90,39 @@ def analyze(
 ) -> Analysis:
     """Analyse a capture file (pcap / pcapng, optionally gzip) into DataFrames.
 
-    ``options``: any field of ``analyzer.pipeline.Options`` (``ports``, ``max_ooo_bytes``, ...)
-    or of ``analyzer.reports.collect.Limits`` (``max_pdu_rows`` etc.; rows past a limit are
-    counted in ``capture.truncated``). ``progress(done_bytes, total_bytes)`` is called as
-    the file is read (on-disk bytes, so compressed bytes for .gz). Raises
-    ``analyzer.capture.CaptureError`` when the file is not a readable capture.
+    The tables are streamed to a temporary report directory while the capture is read (deleted
+    when the Analysis is); each table is read from it the first time it is asked for, so a big
+    capture returns without loading its pdus table. ``options``: any field of
+    ``analyzer.pipeline.Options`` (``ports``, ``max_ooo_bytes``, ...) or of
+    ``analyzer.reports.collect.Limits`` (``max_pdu_rows`` etc.; rows past a limit are counted in
+    ``capture.truncated``). ``progress(done_bytes, total_bytes)`` is called as the file is read
+    (on-disk bytes, so compressed bytes for .gz). Raises ``analyzer.capture.CaptureError`` when
+    the file is not a readable capture.
     """
+    import shutil
+    import tempfile
+    import weakref
+
+    tmp = tempfile.mkdtemp(prefix="iscsi-analyzer-")
+    try:
+        analysis = _analyze_into(capture, Path(tmp), progress, options)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    analysis._keepalive = weakref.finalize(analysis, shutil.rmtree, tmp, ignore_errors=True)
+    return analysis
+
+
+def _analyze_into(
+    capture: str | os.PathLike[str] | BinaryIO, directory: Path, progress: Progress | None, options: dict[str, Any]
+) -> Analysis:
+    """One streaming pass: every table written into ``directory`` (plus capture.json)."""
     from analyzer import __version__
     from analyzer.pipeline import iter_records
     from analyzer.render.output import safe_name
     from analyzer.reports.analysis import Analysis, CaptureInfo
-    from analyzer.reports.collect import Collector
+    from analyzer.reports.files import write_capture
+    from analyzer.reports.stream import StreamCollector
 
     opts, limits = _split_options(options)
     readers: list[Any] = []
@@ -115,9 +137,12 @@ def analyze(
     if is_path and progress is not None and os.path.isfile(path):
         counting = _CountingFile(path, progress)
         source = counting
-    collector = Collector(limits)
+    collector = StreamCollector(directory, limits)
     try:
         collector.feed_all(iter_records(source, opts, reader_out=readers))
+    except BaseException:
+        collector.abort()
+        raise
     finally:
         if counting is not None:
             counting.close()
@@ -150,7 +175,9 @@ def analyze(
         analyzer_version=__version__,
         secrets_available=True,
     )
-    return Analysis.from_tables(collected.tables, info)
+    write_capture(directory, info.to_dict())
+    return Analysis.from_dir(directory, info, tables=collected.tables, pdu_summary=collector.summary,
+                             latency=collector.latency)
 
 
 def analyze_records(
@@ -181,12 +208,14 @@ def analyze_records(
 
 
 def load(report_dir: str | os.PathLike[str]) -> Analysis:
-    """Read a directory written by ``Analysis.write`` (same tables, same dtypes; keys masked)."""
+    """Open a directory written by ``analyze`` / ``Analysis.write`` (same tables, same dtypes; keys
+    masked). Tables are read when first asked for. Raises ``analyzer.reports.files.IncompleteReport``
+    (a ``ValueError``) for a directory an interrupted run left incomplete."""
     from analyzer.reports.analysis import Analysis, CaptureInfo
-    from analyzer.reports.files import read_dir
+    from analyzer.reports.files import check_dir
 
-    tables, capture = read_dir(report_dir)
-    return Analysis.from_tables(tables, CaptureInfo.from_dict(capture))
+    d, capture = check_dir(report_dir)
+    return Analysis.from_dir(d, CaptureInfo.from_dict(capture))
 
 
 def capture_stem(capture: str | os.PathLike[str]) -> str:
@@ -214,17 +243,27 @@ def run_analyze(
 ) -> tuple[Analysis, list[Path]]:
     """``iscsi-analyzer analyze``: analyse, write the tables (+ report.html, summary.txt).
 
+    The tables are streamed into a temporary directory next to ``out_dir`` during the pass;
+    it is renamed into place only when every file is complete (an existing report there stays
+    whole until then).
+
     Returns the Analysis and the files written. Raises ``CaptureError`` for an unreadable file.
     """
-    analysis = analyze(capture, progress=progress, **options)
+    from analyzer.reports.tables import ReportDir, atomic_write_text
+
     out = Path(out_dir) if out_dir is not None else default_out_dir(capture)
-    written = analysis.write(out)
-    if html:
-        written.append(analysis.to_html(out / "report.html"))
-    if summary:
-        path = out / "summary.txt"
-        path.write_text(analysis.summary() + "\n", encoding="utf-8")
-        written.append(path)
+    rd = ReportDir(out)
+    try:
+        analysis = _analyze_into(capture, rd.work, progress, options)
+        if html:
+            analysis.to_html(rd.work / "report.html")
+        if summary:
+            atomic_write_text(rd.work / "summary.txt", analysis.summary() + "\n")
+        written = rd.commit()
+    except BaseException:
+        rd.abort()
+        raise
+    analysis.report_dir = rd.final
     return analysis, written
 
 

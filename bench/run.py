@@ -10,9 +10,14 @@ Usage: python bench/run.py [--size-mb 300] [--skip-make] [--captures FILE ...]
    on each, output to /dev/null, and reads each child's own peak RSS with ``os.wait4``.
 3. Checks that memory does not grow with capture length: the first quarter of the capture
    (editcap) against the whole.
+4. Times ``iscsi-analyzer analyze FILE --out DIR --quiet`` (every table, report.html and
+   summary.txt: the command people run) in the same interleaved series, with its own peak RSS,
+   and its peak on the first tenth of the capture.
 
-Prints the ratios and writes bench/out/results.json. Targets (issue 3): >= 3x faster than
-tshark, <= 1/4 of its peak memory, and the whole capture peaking within 1.2x of a quarter.
+Prints the ratios and writes bench/out/results.json. Targets: ``pdus`` >= 3x faster than
+tshark, <= 1/4 of its peak memory, the whole capture peaking within 1.2x of a quarter;
+``analyze`` >= 2x faster than tshark (4x on sequential 64 KiB), peak RSS <= 256 MB and the
+whole capture within 1.2x of its first tenth.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -82,13 +88,24 @@ def ensure_capture(kind: str, size_mb: int) -> Path:
     return found
 
 
-def quarter_of(path: Path) -> Path:
+def part_of(path: Path, divisor: int = 4, name: str = "quarter") -> Path:
+    """The first 1/divisor of the capture's frames (editcap), next to it."""
     frames = int(subprocess.run(["capinfos", "-c", "-M", str(path)], capture_output=True, text=True,
                                 check=True).stdout.split()[-1])
-    q = path.with_name(path.stem + "_quarter.pcap")
+    q = path.with_name(f"{path.stem}_{name}.pcap")
     if not q.exists():
-        subprocess.run(["editcap", "-r", str(path), str(q), f"1-{max(1, frames // 4)}"], check=True)
+        subprocess.run(["editcap", "-r", str(path), str(q), f"1-{max(1, frames // divisor)}"], check=True)
     return q
+
+
+def quarter_of(path: Path) -> Path:
+    return part_of(path, 4, "quarter")
+
+
+def analyzer_cmd() -> list[str]:
+    """The CLI: the venv's console script when there is one, else this interpreter's ``-m analyzer``."""
+    exe = VENV_BIN / "iscsi-analyzer"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "analyzer"]
 
 
 def main() -> int:
@@ -102,18 +119,25 @@ def main() -> int:
             print(f"bench: {tool} not found (apt-get install tshark)", file=sys.stderr)
             return 2
     captures = args.captures or [ensure_capture("seq", args.size_mb), ensure_capture("rand", args.size_mb)]
-    ours_cmd = [str(VENV_BIN / "iscsi-analyzer"), "pdus", "--format", "csv"]
+    ours_cmd = [*analyzer_cmd(), "pdus", "--format", "csv"]
+    python = VENV_BIN / "python"
     # Byte-compile the package as ``pip install`` does (an editable install, or a machine with
     # PYTHONDONTWRITEBYTECODE set, would otherwise recompile every module on every start).
-    subprocess.run([str(VENV_BIN / "python"), "-m", "compileall", "-q", str(ROOT / "analyzer")], check=True)
+    subprocess.run([str(python) if python.exists() else sys.executable, "-m", "compileall", "-q",
+                    str(ROOT / "analyzer")], check=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-analyze-"))
     results = []
     for cap in captures:
         size = cap.stat().st_size
         tshark_cmd = ["tshark", "-r", str(cap), "-Y", "iscsi", "-T", "fields", "-e", "frame.number",
                       "-e", "iscsi.opcode", "-e", "iscsi.initiatortasktag"]
-        (t_ours, m_ours), (t_tshark, m_tshark) = best_of_interleaved([[*ours_cmd, str(cap)], tshark_cmd], args.runs)
+        analyze_cmd = [*analyzer_cmd(), "analyze", str(cap), "--out", str(work / "report"), "--quiet"]
+        (t_ours, m_ours), (t_tshark, m_tshark), (t_an, m_an) = best_of_interleaved(
+            [[*ours_cmd, str(cap)], tshark_cmd, analyze_cmd], args.runs)
         q = quarter_of(cap)
         _, m_quarter = best_of([*ours_cmd, str(q)], 1)
+        tenth = part_of(cap, 10, "tenth")
+        _, m_an_tenth = best_of([*analyzer_cmd(), "analyze", str(tenth), "--out", str(work / "tenth"), "--quiet"], 1)
         r = {
             "capture": cap.name, "size_mb": round(size / 2**20, 1),
             "ours_s": round(t_ours, 2), "tshark_s": round(t_tshark, 2), "speedup": round(t_tshark / t_ours, 2),
@@ -121,6 +145,9 @@ def main() -> int:
             "memory_ratio": round(m_ours / m_tshark, 3),
             "quarter_peak_mb": round(m_quarter / 1024, 1), "growth_4x": round(m_ours / m_quarter, 3),
             "ours_mb_per_s": round(size / 2**20 / t_ours, 1),
+            "analyze_s": round(t_an, 2), "analyze_speedup": round(t_tshark / t_an, 2),
+            "analyze_peak_mb": round(m_an / 1024, 1), "analyze_tenth_peak_mb": round(m_an_tenth / 1024, 1),
+            "analyze_growth_10x": round(m_an / m_an_tenth, 3),
         }
         results.append(r)
         ok = r["speedup"] >= 3 and r["memory_ratio"] <= 0.25 and r["growth_4x"] <= 1.2
@@ -129,6 +156,12 @@ def main() -> int:
               f"peak memory ours {r['ours_peak_mb']} MB / tshark {r['tshark_peak_mb']} MB "
               f"(ratio {r['memory_ratio']})  4x-longer growth {r['growth_4x']}  {'OK' if ok else 'MISSES TARGET'}",
               flush=True)
+        want = 4 if "seq" in cap.name else 2
+        ok_an = r["analyze_speedup"] >= want and r["analyze_peak_mb"] <= 256 and r["analyze_growth_10x"] <= 1.2
+        print(f"{cap.name}: analyze {t_an:.2f}s  speed-up vs tshark {r['analyze_speedup']}x (target {want}x)  "
+              f"peak {r['analyze_peak_mb']} MB (first tenth {r['analyze_tenth_peak_mb']} MB, growth "
+              f"{r['analyze_growth_10x']})  {'OK' if ok_an else 'MISSES TARGET'}", flush=True)
+    shutil.rmtree(work, ignore_errors=True)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(results, indent=2))
     return 0

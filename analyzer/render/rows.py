@@ -71,7 +71,7 @@ def _opcode_names() -> list[str]:
 _ROW_BUILDERS: dict[type, Any] = {}
 
 
-def _row_builder(cls: type) -> Any:
+def _row_builder(cls: type, record: bool = False) -> Any:
     """A function building the PDU_COLUMNS tuple of one record type, generated once per type.
 
     One call per PDU with every field read directly: no isinstance chain, and no
@@ -85,13 +85,16 @@ def _row_builder(cls: type) -> Any:
 
     ttt = '(None if p.ttt is None else f"0x{p.ttt:08x}")' if "ttt" in fields else "None"
     cdb_opcode, status, response, datasn, buffer_offset = _EXTRA_SRC.get(cls, ("None",) * 5)
+    ts = "p.ts_ns" if record else 'f"{p.ts_ns // 1_000_000_000}.{p.ts_ns % 1_000_000_000:09d}"'
     cells = [
-        "p.frame", 'f"{p.ts_ns // 1_000_000_000}.{p.ts_ns % 1_000_000_000:09d}"', "src", "sport", "dst", "dport",
+        "p.frame", ts, "src", "sport", "dst", "dport",
         "p.direction", 'f"0x{p.opcode:02x}"', "NAMES[p.opcode]", 'f"0x{p.itt:08x}"', ttt, "p.lun", get("cmdsn"),
         get("expstatsn"), get("statsn"), get("expcmdsn"), get("maxcmdsn"), datasn, buffer_offset, "p.dsl",
         cdb_opcode, status, response, "p.header_digest", "p.data_digest", "info", "p.first_frame", "p.conn",
     ]
     assert len(cells) == len(PDU_COLUMNS)
+    if record:
+        cells.append("None")  # the session column of the reports' pdus table, filled in later
     source = "lambda p, src, sport, dst, dport, info: (" + ", ".join(cells) + ",)"
     return eval(source, {"NAMES": _opcode_names(), "HEX2": _HEX2})  # noqa: S307 - built from our own field names only
 
@@ -114,6 +117,27 @@ def pdu_values(pdu: Pdu | MalformedPdu, endpoints: Any, info: str) -> tuple[Any,
     build = _ROW_BUILDERS.get(t)
     if build is None:
         build = _ROW_BUILDERS[t] = _row_builder(t)
+    return build(pdu, src, sport, dst, dport, info)  # type: ignore[no-any-return]
+
+
+_RECORD_BUILDERS: dict[type, Any] = {}
+
+
+def pdu_record_values(pdu: Pdu | MalformedPdu, endpoints: Any, info: str) -> tuple[Any, ...]:
+    """``pdu_values`` for the reports' pdus table: ``ts`` as integer nanoseconds and one more
+    cell, the session (None here: the reports fill it in from the connection)."""
+    if pdu.direction == "i2t":
+        src, sport, dst, dport = endpoints.client, endpoints.client_port, endpoints.server, endpoints.server_port
+    else:
+        src, sport, dst, dport = endpoints.server, endpoints.server_port, endpoints.client, endpoints.client_port
+    t = type(pdu)
+    if t is MalformedPdu:
+        return (pdu.frame, pdu.ts_ns, src, sport, dst, dport, pdu.direction, f"0x{pdu.opcode:02x}", "Malformed",
+                None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None,
+                info, pdu.first_frame, pdu.conn, None)
+    build = _RECORD_BUILDERS.get(t)
+    if build is None:
+        build = _RECORD_BUILDERS[t] = _row_builder(t, record=True)
     return build(pdu, src, sport, dst, dport, info)  # type: ignore[no-any-return]
 
 

@@ -197,9 +197,13 @@ class Collector:
             for t in (self._pdus, self._tasks, self._transitions, self._anomalies, self._keys)
             if t.seen > t.kept
         }
-        stats = {
+        return Collected(tables, self.stats(self._pdus.seen, truncated))
+
+    def stats(self, pdus_seen: int, truncated: dict[str, Any]) -> dict[str, Any]:
+        """The pass's counters (what ``finish`` returns as ``Collected.stats``)."""
+        return {
             "records": dict(sorted(self.counts.items())),
-            "pdus_seen": self._pdus.seen,
+            "pdus_seen": pdus_seen,
             "first_ts_ns": self.first_ts,
             "last_ts_ns": self.last_ts,
             "last_frame": self.last_frame,
@@ -217,7 +221,6 @@ class Collector:
             "truncated": truncated,
             "damage": list(self.damage),
         }
-        return Collected(tables, stats)
 
 
 def collect(records: Iterable[Record], limits: Limits | None = None) -> Collected:

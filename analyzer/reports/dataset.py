@@ -17,6 +17,8 @@ directory name). Secrets in ``keys`` are masked, as in ``Analysis.write``.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,6 +30,7 @@ import pandas as pd
 from analyzer.records import LoginRequest, LoginResponse, MalformedPdu, Pdu, Record, TextRequest, TextResponse
 from analyzer.reports import frames
 from analyzer.reports.collect import Collected, Collector, Limits
+from analyzer.reports.tables import write_table_file
 
 #: Tables written by ``batch`` (``keys`` masked).
 DATASET_TABLES: Final = ("pdus", "tasks", "sessions", "connections", "transitions", "anomalies", "keys")
@@ -170,11 +173,20 @@ def part_path(out_dir: str | os.PathLike[str], table: str, chain: str, part: int
     return Path(out_dir) / table / f"chain={chain}" / f"part-{part:05d}.parquet"
 
 
-def _write(df: pd.DataFrame, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _write(df: pd.DataFrame, path: Path, table: str | None = None) -> Path:
+    """One part, written under a temporary name and renamed into place when complete, with the
+    table's fixed Arrow schema (``tables.arrow_schema``: int32 dictionary indices in every part,
+    so pandas, Dask and DuckDB read all parts of a table as one)."""
+    name = table or path.parent.parent.name
     tmp = path.with_name(path.name + ".tmp")
-    df.to_parquet(tmp, index=False, engine="pyarrow")
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_table_file(name, df, tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OSError(exc.errno or errno.EIO, exc.strerror or str(exc), str(path)) from exc
     return path
 
 
@@ -206,7 +218,7 @@ def _conformed(table: str, df: pd.DataFrame) -> pd.DataFrame:
 
 def write_spill(df: pd.DataFrame, path: Path) -> Path:
     """A pdus part without its session column yet (finished by ``finish_pdus_part``)."""
-    return _write(_conformed("pdus", df), path)
+    return _write(_conformed("pdus", df), path, "pdus")
 
 
 def finish_pdus_frame(part: Path | pd.DataFrame | None, conn_session: dict[str, str],
@@ -229,7 +241,7 @@ def finish_pdus_part(spill: Path | pd.DataFrame | None, conn_session: dict[str, 
                      extra: pd.DataFrame | None = None) -> tuple[Path, int]:
     """Finish a spilled pdus part (``finish_pdus_frame``) and write it as the final part."""
     df = finish_pdus_frame(spill, conn_session, extra)
-    _write(df, path)
+    _write(df, path, "pdus")
     if isinstance(spill, Path):
         spill.unlink()
     return path, len(df)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Final
 
@@ -18,6 +19,7 @@ import pandas as pd
 
 from analyzer.render.output import escape_controls
 from analyzer.reports import frames
+from analyzer.reports.tables import INCOMPLETE_MARKER, ReportDir, file_error, write_table_file
 
 #: Tables written as Parquet (all of them).
 PARQUET_TABLES: Final = ("pdus", "tasks", "sessions", "connections", "transitions", "anomalies", "keys")
@@ -49,23 +51,25 @@ def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    with open(path, "wb") as fh:  # a file object: pyarrow cannot encode non-UTF-8 path names
-        df.to_parquet(fh, index=False, engine="pyarrow")
-
-
 def write_dir(
     tables: dict[str, pd.DataFrame], capture: dict[str, Any], out_dir: str | os.PathLike[str]
 ) -> list[Path]:
-    """Write the tables and capture info to ``out_dir`` (created); returns the files written."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """Write the tables and capture info to ``out_dir``; returns the files written.
+
+    Everything is written into a temporary directory first and renamed into place when
+    complete (``tables.ReportDir``): an interrupted write never leaves a mixed directory.
+    """
+    rd = ReportDir(out_dir)
+    try:
+        write_into(rd.work, tables, capture)
+        return rd.commit()
+    except BaseException:
+        rd.abort()
+        raise
+
+
+def write_into(out: Path, tables: dict[str, pd.DataFrame], capture: dict[str, Any]) -> list[Path]:
+    """The tables (fixed Arrow schema, ``tables.arrow_schema``) and capture.json, into ``out``."""
     written: list[Path] = []
     for name in PARQUET_TABLES:
         df = tables.get(name)
@@ -74,42 +78,79 @@ def write_dir(
         if name == "keys":
             df = frames.mask_key_values(df)
         df = frames.conform(name, df)
-        path = out / f"{name}.parquet"
-        _atomic_write(path, lambda p, d=df: _write_parquet(d, p))
-        written.append(path)
+        written.append(write_table_file(name, df, out / f"{name}.parquet"))
         if name in CSV_TABLES:
             path = out / f"{name}.csv"
-            safe = csv_safe(df)
-            _atomic_write(path, lambda p, d=safe: d.to_csv(p, index=False))
+            try:
+                csv_safe(df).to_csv(path, index=False)
+            except OSError as exc:
+                raise file_error(path, exc) from exc
             written.append(path)
+    written.append(write_capture(out, capture))
+    return written
+
+
+def write_capture(out: Path, capture: dict[str, Any]) -> Path:
+    """``capture.json`` (the last file of a report directory)."""
     path = out / CAPTURE_FILE
     doc = {"format_version": FORMAT_VERSION, **capture}
-    _atomic_write(
-        path,
-        lambda p: p.write_text(
-            json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
-        ),
-    )
-    written.append(path)
-    return written
+    try:
+        path.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise file_error(path, exc) from exc
+    return path
+
+
+def copy_dir(src: Path, capture: dict[str, Any], out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Copy the table files of a complete report directory to ``out_dir`` (atomically, as ``write_dir``)."""
+    rd = ReportDir(out_dir)
+    try:
+        for name in PARQUET_TABLES:
+            shutil.copyfile(src / f"{name}.parquet", rd.work / f"{name}.parquet")
+            if name in CSV_TABLES:
+                shutil.copyfile(src / f"{name}.csv", rd.work / f"{name}.csv")
+        write_capture(rd.work, capture)
+        return rd.commit()
+    except BaseException:
+        rd.abort()
+        raise
+
+
+class IncompleteReport(ValueError):
+    """A report directory that was not completely written (an interrupted ``analyze``)."""
+
+
+def check_dir(report_dir: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
+    """The directory and its capture info, after checking it is a complete report directory."""
+    d = Path(report_dir)
+    if not d.is_dir():
+        raise FileNotFoundError(f"{d}: not a report directory")
+    if (d / INCOMPLETE_MARKER).exists():
+        raise IncompleteReport(
+            f"{d}: incomplete report directory (an 'analyze' run was interrupted while writing it); "
+            "run 'iscsi-analyzer analyze' again")
+    cap_path = d / CAPTURE_FILE
+    if not cap_path.exists():
+        raise FileNotFoundError(f"{d}: no {CAPTURE_FILE} (not written by 'iscsi-analyzer analyze')")
+    try:
+        capture = json.loads(cap_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise IncompleteReport(f"{cap_path}: unreadable ({exc})") from exc
+    capture.pop("format_version", None)
+    missing = [f"{n}.parquet" for n in PARQUET_TABLES if not (d / f"{n}.parquet").exists()]
+    if missing and len(missing) < len(PARQUET_TABLES):
+        raise IncompleteReport(f"{d}: incomplete report directory (missing {', '.join(missing)})")
+    return d, capture
 
 
 def read_dir(report_dir: str | os.PathLike[str]) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Read a directory written by ``write_dir``: (tables with their dtypes, capture info)."""
-    d = Path(report_dir)
-    if not d.is_dir():
-        raise FileNotFoundError(f"{d}: not a report directory")
-    cap_path = d / CAPTURE_FILE
-    if not cap_path.exists():
-        raise FileNotFoundError(f"{d}: no {CAPTURE_FILE} (not written by 'iscsi-analyzer analyze')")
-    capture = json.loads(cap_path.read_text(encoding="utf-8"))
-    capture.pop("format_version", None)
+    d, capture = check_dir(report_dir)
     tables: dict[str, pd.DataFrame] = {}
     for name in PARQUET_TABLES:
         path = d / f"{name}.parquet"
         if path.exists():
-            with open(path, "rb") as fh:  # a file object: pyarrow cannot encode non-UTF-8 path names
-                tables[name] = frames.conform(name, pd.read_parquet(fh, engine="pyarrow"))
+            tables[name] = frames.conform(name, pd.read_parquet(path, engine="pyarrow"))
         else:
             tables[name] = frames.empty(name)
     return tables, capture

@@ -473,6 +473,11 @@ def _endpoints_from_conn(conn: str) -> _Endpoints:
     return _Endpoints(c, cp, s, sp)
 
 
+def endpoints_from_conn(conn: str) -> _Endpoints:
+    """Endpoints parsed from a connection id (for PDUs of a connection without a ``TcpOpened``)."""
+    return _endpoints_from_conn(conn)
+
+
 def endpoints_of(rec: Any) -> _Endpoints:
     """Endpoints view of a ``TcpOpened`` (or anything with client/client_port/server/server_port)."""
     return _Endpoints(rec.client, rec.client_port, rec.server, rec.server_port)

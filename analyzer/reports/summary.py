@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -17,6 +16,8 @@ if TYPE_CHECKING:
 
 TOP_ANOMALIES = 10
 TOP_OPS = 10
+#: Most sessions listed (and charted for throughput); the rest are counted.
+MAX_SESSIONS = 50
 
 
 def _clean(v: Any) -> str:
@@ -66,7 +67,7 @@ def summary_text(a: Analysis) -> str:
     out.append(f"Capture  {_clean(cap.file or cap.name)}")
     out.append(
         f"         {cap.frames:,} frames, {_dur(cap.duration_s)}, {cap.pdus:,} iSCSI PDUs, "
-        f"{len(a.sessions)} sessions, {len(a.connections)} connections, {len(a.tasks):,} tasks"
+        f"{len(a.sessions)} sessions, {len(a.connections)} connections, {a.table_rows('tasks'):,} tasks"
     )
     for d in cap.damage:
         out.append(f"  ! damaged: {_clean(d)}")
@@ -83,7 +84,7 @@ def summary_text(a: Analysis) -> str:
     out.append("")
     out.append("Sessions")
     rows = []
-    for s in a.sessions.to_dict("records"):
+    for s in a.sessions.head(MAX_SESSIONS).to_dict("records"):
         dur = s["duration"].total_seconds() if not pd.isna(s["duration"]) else 0.0
         rows.append(
             [
@@ -99,6 +100,8 @@ def summary_text(a: Analysis) -> str:
             ]
         )
     out += _grid(["id", "type", "initiator", "target", "ISID", "TSIH", "duration", "tasks", "ended"], rows)
+    if len(a.sessions) > MAX_SESSIONS:
+        out.append(f"  ... {len(a.sessions) - MAX_SESSIONS:,} more sessions in sessions.csv")
 
     out.append("")
     an = a.anomalies
@@ -125,32 +128,24 @@ def summary_text(a: Analysis) -> str:
     else:
         out.append("Anomalies  none" + ("" if cap.anomaly_engine else " (anomaly rules not run)"))
 
-    t = a.tasks
-    done = (
-        t[
-            (t["kind"] == "scsi")
-            & t["outcome"].isin(["completed", "check_condition", "failed"])
-            & ~t["partial"]
-        ]
-        if len(t)
-        else t
-    )
+    t = a.columns("tasks", ["kind", "session", "start_ts", "end_ts", "bytes_in", "bytes_out"])
+    # latency from the pass's digests (exact percentiles up to aggregates.EXACT_LATENCIES commands per
+    # operation and LUN, within 1 % past it; see aggregates.LatencyDigest)
+    by_op = a.latency.by_operation()
     out.append("")
-    if len(done):
+    if by_op:
         out.append("Latency per SCSI operation (ms)")
         rows = []
-        lat = done["latency"].dt.total_seconds()
-        ops = done["cdb_name"].astype(object).fillna("?")
-        for op, v in sorted(lat.groupby(ops), key=lambda kv: -len(kv[1]))[:TOP_OPS]:
-            p50, p95, p99 = np.percentile(v.to_numpy(), [50, 95, 99])
+        for op, d in sorted(sorted(by_op.items()), key=lambda kv: -kv[1].count)[:TOP_OPS]:
+            p50, p95, p99 = d.percentiles_s([50, 95, 99])
             rows.append(
                 [
                     _clean(op),
-                    f"{len(v):,}",
+                    f"{d.count:,}",
                     f"{p50 * 1e3:.3f}",
                     f"{p95 * 1e3:.3f}",
                     f"{p99 * 1e3:.3f}",
-                    f"{v.max() * 1e3:.3f}",
+                    f"{d.max_s() * 1e3:.3f}",
                 ]
             )
         out += _grid(["operation", "count", "p50", "p95", "p99", "max"], rows)
@@ -162,7 +157,8 @@ def summary_text(a: Analysis) -> str:
         out.append("")
         out.append("Throughput per session")
         rows = []
-        for sid, g in scsi.groupby(scsi["session"].astype(object)):
+        groups = list(scsi.groupby(scsi["session"].astype(object)))
+        for sid, g in groups[:MAX_SESSIONS]:
             t0 = g["start_ts"].min()
             t1 = g["end_ts"].max()
             secs = max((t1 - t0).total_seconds(), 1e-9)
@@ -178,4 +174,6 @@ def summary_text(a: Analysis) -> str:
                 ]
             )
         out += _grid(["session", "commands", "read MB", "written MB", "avg MB/s", "avg IOPS"], rows)
+        if len(groups) > MAX_SESSIONS:
+            out.append(f"  ... {len(groups) - MAX_SESSIONS:,} more sessions in tasks.parquet")
     return "\n".join(out)

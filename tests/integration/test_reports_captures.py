@@ -138,3 +138,107 @@ def test_pdu_bound_on_a_real_capture() -> None:
     assert len(a.pdus) == 100 and a.capture.pdus > 100
     assert a.capture.truncated["pdus"] == {"kept": 100, "seen": a.capture.pdus, "limit": 100}
     assert "The pdus table keeps 100 of" in a.html()
+
+
+# --------------------------------------------------------------------------- atomic outputs
+
+
+def _digest(d: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir()) if p.is_file()}
+
+
+def test_sigkill_during_analyze_keeps_the_old_report(tmp_path: Path) -> None:
+    """Kill ``analyze --out DIR`` while it writes over a good report: DIR is still the old,
+    complete report; the half-written temporary directory is refused by ``load``."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from analyzer.reports.files import IncompleteReport
+
+    out = tmp_path / "rep"
+    run_analyze(SAMPLES / "tmf_abort.pcap", out)
+    before = _digest(out)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    killed_while_writing = False
+    for _attempt in range(3):
+        proc = subprocess.Popen([sys.executable, "-m", "analyzer", "analyze", str(SAMPLES / "jumbo_9000.pcap"),
+                                 "--out", str(out), "--quiet"], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        work: list[Path] = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            work = list(tmp_path.glob(".rep.tmp-*"))
+            if work:  # the run has started writing its temporary directory
+                break
+            time.sleep(0.005)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            killed_while_writing = bool(work)
+        if killed_while_writing:
+            break
+        run_analyze(SAMPLES / "tmf_abort.pcap", out)  # it finished first: put the old report back
+        before = _digest(out)
+    assert killed_while_writing, "analyze finished before it could be killed"
+    assert _digest(out) == before  # untouched: not a mixed directory
+    b = load(out)
+    assert b.capture.name == "tmf_abort.pcap" and len(b.pdus) > 0
+    leftovers = list(tmp_path.glob(".rep.tmp-*"))
+    assert leftovers, "the interrupted run's temporary directory"
+    with pytest.raises(IncompleteReport):
+        load(leftovers[0])
+    # the next run cleans up after the dead one and replaces the report
+    run_analyze(SAMPLES / "jumbo_9000.pcap", out)
+    assert load(out).capture.name == "jumbo_9000.pcap"
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path):  # type: ignore[no-untyped-def]
+    import subprocess
+
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True, check=False)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode(errors='replace').strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(mnt: Path, leave: int) -> None:
+    st = os.statvfs(mnt)
+    free = st.f_bavail * st.f_frsize
+    with open(mnt / "filler", "wb") as f:
+        f.write(b"\0" * max(free - leave, 0))
+
+
+def test_full_disk_keeps_the_old_report_and_names_the_file(small_tmpfs: Path) -> None:
+    from click.testing import CliRunner
+
+    from analyzer.cli import cli
+
+    out = small_tmpfs / "rep"
+    run_analyze(SAMPLES / "tmf_abort.pcap", out)
+    before = _digest(out)
+    html = small_tmpfs / "report.html"
+    run_report(out, html)
+    html_before = html.read_bytes()
+    _fill(small_tmpfs, 64 * 1024)
+    result = CliRunner().invoke(cli, ["analyze", str(SAMPLES / "clean_io.pcap"), "--out", str(out), "--quiet"])
+    assert result.exit_code != 0
+    msg = (result.stderr_bytes or b"").decode() + result.output
+    assert "No space left on device" in msg and str(small_tmpfs) in msg, msg
+    assert "Traceback" not in msg
+    assert _digest(out) == before
+    assert [p.name for p in small_tmpfs.iterdir() if p.name.startswith(".")] == []  # no temporary left
+    assert load(out).capture.name == "tmf_abort.pcap"
+    # report -o FILE on a full disk: the previous HTML stays whole, no temporary file
+    big = analyze(SAMPLES / "clean_io.pcap")
+    with pytest.raises(OSError, match="report.html"):
+        big.to_html(html)
+    assert html.read_bytes() == html_before
+    assert [p.name for p in small_tmpfs.iterdir() if p.name.startswith(".")] == []

@@ -10,6 +10,8 @@ from typing import Any
 import pandas as pd
 
 from analyzer.reports import frames
+from analyzer.reports.tables import parquet_rows
+from analyzer.reports.tables import read_parquet as _read_parquet
 
 #: The DataFrame attributes of an ``Analysis``, in report order.
 TABLES = ("pdus", "tasks", "sessions", "connections", "transitions", "anomalies", "keys")
@@ -150,7 +152,7 @@ class Analysis:
         df = self._tables.get(name)
         if df is None:
             path = self._path(name)
-            df = frames.conform(name, pd.read_parquet(path, engine="pyarrow")) if path else frames.empty(name)
+            df = frames.conform(name, _read_parquet(path)) if path else frames.empty(name)
             self._tables[name] = df
         return df
 
@@ -162,7 +164,7 @@ class Analysis:
         path = self._path(name)
         if path is None:
             return frames.empty(name)[names]
-        raw = pd.read_parquet(path, engine="pyarrow", columns=names)
+        raw = _read_parquet(path, columns=names)
         schema = frames.SCHEMAS[name]
         sub = frames.conform(name, raw)
         return sub[[c for c in names if c in schema]]
@@ -175,9 +177,8 @@ class Analysis:
         path = self._path(name)
         if path is None:
             return 0
-        import pyarrow.parquet as pq
 
-        return int(pq.ParquetFile(path).metadata.num_rows)
+        return parquet_rows(path)
 
     @property
     def pdu_summary(self) -> Any:

@@ -30,6 +30,7 @@ import pandas as pd
 from analyzer.records import LoginRequest, LoginResponse, MalformedPdu, Pdu, Record, TextRequest, TextResponse
 from analyzer.reports import frames
 from analyzer.reports.collect import Collected, Collector, Limits
+from analyzer.reports.tables import read_parquet as _read_parquet
 from analyzer.reports.tables import write_table_file
 
 #: Tables written by ``batch`` (``keys`` masked).
@@ -225,7 +226,7 @@ def finish_pdus_frame(part: Path | pd.DataFrame | None, conn_session: dict[str, 
                       extra: pd.DataFrame | None = None) -> pd.DataFrame:
     """A pdus part (spilled file, or frame) plus ``extra`` rows after it, with the session column filled in."""
     if isinstance(part, Path):
-        df = frames.conform("pdus", pd.read_parquet(part, engine="pyarrow"))
+        df = frames.conform("pdus", _read_parquet(part))
     elif part is None:
         df = frames.empty("pdus")
     else:
@@ -290,7 +291,7 @@ def read_table(out_dir: str | os.PathLike[str], table: str, *, chain: str | None
         for f in sorted(d.glob("part-*.parquet")):
             if max_rows is not None and rows >= max_rows:
                 break
-            df = pd.read_parquet(f, engine="pyarrow")
+            df = _read_parquet(f)
             if max_rows is not None and rows + len(df) > max_rows:
                 df = df.iloc[: max_rows - rows]
             rows += len(df)

@@ -20,6 +20,7 @@ import pandas as pd
 from analyzer.render.output import escape_controls
 from analyzer.reports import frames
 from analyzer.reports.tables import INCOMPLETE_MARKER, ReportDir, file_error, write_table_file
+from analyzer.reports.tables import read_parquet as _read_parquet
 
 #: Tables written as Parquet (all of them).
 PARQUET_TABLES: Final = ("pdus", "tasks", "sessions", "connections", "transitions", "anomalies", "keys")
@@ -150,7 +151,7 @@ def read_dir(report_dir: str | os.PathLike[str]) -> tuple[dict[str, pd.DataFrame
     for name in PARQUET_TABLES:
         path = d / f"{name}.parquet"
         if path.exists():
-            tables[name] = frames.conform(name, pd.read_parquet(path, engine="pyarrow"))
+            tables[name] = frames.conform(name, _read_parquet(path))
         else:
             tables[name] = frames.empty(name)
     return tables, capture

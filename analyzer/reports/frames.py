@@ -48,8 +48,8 @@ from analyzer.records import (
     TextRequest,
     TextResponse,
 )
-from analyzer.state.events import ConnectionSummary, SessionSummary, TaskRecord, Transition
 from analyzer.render.rows import PDU_COLUMNS, pdu_row
+from analyzer.state.events import ConnectionSummary, SessionSummary, TaskRecord, Transition
 
 # --------------------------------------------------------------------------- schemas
 

@@ -196,15 +196,18 @@ class StreamCollector(Collector):
     def _rewrite_pdus(self, mapping: dict[str, str]) -> None:
         path = self._pdu_w.path
         tmp = path.with_name(path.name + ".rewrite")
-        src = pq.ParquetFile(path)
+        # File objects: pyarrow cannot encode non-UTF-8 path names.
+        src_fh = open(path, "rb")  # noqa: SIM115 - closed below
+        src = pq.ParquetFile(src_fh)
         try:
-            with pq.ParquetWriter(tmp, src.schema_arrow, memory_pool=POOL) as w:
+            with open(tmp, "wb") as out, pq.ParquetWriter(out, src.schema_arrow, memory_pool=POOL) as w:
                 for i in range(src.num_row_groups):
                     w.write_table(self._session_column(src.read_row_group(i), mapping)[0])
         except OSError as exc:
             raise file_error(path, exc) from exc
         finally:
             src.close()
+            src_fh.close()
         os.replace(tmp, path)
 
     # ------------------------------------------------------------------ end

@@ -185,6 +185,7 @@ class TableWriter:
         self._group_rows = row_group_rows
         self._max_bytes = max_buffer_bytes
         self._writer: pq.ParquetWriter | None = None
+        self._sink: Any = None  #: the open file under ``_writer``
         self._csv_started = False
 
     @property
@@ -229,7 +230,7 @@ class TableWriter:
             t = self._transform(t)
         try:
             if self._writer is None:
-                self._writer = pq.ParquetWriter(self.path, arrow_schema(self.name), memory_pool=POOL)
+                self._writer = self._open_writer()
             self._writer.write_table(t)
         except OSError as exc:
             raise file_error(self.path, exc) from exc
@@ -254,9 +255,10 @@ class TableWriter:
         self.flush()
         try:
             if self._writer is None:
-                self._writer = pq.ParquetWriter(self.path, arrow_schema(self.name), memory_pool=POOL)
+                self._writer = self._open_writer()
                 self._writer.write_table(arrow_schema(self.name).empty_table())
             self._writer.close()
+            self._close_sink()
         except OSError as exc:
             raise file_error(self.path, exc) from exc
         out = [self.path]
@@ -271,13 +273,39 @@ class TableWriter:
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 self._writer.close()
+        with contextlib.suppress(Exception):
+            self._close_sink()
         self._rows = []
+
+    def _open_writer(self) -> pq.ParquetWriter:
+        # Through a Python file object: pyarrow cannot encode file names that are not UTF-8
+        # (a capture named clean-\xff.pcap gives a report directory of that name).
+        self._sink = open(self.path, "wb")  # noqa: SIM115 - closed in close()/abort()
+        return pq.ParquetWriter(self._sink, arrow_schema(self.name), memory_pool=POOL)
+
+    def _close_sink(self) -> None:
+        sink, self._sink = self._sink, None
+        if sink is not None:
+            sink.close()
+
+
+def read_parquet(path: Any, columns: list[str] | None = None) -> pd.DataFrame:
+    """A Parquet file as a DataFrame, read through a file object (any bytes in the path)."""
+    with open(path, "rb") as fh:
+        return pd.read_parquet(fh, engine="pyarrow", columns=columns)
+
+
+def parquet_rows(path: Any) -> int:
+    """Row count of a Parquet file from its footer (any bytes in the path)."""
+    with open(path, "rb") as fh:
+        return int(pq.ParquetFile(fh).metadata.num_rows)
 
 
 def write_table_file(table: str, df: pd.DataFrame, path: Path) -> Path:
     """A whole conformed DataFrame as one Parquet file with the fixed schema."""
     try:
-        pq.write_table(to_arrow(table, df), path)
+        with open(path, "wb") as fh:  # a file object: pyarrow cannot encode non-UTF-8 path names
+            pq.write_table(to_arrow(table, df), fh)
     except OSError as exc:
         raise file_error(path, exc) from exc
     return path

@@ -8,6 +8,7 @@ DEMO_CAPTURE ?= sample_pcaps/admin_drop.pcap
 
 setup:
 	@scripts/setup.sh
+	@scripts/build_native.sh
 
 demo: setup
 	$(VENV)/bin/iscsi-analyzer analyze $(DEMO_CAPTURE)

@@ -152,7 +152,10 @@ class OptionalBuildExt(build_ext):
         return outputs
 
 
+#: no debug info: the generated C is large (the tracker's is ~5 MB) and -g only slows its compile
+_CFLAGS = ["-g0"] if os.name == "posix" else []
+
 setup(
-    ext_modules=[Extension(_module_name(rel), [rel]) for rel in _hot_sources()],
+    ext_modules=[Extension(_module_name(rel), [rel], extra_compile_args=_CFLAGS) for rel in _hot_sources()],
     cmdclass={"build_ext": OptionalBuildExt},
 )

@@ -12,7 +12,8 @@ in front of Python's own, which for every ``analyzer.*`` module with a ``.py`` f
   non-empty value other than ``0`` (the pure path, byte-identical output; CI runs the golden tests both
   ways).
 
-Nothing else in the package knows about this; ``iscsi-analyzer --debug ...`` prints ``describe()``.
+Nothing else in the package knows about this; ``iscsi-analyzer --debug ...`` prints ``describe()`` (also
+``python -c "from analyzer import _native; print(_native.describe())"``).
 """
 
 from __future__ import annotations
@@ -137,7 +138,3 @@ def describe() -> str:
     if stale:
         line += f"; pure Python for {', '.join(stale)} (source changed since the build: rerun `make setup`)"
     return line
-
-
-if __name__ == "__main__":
-    print(describe())

@@ -59,7 +59,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     args = ap.parse_args()
     py = sys.executable
-    status = subprocess.run([py, "-m", "analyzer._native"], env=_env(False), capture_output=True, text=True,
+    status = subprocess.run([py, "-c", "from analyzer import _native; print(_native.describe())"], env=_env(False), capture_output=True, text=True,
                             check=True).stdout.strip()
     print(f"bench: {status}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
     if not status.startswith("hot path: compiled"):

@@ -8,9 +8,11 @@ DEMO_CAPTURE ?= sample_pcaps/admin_drop.pcap
 
 setup:
 	@scripts/setup.sh test
+	@scripts/build_native.sh
 
 setup-demo:
 	@scripts/setup.sh demo
+	@scripts/build_native.sh
 
 demo: setup-demo
 	$(VENV)/bin/iscsi-analyzer analyze $(DEMO_CAPTURE)

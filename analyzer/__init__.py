@@ -2,6 +2,10 @@
 
 __version__ = "0.1.0"
 
+from analyzer import _native  # noqa: E402  (compiled hot path or pure Python: see _native.py)
+
+_native.install()
+
 
 def __getattr__(name: str) -> object:
     # Lazy: `import analyzer` stays light (no pandas) for the CLI's fast commands.

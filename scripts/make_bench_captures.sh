@@ -6,6 +6,6 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 size=${1:-300}
-for kind in seq rand; do
+for kind in seq rand small; do
   .venv/bin/iscsi-analyzer lab bench --kind "$kind" --size-mb "$size" --out bench/out
 done

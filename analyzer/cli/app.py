@@ -99,6 +99,10 @@ def _discard_stdout() -> None:
 def cli(ctx: click.Context, debug: bool) -> None:
     """Wireshark-style iSCSI analyzer: what happened to my sessions, and why?"""
     ctx.obj = {"debug": debug}
+    if debug:
+        from analyzer import _native  # which path runs: compiled hot path or pure Python
+
+        click.echo(f"iscsi-analyzer: {_native.describe()}", err=True)
 
 
 def time_option(f: Any) -> Any:

@@ -1,6 +1,6 @@
 """Large captures for benchmarking the analyzer (`iscsi-analyzer lab bench`).
 
-Sequential 64 KiB or random 4 KiB READ(16)s with iscsi-perf against a sparse LUN, captured with tcpdump
+Sequential 64 KiB, random 4 KiB or sequential 512-byte ("small", at MTU 9000 by default) READ(16)s with iscsi-perf against a sparse LUN, captured with tcpdump
 `-s 0` and a large kernel buffer until the file reaches the requested size. The capture is only useful if
 tcpdump kept up, so the kernel drop count is reported (and written next to the capture).
 """
@@ -33,7 +33,11 @@ BENCH_IQN = "iqn.2024-01.org.iscsi-analyzer:bench"
 KINDS: dict[str, tuple[int, int, bool]] = {
     "seq": (128, 8, False),  # 64 KiB sequential
     "rand": (8, 32, True),  # 4 KiB random
+    "small": (1, 32, False),  # 512-byte sequential: the per-PDU cost dominates
 }
+
+#: kind -> MTU when the caller gives none (small blocks are benchmarked on a jumbo-frame link)
+DEFAULT_MTU: dict[str, int] = {"seq": 1500, "rand": 1500, "small": 9000}
 
 
 @dataclass(frozen=True)
@@ -54,16 +58,18 @@ class BenchResult:
 
 def bench_file_name(kind: str, size_mb: int, mtu: int) -> str:
     """e.g. `bench_seq_64k_mtu1500_300mb.pcap`."""
-    io = "64k" if kind == "seq" else "4k"
+    io = {"seq": "64k", "rand": "4k", "small": "512b"}.get(kind, kind)
     return f"bench_{kind}_{io}_mtu{mtu}_{size_mb}mb.pcap"
 
 
-def run_bench(kind: str, size_mb: int, out_dir: Path, *, mtu: int = 1500, rate: str | None = None,
+def run_bench(kind: str, size_mb: int, out_dir: Path, *, mtu: int | None = None, rate: str | None = None,
               buffer_mib: int = 512, max_seconds: float = 600.0) -> BenchResult:
     """Capture at least `size_mb` MiB of `kind` I/O into `out_dir`; return the capture's statistics."""
     if kind not in KINDS:
         raise LabError(f"unknown bench kind {kind!r}; use one of {', '.join(KINDS)}")
     check_prerequisites()
+    if mtu is None:
+        mtu = DEFAULT_MTU[kind]
     blocks, in_flight, random = KINDS[kind]
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / bench_file_name(kind, size_mb, mtu)

@@ -92,15 +92,17 @@ def run_cmd(scenario_names: tuple[str, ...], all_: bool, out_dir: Path, keep_wor
 
 
 @lab.command("bench")
-@click.option("--kind", type=click.Choice(["seq", "rand"]), required=True,
-              help="seq: 64 KiB sequential reads; rand: 4 KiB random reads.")
+@click.option("--kind", type=click.Choice(["seq", "rand", "small"]), required=True,
+              help="seq: 64 KiB sequential reads; rand: 4 KiB random reads; small: 512-byte sequential reads "
+                   "(MTU 9000 unless --mtu).")
 @click.option("--size-mb", type=click.IntRange(1, 100_000), default=300, show_default=True,
               help="Stop once the capture file reaches this many MiB.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("bench/out"),
               show_default=True)
-@click.option("--mtu", type=click.IntRange(1280, 65535), default=1500, show_default=True)
+@click.option("--mtu", type=click.IntRange(1280, 65535), default=None,
+              help="Link MTU [default: 9000 for small, else 1500].")
 @click.option("--rate", default=None, help="Optional tbf rate limit on lo (e.g. 2gbit) if tcpdump drops.")
-def bench_cmd(kind: str, size_mb: int, out_dir: Path, mtu: int, rate: str | None) -> None:
+def bench_cmd(kind: str, size_mb: int, out_dir: Path, mtu: int | None, rate: str | None) -> None:
     """Write one LARGE capture for benchmarking (git-ignored bench/out/)."""
     from analyzer.lab.bench import run_bench
 

@@ -11,8 +11,8 @@ import fuzzlib
 
 from analyzer.iscsi.describe import info
 from analyzer.iscsi.pdus import DecodeError, decode_pdu
-from analyzer.render.output import csv_safe, terminal_safe
 from analyzer.records import I2T, T2I, Pdu
+from analyzer.render.output import csv_safe, terminal_safe
 from analyzer.render.rows import pdu_row
 
 _DIGEST = (None, "ok", "bad", None)

@@ -37,7 +37,7 @@ def main() -> None:
         begin, end = f"<!-- begin {name} (scripts/readme_tables.py) -->", f"<!-- end {name} -->"
         block = f"{begin}\n{body}\n{end}"
         pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-        text = pattern.sub(lambda _m: block, text) if pattern.search(text) else text
+        text = pattern.sub(lambda _m, b=block: b, text) if pattern.search(text) else text
     readme.write_text(text)
 
 

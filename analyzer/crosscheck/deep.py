@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from analyzer.capture.wireshark import Fields, WiresharkPdu
 from analyzer.records import (
+    R2T,
     AsyncMessage,
     DataIn,
     DataOut,
@@ -37,7 +38,6 @@ from analyzer.records import (
     NopIn,
     NopOut,
     Pdu,
-    R2T,
     Reject,
     ScsiCommand,
     ScsiResponse,

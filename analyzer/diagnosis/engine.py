@@ -775,7 +775,8 @@ class Diagnoser:
                       "initiator.")
         if closer == "target":
             return mk("admin_drop", "medium", f"The target {_verb(ended_by)} a logged-in connection with no "
-                      "Async Message, no unanswered ping, no transport trouble and no unanswered request before it, and no other "
+                      "Async Message, no unanswered ping, no transport trouble and no unanswered request before it, "
+                      "and no other "
                       "connection to the portal went down with it: an administrator (or a load balancer) dropped it "
                       "on the target (e.g. tgtadm --op delete).")
         evidence.append(c.left_ffp[0] if c.left_ffp else end_frame)
@@ -902,8 +903,8 @@ class Diagnoser:
                 else:
                     merged.append([start, stop, [c]])
             dup: set[str] = set()
-            for i, (s1, e1, c1) in enumerate(spans):
-                for s2, e2, c2 in spans[i + 1:]:
+            for i, (_s1, e1, c1) in enumerate(spans):
+                for s2, _e2, c2 in spans[i + 1:]:
                     if s2 < e1 and c1.session and c2.session and c1.session != c2.session:
                         dup.update((c1.session, c2.session))
             up = down = 0
@@ -1016,7 +1017,8 @@ class Diagnoser:
                                max(0, end - c.open_ts) / 1e6, c.bytes[I2T], c.bytes["t2i"], c.pdus[I2T],
                                c.pdus["t2i"], c.retrans_bytes[I2T], c.retrans_bytes["t2i"], c.retrans,
                                c.missing[I2T], c.missing["t2i"], c.snaplen, c.zero_windows[I2T],
-                               c.zero_windows["t2i"], None, c.summary_ended or ("open" if c.closed is None else "closed"),
+                               c.zero_windows["t2i"], None,
+                               c.summary_ended or ("open" if c.closed is None else "closed"),
                                history)
 
 
@@ -1086,7 +1088,8 @@ def _login_status_words(status: tuple[int, int], stage: str, lg: _Login) -> tupl
 def _key_diff(bad: _Login, good: _Login) -> tuple[tuple[str, str, str | None, str | None], ...]:
     """Keys that differ between a failing and a succeeding login of the same initiator and target.
 
-    Initiator keys: what each login offered in the stages the failing one reached. Target keys: only those the target sent
+    Initiator keys: what each login offered in the stages the failing one reached. Target keys: only those
+    the target sent
     in the failing login (it stops answering at the failure, so keys of later stages are no difference).
     The stage each login started in is compared as the pseudo-key ``(first stage)``. Secrets and nonces
     (CHAP_C/R/I) are compared by presence only.

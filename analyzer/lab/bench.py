@@ -1,6 +1,7 @@
 """Large captures for benchmarking the analyzer (`iscsi-analyzer lab bench`).
 
-Sequential 64 KiB, random 4 KiB or sequential 512-byte ("small", at MTU 9000 by default) READ(16)s with iscsi-perf against a sparse LUN, captured with tcpdump
+Sequential 64 KiB, random 4 KiB or sequential 512-byte ("small", at MTU 9000 by default) READ(16)s
+with iscsi-perf against a sparse LUN, captured with tcpdump
 `-s 0` and a large kernel buffer until the file reaches the requested size. The capture is only useful if
 tcpdump kept up, so the kernel drop count is reported (and written next to the capture).
 """

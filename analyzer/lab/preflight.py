@@ -54,7 +54,8 @@ def check_prerequisites(tools: Iterable[str] = BASE_TOOLS) -> None:
     """Raise `LabSetupError` (one line) unless we are root and all `tools` are installed."""
     if not is_root():
         raise LabSetupError(
-            "the lab must run as root (it creates a network namespace and starts tgtd); try: sudo iscsi-analyzer lab ..."
+            "the lab must run as root (it creates a network namespace and starts tgtd); "
+            "try: sudo iscsi-analyzer lab ..."
         )
     missing = missing_tools(tools)
     if missing:

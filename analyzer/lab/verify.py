@@ -92,7 +92,7 @@ def tshark_rows(path: Path, fields: tuple[str, ...], display_filter: str | None 
     for line in out.splitlines():
         cols = line.split("\t")
         cols += [""] * (len(fields) - len(cols))
-        rows.append({name: [v for v in col.split(_AGG) if v != ""] for name, col in zip(fields, cols)})
+        rows.append({name: [v for v in col.split(_AGG) if v != ""] for name, col in zip(fields, cols, strict=False)})
     return rows
 
 

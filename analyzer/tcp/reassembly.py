@@ -779,4 +779,5 @@ def _format_ip(addr: bytes) -> str:
     return str(ipaddress.IPv6Address(addr))
 
 
-__all__ = ["TcpReassembler", "FlowKey", "FlowWatch", "UnitSnapshot", "DATA", "GAP", "SNAPLEN_GAP", "seq_diff", "looks_like_login_request", "Record"]
+__all__ = ["TcpReassembler", "FlowKey", "FlowWatch", "UnitSnapshot", "DATA", "GAP", "SNAPLEN_GAP", "seq_diff",
+           "looks_like_login_request", "Record"]

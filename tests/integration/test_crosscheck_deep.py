@@ -9,12 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SAMPLE_DIR, real_capture
 
 from analyzer.capture.wireshark import WiresharkPdu, wireshark_pdus
 from analyzer.crosscheck.deep import deep_compare
 from analyzer.pipeline import Options, iter_records
-
-from conftest import SAMPLE_DIR, real_capture
 
 pytestmark = [pytest.mark.tshark,
               pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")]

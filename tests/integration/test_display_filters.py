@@ -50,7 +50,7 @@ def test_every_filter_selects_exactly_the_evidence_frames(capture: Path, cli: Cl
     if not wanted:
         pytest.skip(f"{capture.name}: no findings")
     with ThreadPoolExecutor(max_workers=3) as pool:
-        got = dict(zip(wanted, pool.map(lambda f: _tshark_frames(tshark, capture, f), wanted)))
+        got = dict(zip(wanted, pool.map(lambda f: _tshark_frames(tshark, capture, f), wanted), strict=True))
     bad = [f"{f!r}: tshark exit {rc}: {res}" if rc else f"{f!r}: selects {res}, evidence {sorted(wanted[f])}"
            for f, (rc, res) in got.items() if rc or res != sorted(wanted[f])]
     assert not bad, "\n".join(bad)

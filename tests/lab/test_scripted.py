@@ -81,7 +81,7 @@ def tshark_pdus(path: Path) -> list[dict[str, Any]]:
     for line in out.splitlines():
         cols = line.split("\t")
         row: dict[str, Any] = {}
-        for name, col in zip(TSHARK_FIELDS, cols):
+        for name, col in zip(TSHARK_FIELDS, cols, strict=True):
             if col == "":
                 continue
             values = col.split("\x1f")
@@ -193,7 +193,7 @@ def test_encoder_round_trip_through_tshark(tmp_path: Path, tshark_ready: None) -
     write_pcap(path, [(False, pdu) for _, pdu, _ in ENCODER_CASES])
     rows = tshark_pdus(path)
     assert len(rows) == len(ENCODER_CASES)
-    for (name, _, want), got in zip(ENCODER_CASES, rows):
+    for (name, _, want), got in zip(ENCODER_CASES, rows, strict=True):
         for key, value in want.items():
             if key == "isid":
                 assert got["iscsi.isid"] == value, name
@@ -213,7 +213,7 @@ def test_decoder_agrees_with_tshark(tmp_path: Path, tshark_ready: None) -> None:
     write_pcap(path, [(True, pdu) for _, pdu, _ in DECODER_CASES])
     rows = tshark_pdus(path)
     assert len(rows) == len(DECODER_CASES)
-    for (name, raw, _), got in zip(DECODER_CASES, rows):
+    for (name, raw, _), got in zip(DECODER_CASES, rows, strict=True):
         pdu = sc.decode_pdu(raw[:48], raw[48:48 + sc.pdu_lengths(raw[:48])[1]])
         assert _n(got["iscsi.opcode"]) == pdu.opcode, name
         assert _n(got.get("iscsi.initiatortasktag", "0xffffffff")) == pdu.itt, name  # Async: no ITT field

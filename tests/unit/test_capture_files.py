@@ -102,7 +102,7 @@ def test_pcap_variants(nsec: bool, big_endian: bool) -> None:
     data = pcap(recs, nsec=nsec, big_endian=big_endian)
     got = frames_of(data)
     assert [g[0] for g in got] == [1, 2, 3, 4, 5]
-    for (ts, frame), (_n, gts, lt, gdata, orig) in zip(recs, got):
+    for (ts, frame), (_n, gts, lt, gdata, orig) in zip(recs, got, strict=True):
         assert gts == (ts if nsec else ts // 1000 * 1000)
         assert (lt, gdata, orig) == (1, frame, len(frame))
     r = open_capture(io.BytesIO(data))

@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from analyzer.iscsi.describe import info
-from analyzer.render.output import csv_safe
 from analyzer.pipeline import Options, iter_records
 from analyzer.records import MalformedPdu, Pdu, TcpOpened
+from analyzer.render.output import csv_safe
 from analyzer.render.rows import csv_cell, csv_text_cell, pdu_csv, pdu_values
 
 SAMPLES = sorted((Path(__file__).parents[2] / "sample_pcaps").glob("*.pcap*"))

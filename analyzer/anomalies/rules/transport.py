@@ -151,7 +151,8 @@ class TransportRule(Rule):
 
     def overlap(self, o: TcpOverlapConflict) -> None:
         self.ctx.emit("tcp_overlap_conflict", o.frame, o.ts_ns,
-                      f"A retransmitted {direction_word(o.direction)} segment ({o.length} bytes at seq {o.seq}) carried "
+                      f"A retransmitted {direction_word(o.direction)} segment "
+                      f"({o.length} bytes at seq {o.seq}) carried "
                       f"different bytes than the first copy; the first copy was analysed.",
                       conn=o.conn, limit_key=(o.conn, o.direction), limit=5)
 
@@ -189,7 +190,8 @@ class TransportRule(Rule):
         if s.zero:
             advertiser = side_of(direction)
             ctx.emit("zero_window", s.zero_frames[0], s.zero_first_ts,
-                     f"The {advertiser} advertised a zero TCP receive window {s.zero} time{'s' if s.zero != 1 else ''}: "
+                     f"The {advertiser} advertised a zero TCP receive window "
+                     f"{s.zero} time{'s' if s.zero != 1 else ''}: "
                      f"it could not take more data.", conn=conn, frames=s.zero_frames,
                      severity="warning" if s.zero >= ZERO_WINDOW_WARN else "info")
         if s.gaps:

@@ -151,12 +151,12 @@ def pdus(capture: str, fmt: str, ports: tuple[int, ...], limits: dict[str, int])
 def crosscheck(capture: str, ports: tuple[int, ...], max_differences: int, limits: dict[str, int]) -> None:
     """Compare our PDU decode with tshark's, PDU by PDU; exit 1 when they differ."""
     from analyzer.capture.tshark import TsharkError, tshark_pdus_union
-    from analyzer.crosscheck import compare
+    from analyzer.crosscheck import compare, iscsi_ports
 
     readers: list[Any] = []
     records = list(_records(capture, _options(ports, state=False, anomalies=False, limits=limits), readers))
     try:
-        theirs = tshark_pdus_union(capture, ports)
+        theirs = tshark_pdus_union(capture, set(ports) | iscsi_ports(records))
     except TsharkError as e:
         raise InputError(str(e)) from e
     res = compare(records, theirs)

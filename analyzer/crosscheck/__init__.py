@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from analyzer.capture.tshark import TsharkPdu
-from analyzer.records import DataIn, FramingResync, Pdu, TcpGap
+from analyzer.records import DataIn, FramingResync, Pdu, TcpGap, TcpOpened
 
 
 @dataclass
@@ -50,6 +50,22 @@ class CrosscheckResult:
     @property
     def agree(self) -> bool:
         return not self.differences
+
+
+def iscsi_ports(records: list[Any]) -> frozenset[int]:
+    """The server ports of the connections we decoded PDUs on (a port recognised by its Login
+    Request, not only 3260/860 and --port): tshark must be told them too (``-d tcp.port==N,iscsi``),
+    or it shows no PDU there and every one of ours looks like a difference."""
+    server_port: dict[str, int] = {}
+    ports: set[int] = set()
+    for r in records:
+        if isinstance(r, TcpOpened):
+            server_port[r.conn] = r.server_port
+        elif isinstance(r, Pdu):
+            port = server_port.get(r.conn)
+            if port is not None:
+                ports.add(port)
+    return frozenset(ports)
 
 
 def _key(op: int, itt: int | None) -> tuple[int, int | None]:

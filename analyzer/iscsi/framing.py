@@ -740,7 +740,7 @@ class PduFramer:
                 if not ahs_well_formed(rb, p + BHS_LEN, hdr_end):
                     pos = p + 1
                     continue
-            verdict = self._digest_verdict(rb, p, hdr_end)
+            verdict = self._digest_verdict(rb, p, hdr_end, final)
             if verdict is None:  # need more bytes
                 keep_from = p
                 break
@@ -818,17 +818,20 @@ class PduFramer:
             self.rmarks = kept if rb else []
         return None
 
-    def _digest_verdict(self, rb: bytearray, p: int, hdr_end: int) -> str | bool | None:
+    def _digest_verdict(self, rb: bytearray, p: int, hdr_end: int, final: bool = False) -> str | bool | None:
         """Header digest test for a candidate.
 
         Returns "digest" (a matching header digest follows), "plain" (no digest expected, or
         digests unknown and the CRC does not match), False (digest expected but wrong), or None
-        when more bytes are needed to tell.
+        when more bytes are needed to tell. ``final``: the stream has ended, so a header that
+        ends less than 4 bytes before the end has no digest (digests unknown: it is "plain").
         """
         hd = self.digests.header
         if hd is False:
             return "plain"
         if len(rb) < hdr_end + 4:
+            if final and hd is None and len(rb) >= hdr_end:
+                return "plain"
             return None
         # A copy of the candidate header, not a view: no export of rbuf, which feed() resizes.
         ok = crc32c(bytes(rb[p:hdr_end])) == int.from_bytes(rb[hdr_end:hdr_end + 4], "little")

@@ -139,14 +139,20 @@ def other_ports(whole: Analysis) -> frozenset[int]:
 # --------------------------------------------------------------------------- the properties
 
 
-def pdus_not_in_whole(whole: Analysis, part: Analysis, offset: int) -> list[str]:
-    """(a): the cut's PDUs are the whole capture's, at the same frames, in capture order."""
+def pdus_not_in_whole(whole: Analysis, part: Analysis, offset: int, last: int) -> list[str]:
+    """(a): the cut's PDUs are the whole capture's, at the same frames, in capture order. A PDU
+    cut short by the end of the cut (``last``) is shown at its last captured byte: it must be a
+    PDU of the whole capture with the same first frame that ends after the cut."""
     have = Counter((f, op, itt, d) for f, op, itt, d in whole.pdus)
+    cut_short = Counter((p.first_frame, p.opcode, p.itt, p.direction) for p in whole.pdu_records if p.frame > last)
     out = []
     prev = 0
-    for f, op, itt, d in part.pdus:
+    for r in part.pdu_records:
+        f, op, itt, d = r.frame, r.opcode, r.itt, r.direction
         key = (f + offset, op, itt, d)
-        if have[key] <= 0:
+        if have[key] <= 0 and cut_short[(r.first_frame + offset, op, itt, d)] > 0:
+            cut_short[(r.first_frame + offset, op, itt, d)] -= 1
+        elif have[key] <= 0:
             out.append(f"PDU opcode 0x{op:02x} ITT {itt} {d} at frame {f + offset} is not the whole capture's")
         else:
             have[key] -= 1
@@ -235,7 +241,7 @@ def main(argv: list[str]) -> int:
                 part_path = cut(path, a, b, Path(tmp))
                 part = analyse(part_path, ports)
                 off = a - 1
-                problems = (pdus_not_in_whole(whole, part, off) + new_findings(whole, part, off, b)
+                problems = (pdus_not_in_whole(whole, part, off, b) + new_findings(whole, part, off, b)
                             + wrong_session_facts(whole, part, b < n))
                 if shutil.which("tshark"):
                     problems += tshark_not_ours(part, tshark_cached(part_path, ports, Path("/tmp/ms/tshark-cache")),

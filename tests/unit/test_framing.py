@@ -704,3 +704,11 @@ def test_pending_frame_marks_records_still_to_come_for_earlier_frames() -> None:
     assert fr.pending_frame() == 6
     out = fr.gap(7, 0, 5000)  # cut short (the hole runs past it): reported at the frame of its last byte
     assert [r.frame for r in out] == [6]
+
+
+def test_mid_stream_last_pdu_ending_with_the_stream_is_framed() -> None:
+    """Issue item 3: a stream that starts with its last PDU (a cut capture: the Logout Response, then
+    FIN) - the PDU ends exactly where the stream does, so it is framed, digests unknown or not."""
+    fr = PduFramer(CONN, T2I, DigestState(known=False), in_sync=False)
+    out = fr.feed(1, 0, b.logout_response(itt=2, statsn=1)) + fr.finish(2, 0)
+    assert [type(r).__name__ for r in out] == ["LogoutResponse"]

@@ -283,6 +283,8 @@ class PduFramer:
         #: (offset in rbuf, frame, ts_ns) where each captured chunk in the resync buffer starts
         self.rmarks: list[tuple[int, int, int]] = []
         self.skipped = 0
+        #: frame of the first of the ``skipped`` bytes (0: none yet)
+        self.skip_from = 0
         #: the stream had frames cut by the snap length (see ``gap``)
         self.cut_seen = False
         #: totals for reports
@@ -434,6 +436,9 @@ class PduFramer:
                 self._emit(self.last_frame, self.last_ts, out)
         if self.mode != _RESYNC:
             self.skipped = 0
+            self.skip_from = 0
+        if not self.skip_from and (self.hbuf or self.rbuf):
+            self.skip_from = self.first_frame if self.hbuf else (self.rmarks[0][1] if self.rmarks else frame)
         self.skipped += len(self.hbuf) + len(self.rbuf)  # captured bytes left unframed
         self.bytes_unframed += len(self.hbuf)
         self.hbuf = bytearray()
@@ -476,8 +481,10 @@ class PduFramer:
             self._emit(self.last_frame, self.last_ts, out)
         elif self.mode == _RESYNC and (self.skipped or pending):
             self.bytes_unframed += pending
+            if not self.skip_from and self.rmarks:
+                self.skip_from = self.rmarks[0][1]
             out.append(FramingResync(frame, ts_ns, self.conn, self.direction, self.skipped + pending,
-                                     self.resync_reason, False))
+                                     self.resync_reason, False, self.skip_from))
         elif pending:
             self.bytes_unframed += pending
             out.append(FramingResync(frame, ts_ns, self.conn, self.direction, pending, "stream_end", False))
@@ -486,6 +493,7 @@ class PduFramer:
         self.rmarks = []
         self.dbuf = bytearray()
         self.skipped = 0
+        self.skip_from = 0
         return out
 
     def pending_frame(self) -> int | None:
@@ -527,6 +535,7 @@ class PduFramer:
                 self.rbuf = bytearray(hb)
                 self.rmarks = [(0, self.first_frame, self.first_ts)]
                 self.skipped = 0
+                self.skip_from = 0
                 self.hbuf = b""
                 self.mode = _RESYNC
                 self.resync_reason = "digests_unknown"
@@ -677,6 +686,7 @@ class PduFramer:
         self.rbuf = bytearray(self.hbuf[1:])
         self.rmarks = [(0, self.first_frame, self.first_ts)]
         self.skipped = 1
+        self.skip_from = self.first_frame
         self.hbuf = bytearray()
         self.need = BHS_LEN
         self.mode = _RESYNC
@@ -786,6 +796,8 @@ class PduFramer:
             # Accept.
             if self.digests.header is None and not login:
                 self.digests.header = has_hd  # detected (login not captured)
+            if p and not self.skip_from and self.rmarks:
+                self.skip_from = self.rmarks[0][1]
             self.skipped += p
             self.bytes_unframed += p
             if self.skipped or self.resync_reason != "mid_stream":
@@ -797,14 +809,17 @@ class PduFramer:
                         break
                     at_frame, at_ts = fr, ts
                 out.append(FramingResync(at_frame, at_ts, self.conn, self.direction, self.skipped,
-                                         self.resync_reason, True))
+                                         self.resync_reason, True, self.skip_from if self.skipped else 0))
             self.skipped = 0
+            self.skip_from = 0
             rest = bytes(rb[p:])
             self.rbuf = bytearray()
             self.mode = _HEADER
             self.hbuf = bytearray()
             self.need = BHS_LEN
             return p, rest
+        if keep_from and not self.skip_from and self.rmarks:
+            self.skip_from = self.rmarks[0][1]
         self.skipped += keep_from
         self.bytes_unframed += keep_from
         del rb[:keep_from]

@@ -75,7 +75,7 @@ def _report(capture: Path, problems: list[tuple[int, int, str, str]], xfail_ok: 
 
 def test_cut_pdus_are_the_whole_captures(capture: Path, cut_dir: Path) -> None:
     """(a) same PDUs at the same frames, in capture order."""
-    whole, n = _whole(capture)
+    whole, _n = _whole(capture)
     problems = []
     for a, z, why, _p, part in _cuts(capture, cut_dir):
         for msg in pdus_not_in_whole(whole, part, a - 1, z):

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import builders as b
@@ -44,7 +45,7 @@ def leaks(text: str, values: tuple[str, ...] = (CHAP_N, CHAP_R, CHAP_C)) -> list
 def split_login(text: bytes, cuts: list[int]) -> list[bytes]:
     """The initiator's login text cut at ``cuts``: one Login Request per piece, C=1 but the last."""
     bounds = [0, *cuts, len(text)]
-    pieces = [text[lo:hi] for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    pieces = [text[lo:hi] for lo, hi in pairwise(bounds)]
     return [b.login_request(data=p, cont=i < len(pieces) - 1, transit=i == len(pieces) - 1, csg=0, nsg=1,
                             itt=1, cmdsn=1) for i, p in enumerate(pieces)]
 

@@ -211,9 +211,10 @@ class Pipeline:
                 order = framer.order
                 if order is not None:
                     peer = framers.get((conn, T2I if direction == I2T else I2T))
-                    recs = order.release(recs, framer, peer)
+                    limit = pending_limit(framer, peer)
+                    recs = order.release(recs, limit)
                     if pending is not None:
-                        _note_pending(pending, conn, framer, peer)
+                        _note_pending(pending, conn, framer, peer, limit)
                 if recs:
                     out.extend(post(recs))
                 continue
@@ -353,15 +354,17 @@ class FramerSink:
         order = framer.order
         if order is None:
             return recs
-        recs = order.release(recs, framer, self.peer)
+        limit = pending_limit(framer, self.peer)
+        if recs or order.held:
+            recs = order.release(recs, limit)
         if self.pending is not None:
-            _note_pending(self.pending, framer.conn, framer, self.peer)
+            _note_pending(self.pending, framer.conn, framer, self.peer, limit)
         return recs
 
 
 def _note_pending(pending: dict[str, tuple[PduFramer, PduFramer | None]], conn: str, framer: PduFramer,
-                  peer: PduFramer | None) -> None:
-    if pending_limit(framer, peer) is None:
+                  peer: PduFramer | None, limit: int | None) -> None:
+    if limit is None:
         if pending:
             pending.pop(conn, None)
     else:

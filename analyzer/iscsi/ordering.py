@@ -52,15 +52,14 @@ class ConnectionOrder:
         self.arrivals = 0
         self.last_ts = 0
 
-    def release(self, recs: list[Record], framer: PduFramer, peer: PduFramer | None) -> list[Record]:
-        """Take ``framer``'s new records; return those now in capture order (see module doc).
+    def release(self, recs: list[Record], limit: int | None) -> list[Record]:
+        """Take a framer's new records; return those now in capture order (see module doc).
 
-        ``peer`` is the framer of the other direction (the two are passed in, not kept here,
+        ``limit``: ``pending_limit`` of the connection's two framers (passed in, not kept here,
         so that framer state has no reference cycle)."""
         held = self.held
         if not held and not recs:
             return recs
-        limit = pending_limit(framer, peer)
         if not held and (limit is None or in_frame_order_below(recs, limit)):
             if recs:
                 self.last_ts = recs[-1].ts_ns

@@ -162,8 +162,9 @@ def pdus_not_in_whole(whole: Analysis, part: Analysis, offset: int, last: int) -
     return out
 
 
-def tshark_not_ours(part: Analysis, theirs: list[TsharkPdu], offset: int) -> list[str]:
-    """(b): every PDU tshark decodes on the cut, we decode too (same frame, opcode, ITT)."""
+def tshark_not_ours(part: Analysis, theirs: list[TsharkPdu], offset: int) -> list[tuple[int, str]]:
+    """(b): every PDU tshark decodes on the cut, we decode too (same frame, opcode, ITT).
+    Returns (frame in the whole capture, what is missing) in crosscheck's words."""
     ours = Counter((f, op, itt) for f, op, itt, _d in part.pdus)
     # tshark shows a PDU whose data a snap length cut at its header's frame; match by first_frame too.
     firsts = Counter((p.first_frame, p.opcode, p.itt) for p in part.pdu_records)
@@ -175,7 +176,9 @@ def tshark_not_ours(part: Analysis, theirs: list[TsharkPdu], offset: int) -> lis
         elif firsts[k] > 0:
             firsts[k] -= 1
         else:
-            out.append(f"tshark has opcode 0x{t.opcode:02x} ITT {t.itt} at frame {t.frame + offset}, we do not")
+            itt = "-" if t.itt is None else f"0x{t.itt:08x}"
+            msg = f"tshark has opcode 0x{t.opcode:02x} ITT {itt} at frame {t.frame + offset}, we do not"
+            out.append((t.frame + offset, msg))
     return out
 
 
@@ -244,8 +247,8 @@ def main(argv: list[str]) -> int:
                 problems = (pdus_not_in_whole(whole, part, off, b) + new_findings(whole, part, off, b)
                             + wrong_session_facts(whole, part, b < n))
                 if shutil.which("tshark"):
-                    problems += tshark_not_ours(part, tshark_cached(part_path, ports, Path("/tmp/ms/tshark-cache")),
-                                                off)
+                    problems += [m for _f, m in tshark_not_ours(
+                        part, tshark_cached(part_path, ports, Path(tempfile.gettempdir()) / "tshark-cuts"), off)]
                 for p in problems:
                     print(f"{path.name} [{a}-{b}] ({why}): {p}")
                 bad += len(problems)

@@ -182,9 +182,10 @@ def tshark_not_ours(part: Analysis, theirs: list[TsharkPdu], offset: int) -> lis
     return out
 
 
-def new_findings(whole: Analysis, part: Analysis, offset: int, last: int) -> list[str]:
+def new_findings(whole: Analysis, part: Analysis, offset: int, last: int, cut_end: bool = False) -> list[str]:
     """(c): no warning or error the whole capture does not also have at that place (same kind,
-    same first evidence frame), except findings about the cut itself."""
+    same first evidence frame), except findings about the cut itself (``CUT_KINDS``; and, when
+    the cut ends before the whole capture, requests unanswered "by the end of the capture")."""
     have = {(a.kind, a.frame) for a in whole.anomalies}
     kinds_at: dict[str, set[int]] = {}
     for a in whole.anomalies:
@@ -192,6 +193,8 @@ def new_findings(whole: Analysis, part: Analysis, offset: int, last: int) -> lis
     out = []
     for a in part.anomalies:
         if a.severity == "info" or a.kind in CUT_KINDS:
+            continue
+        if cut_end and "by the end of the capture" in a.message:
             continue
         if (a.kind, a.frame + offset) in have:
             continue
@@ -244,7 +247,7 @@ def main(argv: list[str]) -> int:
                 part_path = cut(path, a, b, Path(tmp))
                 part = analyse(part_path, ports)
                 off = a - 1
-                problems = (pdus_not_in_whole(whole, part, off, b) + new_findings(whole, part, off, b)
+                problems = (pdus_not_in_whole(whole, part, off, b) + new_findings(whole, part, off, b, b < n)
                             + wrong_session_facts(whole, part, b < n))
                 if shutil.which("tshark"):
                     problems += [m for _f, m in tshark_not_ours(

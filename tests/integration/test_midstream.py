@@ -48,6 +48,20 @@ STATE_ITEMS: dict[tuple[str, int, int], str] = {
     # the whole capture's session still had a connection in full feature phase.
     ("connection_reinstatement.pcap", 51, 121):
         "item 6 (half-seen logins): a session's connections whose logins were cut away are not counted",
+    # The session's first connection logged in before the cut: the later login with the same ISID
+    # is not seen as its reinstatement, so the old connection's FIN "fails" the session.
+    **{("session_reinstatement.pcap", a, 60): "item 6 (half-seen logins): reinstatement of a session "
+       "whose login was cut away is taken as a connection drop" for a in (6, 8, 16, 24, 30, 32)},
+    # Cut inside a login: the ISID of the half-seen login is shown as 000000000000.
+    ("login_failures.pcap", 6, 405): "item 6 (half-seen logins): the ISID of a login cut in half",
+    # SessionType and ISID that the cut never showed are given their defaults as facts.
+    ("text_continuation.pcap", 12, 43): "item 5 (defaults shown as facts): SessionType=Normal assumed",
+    ("text_continuation.pcap", 36, 43): "item 5 (defaults shown as facts): ISID 000000000000 assumed",
+    # A READ(10) answered by a Data-In with status (S bit) after a mid-stream start is reported as
+    # unanswered when the connection drops; the whole capture pairs them. The PDUs are the whole
+    # capture's (property a); the task pairing is the tracker's.
+    ("nop_and_text.pcap", 90, 105): "state layer (task pairing after a mid-stream start; not one of items "
+    "4-7, needs a look)",
 }
 
 
@@ -95,7 +109,8 @@ def test_cut_has_every_pdu_tshark_decodes(capture: Path, cut_dir: Path, tshark: 
     """(b) PDUs tshark decodes on the cut and we do not: zero."""
     whole, _n = _whole(capture)
     ports = other_ports(whole)
-    cache = Path(request.config.cache.mkdir("tshark-cuts"))
+    cache_provider = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
+    cache = Path(cache_provider.mkdir("tshark-cuts")) if cache_provider is not None else cut_dir / "tshark"
     problems = []
     for a, z, why, p, part in _cuts(capture, cut_dir):
         for frame, msg in tshark_not_ours(part, tshark_cached(p, ports, cache), a - 1):
@@ -110,7 +125,7 @@ def test_cut_has_no_new_findings(capture: Path, cut_dir: Path) -> None:
     whole, _n = _whole(capture)
     problems = []
     for a, z, why, _p, part in _cuts(capture, cut_dir):
-        for msg in new_findings(whole, part, a - 1, z):
+        for msg in new_findings(whole, part, a - 1, z, z < _n):
             problems.append((a, z, why, msg))
     _report(capture, problems, xfail_ok=True)
 

@@ -9,8 +9,9 @@ we leave it empty).
 Each of our PDUs that tshark does not have is classified:
 
 * ``recovered`` - it follows a capture gap or resynchronisation on its stream, where tshark's
-  reassembly gives up on the stream (Wireshark cannot frame PDUs across missing bytes). These
-  are expected and documented, not disagreements.
+  reassembly gives up on the stream (Wireshark cannot frame PDUs across missing bytes), or it is
+  the last PDU before a gap on its stream (cut short by it). These are expected and documented,
+  not disagreements.
 * ``extra`` - anything else: a disagreement.
 
 Each tshark PDU we do not have is ``missing``: always a disagreement, except one PDU case: in a
@@ -80,15 +81,21 @@ def compare(records: list[Any], theirs: list[TsharkPdu], max_differences: int = 
     disturbed_since: dict[tuple[str, str], int] = {}
     snap_cut: set[tuple[str, str]] = set()  # streams with frames cut by the snap length
     recovered_ok: set[int] = set()
+    last_pdu: dict[tuple[str, str], Pdu] = {}
     for r in records:
         if isinstance(r, (TcpGap, FramingResync)):
             key = (r.conn, r.direction)
             disturbed_since.setdefault(key, r.frame)
             if isinstance(r, TcpGap) and r.snaplen:
                 snap_cut.add(key)
+            if isinstance(r, TcpGap) and key in last_pdu:
+                # Records come in capture order, so a PDU cut short by this gap (shown at the frame of
+                # its last captured byte) comes before it: tshark cannot reassemble that one either.
+                recovered_ok.add(id(last_pdu[key]))
         elif isinstance(r, Pdu):
             ours_by_frame[r.frame].append(r)
             res.ours += 1
+            last_pdu[(r.conn, r.direction)] = r
             if (r.conn, r.direction) in disturbed_since:
                 recovered_ok.add(id(r))
     theirs_by_frame: dict[int, list[TsharkPdu]] = defaultdict(list)

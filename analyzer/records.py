@@ -496,6 +496,7 @@ class FramingResync(Record):
     skipped: int  #: bytes that could not be framed
     reason: str  #: "gap", "mid_stream", "implausible_header"
     found: bool  #: True when a plausible BHS was found (the frame of that PDU)
+    start_frame: int = 0  #: frame of the first skipped byte (0: none or not known)
 
 
 #: Opcodes whose PDUs flow initiator -> target (RFC 7143 §11.2.1.2).

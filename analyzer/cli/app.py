@@ -277,13 +277,13 @@ def crosscheck(capture: str, ports: tuple[int, ...], max_differences: int, deep:
                limits: dict[str, int]) -> None:
     """Compare our PDU decode with tshark's, PDU by PDU; exit 1 when they differ."""
     from analyzer.capture.tshark import TsharkError, tshark_pdus_union
-    from analyzer.crosscheck import compare
+    from analyzer.crosscheck import compare, iscsi_ports
     from analyzer.render.output import safe_name
 
     readers: list[Any] = []
     records = list(_records(capture, _options(ports, state=False, anomalies=False, limits=limits), readers))
     try:
-        theirs = tshark_pdus_union(capture, ports)
+        theirs = tshark_pdus_union(capture, set(ports) | iscsi_ports(records))
     except TsharkError as e:
         raise InputError(str(e)) from e
     res = compare(records, theirs)
@@ -298,7 +298,8 @@ def crosscheck(capture: str, ports: tuple[int, ...], max_differences: int, deep:
         click.echo(f"  ... {len(res.differences) - max_differences} more")
     agree = res.agree
     if deep:
-        agree = _deep_crosscheck(capture, ports, records, limit, max_differences) and agree
+        agree = _deep_crosscheck(capture, tuple(set(ports) | iscsi_ports(records)), records, limit,
+                                 max_differences) and agree
     _report_damage(readers)
     if not agree:
         sys.exit(EXIT_FINDINGS)

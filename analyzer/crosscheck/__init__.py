@@ -9,8 +9,9 @@ we leave it empty).
 Each of our PDUs that tshark does not have is classified:
 
 * ``recovered`` - it follows a capture gap or resynchronisation on its stream, where tshark's
-  reassembly gives up on the stream (Wireshark cannot frame PDUs across missing bytes). These
-  are expected and documented, not disagreements.
+  reassembly gives up on the stream (Wireshark cannot frame PDUs across missing bytes), or it is
+  the last PDU before a gap on its stream (cut short by it). These are expected and documented,
+  not disagreements.
 * ``extra`` - anything else: a disagreement.
 
 Each tshark PDU we do not have is ``missing``: always a disagreement, except one PDU case: in a
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from analyzer.capture.tshark import TsharkPdu
-from analyzer.records import DataIn, FramingResync, Pdu, TcpGap
+from analyzer.records import DataIn, FramingResync, Pdu, TcpGap, TcpOpened
 
 
 @dataclass
@@ -52,6 +53,22 @@ class CrosscheckResult:
         return not self.differences
 
 
+def iscsi_ports(records: list[Any]) -> frozenset[int]:
+    """The server ports of the connections we decoded PDUs on (a port recognised by its Login
+    Request, not only 3260/860 and --port): tshark must be told them too (``-d tcp.port==N,iscsi``),
+    or it shows no PDU there and every one of ours looks like a difference."""
+    server_port: dict[str, int] = {}
+    ports: set[int] = set()
+    for r in records:
+        if isinstance(r, TcpOpened):
+            server_port[r.conn] = r.server_port
+        elif isinstance(r, Pdu):
+            port = server_port.get(r.conn)
+            if port is not None:
+                ports.add(port)
+    return frozenset(ports)
+
+
 def _key(op: int, itt: int | None) -> tuple[int, int | None]:
     return (op, itt)
 
@@ -64,15 +81,21 @@ def compare(records: list[Any], theirs: list[TsharkPdu], max_differences: int = 
     disturbed_since: dict[tuple[str, str], int] = {}
     snap_cut: set[tuple[str, str]] = set()  # streams with frames cut by the snap length
     recovered_ok: set[int] = set()
+    last_pdu: dict[tuple[str, str], Pdu] = {}
     for r in records:
         if isinstance(r, (TcpGap, FramingResync)):
             key = (r.conn, r.direction)
             disturbed_since.setdefault(key, r.frame)
             if isinstance(r, TcpGap) and r.snaplen:
                 snap_cut.add(key)
+            if isinstance(r, TcpGap) and key in last_pdu:
+                # Records come in capture order, so a PDU cut short by this gap (shown at the frame of
+                # its last captured byte) comes before it: tshark cannot reassemble that one either.
+                recovered_ok.add(id(last_pdu[key]))
         elif isinstance(r, Pdu):
             ours_by_frame[r.frame].append(r)
             res.ours += 1
+            last_pdu[(r.conn, r.direction)] = r
             if (r.conn, r.direction) in disturbed_since:
                 recovered_ok.add(id(r))
     theirs_by_frame: dict[int, list[TsharkPdu]] = defaultdict(list)

@@ -32,7 +32,8 @@ scans forward for a plausible BHS, a test modelled on Wireshark's "bogus PDU" fi
    exactly for NOP, R2T, Async, Reject; reserved flag bits zero for SCSI Command,
    Response, Data-In/Out, Login, Text; a valid function/reason/type code for TMF,
    Logout and SNACK);
-3. TotalAHSLength is 0 except for SCSI Command (at most 16 words), and
+3. TotalAHSLength is 0 except for SCSI Command (up to 255 words: an Extended CDB AHS,
+   §11.2.1.2; OSD commands use 47; the AHS segments must be well formed, §11.2.2), and
    DataSegmentLength is at most ``resync_max_dsl`` (the receiver's declared
    MaxRecvDataSegmentLength when known, else 256 KiB, Wireshark's bogus threshold), and 0
    for PDUs that never carry data (R2T, Logout, TMF, SNACK);
@@ -50,13 +51,27 @@ a gap or by the end of the stream is reported at the frame of its last captured 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from analyzer.iscsi.crc32c import crc32c
 from analyzer.iscsi.pdus import DecodeError, decode_pdu
-from analyzer.records import I2T, FramingResync, MalformedPdu, Record
+from analyzer.iscsi.text_keys import MASK, MAX_VALUE_BYTES, SECRET_KEYS
+from analyzer.records import (
+    I2T,
+    FramingResync,
+    LoginRequest,
+    LoginResponse,
+    MalformedPdu,
+    Record,
+    TextRequest,
+    TextResponse,
+)
+
+if TYPE_CHECKING:
+    from analyzer.iscsi.ordering import ConnectionOrder
 
 BHS_LEN: Final = 48
 #: Data segments of at most this many bytes are kept and decoded (INQUIRY data, pings...).
@@ -74,6 +89,11 @@ KEEP_DATA_OPCODES: Final = frozenset({0x03, 0x23, 0x04, 0x24, 0x21, 0x3F, 0x32})
 REQUEST_OPCODES: Final = frozenset({0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x10})
 RESPONSE_OPCODES: Final = frozenset({0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x31, 0x32, 0x3F})
 VENDOR_OPCODES: Final = frozenset({0x1C, 0x1D, 0x1E, 0x3C, 0x3D, 0x3E})
+#: Login and Text Request/Response: key=value text that may continue across PDUs (§6.1).
+TEXT_OPCODES: Final = frozenset({0x03, 0x23, 0x04, 0x24})
+#: ``PduFramer.text_carry`` when it is not known how the previous text PDU ended.
+CARRY_UNKNOWN: Final = b"\0unknown"
+
 #: Opcodes whose PDUs never carry a data segment (§11).
 NO_DATA_OPCODES: Final = frozenset({0x02, 0x06, 0x10, 0x22, 0x26, 0x31})
 
@@ -136,7 +156,7 @@ def plausible_bhs(b: bytes | bytearray | memoryview, pos: int, requests: bool, m
         return False
     ahs = b[pos + 4]
     dsl = (b[pos + 5] << 16) | (b[pos + 6] << 8) | b[pos + 7]
-    if ahs and (op != 0x01 or ahs > 16):
+    if ahs and op != 0x01:  # only a SCSI Command carries AHS: up to 255 words (§11.2.1.2, §11.3.1.1)
         return False
     if dsl > max_dsl or (dsl and op in NO_DATA_OPCODES):
         return False
@@ -156,10 +176,30 @@ def _digest(b: bytes | bytearray) -> tuple[int, str]:
     return len(b), hashlib.blake2b(b, digest_size=16).hexdigest()
 
 
+def ahs_well_formed(b: bytes | bytearray | memoryview, start: int, end: int) -> bool:
+    """The AHS in ``b[start:end]`` is a sequence of well-formed segments (RFC 7143 §11.2.2):
+    AHSLength (2 bytes, the bytes after the AHSType byte), AHSType 1 (Extended CDB, §11.2.2.3:
+    a reserved byte and CDB bytes 17 on) or 2 (Bidirectional Read Expected Data Transfer
+    Length, §11.2.2.4: AHSLength 5), each padded to 4 bytes, filling the AHS exactly."""
+    pos = start
+    while pos < end:
+        if end - pos < 4:
+            return False
+        length = (b[pos] << 8) | b[pos + 1]
+        kind = b[pos + 2]
+        if kind == 1:
+            if length < 2:
+                return False
+        elif kind != 2 or length != 5:
+            return False
+        pos += 3 + length + (-(3 + length) & 3)
+    return pos == end
+
+
 class DigestState:
     """Digest settings shared by both directions of one connection (see module doc)."""
 
-    __slots__ = ("header", "data", "login_header", "login_data", "login_seen", "login_text_cut")
+    __slots__ = ("data", "header", "login_data", "login_header", "login_seen", "login_text_cut")
 
     def __init__(self, *, known: bool) -> None:
         #: True/False once known; None = unknown (login not captured: detect)
@@ -256,6 +296,8 @@ class PduFramer:
         #: (offset in rbuf, frame, ts_ns) where each captured chunk in the resync buffer starts
         self.rmarks: list[tuple[int, int, int]] = []
         self.skipped = 0
+        #: frame of the first of the ``skipped`` bytes (0: none yet)
+        self.skip_from = 0
         #: the stream had frames cut by the snap length (see ``gap``)
         self.cut_seen = False
         #: totals for reports
@@ -263,6 +305,11 @@ class PduFramer:
         self.bytes_unframed = 0
         #: times a header scan ran (resync or digest detection; it reads ``resync_max_dsl``)
         self.resyncs = 0
+        #: the reorder buffer this framer shares with the other direction (set by the pipeline)
+        self.order: ConnectionOrder | None = None
+        #: the unterminated key=value item the last Login/Text PDU of this direction ended with
+        #: (C bit, §6.1), b"" when it ended with a whole item, CARRY_UNKNOWN when not seen
+        self.text_carry: bytes = b"" if in_sync else CARRY_UNKNOWN
 
 
     # ------------------------------------------------------------------ state image (batch)
@@ -280,7 +327,8 @@ class PduFramer:
         mode = self.mode
         in_pdu = mode == _DATA or mode == _DDIGEST
         img: list[object] = [self.conn, self.direction, self.max_dsl, mode, _digest(self.hbuf), self.need,
-                             _digest(self.dbuf), _digest(self.rbuf), tuple(self.rmarks), self.cut_seen]
+                             _digest(self.dbuf), _digest(self.rbuf), tuple(self.rmarks), self.cut_seen,
+                             self.text_carry]
         if mode == _RESYNC:
             img += [self.skipped, self.resync_reason]
         if mode == _DDIGEST:
@@ -295,8 +343,10 @@ class PduFramer:
         return tuple(img)
 
     #: ``__init__`` fields that are not in ``state_image`` whatever the mode (see there).
+    #: ``order`` is the connection's reorder buffer, shared by both directions (``ordering.py``):
+    #: batch stitches at file ends, where it holds nothing the caller has not been handed.
     NOT_STATE: Final = frozenset({"requests", "plausible_op", "digests", "resync_max_dsl", "pdus",
-                                  "bytes_unframed", "resyncs"})
+                                  "bytes_unframed", "resyncs", "order"})
 
     # ------------------------------------------------------------------ feeding
 
@@ -357,7 +407,7 @@ class PduFramer:
                         self.mode = mode = _DATA
             if mode == _DATA:
                 left = self.data_left
-                take = left if left < n - pos else n - pos
+                take = min(n - pos, left)
                 keep = self.keep
                 crc = self.data_crc
                 if keep is not None or crc is not None:  # (skipped payload is never sliced)
@@ -377,8 +427,7 @@ class PduFramer:
                     self.first_ts = ts_ns
                     hb = self.hbuf = bytearray()
                 take = self.need - len(hb)
-                if take > n - pos:
-                    take = n - pos
+                take = min(take, n - pos)
                 hb += mv[pos:pos + take]
                 pos += take
                 if len(hb) == self.need:
@@ -387,8 +436,7 @@ class PduFramer:
                 take = 4 - len(self.dbuf)
                 if take == 4:
                     self.dbuf_start = (frame, ts_ns)
-                if take > n - pos:
-                    take = n - pos
+                take = min(take, n - pos)
                 self.dbuf += mv[pos:pos + take]
                 pos += take
                 if len(self.dbuf) == 4:
@@ -440,6 +488,9 @@ class PduFramer:
                 self._emit(self.last_frame, self.last_ts, out)
         if self.mode != _RESYNC:
             self.skipped = 0
+            self.skip_from = 0
+        if not self.skip_from and (self.hbuf or self.rbuf):
+            self.skip_from = self.first_frame if self.hbuf else (self.rmarks[0][1] if self.rmarks else frame)
         self.skipped += len(self.hbuf) + len(self.rbuf)  # captured bytes left unframed
         self.bytes_unframed += len(self.hbuf)
         self.hbuf = bytearray()
@@ -448,6 +499,7 @@ class PduFramer:
         self.dbuf = bytearray()
         self.mode = _RESYNC
         self.resync_reason = "snaplen" if snaplen else "gap"
+        self.text_carry = CARRY_UNKNOWN
         return out
 
     def finish(self, frame: int, ts_ns: int) -> list[Record]:
@@ -481,8 +533,10 @@ class PduFramer:
             self._emit(self.last_frame, self.last_ts, out)
         elif self.mode == _RESYNC and (self.skipped or pending):
             self.bytes_unframed += pending
+            if not self.skip_from and self.rmarks:
+                self.skip_from = self.rmarks[0][1]
             out.append(FramingResync(frame, ts_ns, self.conn, self.direction, self.skipped + pending,
-                                     self.resync_reason, False))
+                                     self.resync_reason, False, self.skip_from))
         elif pending:
             self.bytes_unframed += pending
             out.append(FramingResync(frame, ts_ns, self.conn, self.direction, pending, "stream_end", False))
@@ -491,7 +545,25 @@ class PduFramer:
         self.rmarks = []
         self.dbuf = bytearray()
         self.skipped = 0
+        self.skip_from = 0
         return out
+
+    def pending_frame(self) -> int | None:
+        """The lowest frame a record this framer has not emitted yet may carry, or None when
+        nothing is pending (the pipeline orders records by this).
+
+        While resynchronising: the first chunk of the held bytes (a confirmed candidate is
+        re-fed from there). A PDU in progress: it may still end at the last frame fed (a gap or
+        the end of the stream cuts it short), or at the end of its data segment when its data
+        digest is being detected; a header in progress may be re-fed from its first chunk."""
+        mode = self.mode
+        if mode == _DATA:
+            return self.last_frame
+        if mode == _HEADER:
+            return self.first_frame if self.hbuf else None
+        if mode == _DDIGEST:
+            return self.data_end[0] if self.cur_dd is None else self.last_frame
+        return self.rmarks[0][1] if self.rmarks else None
 
     # ------------------------------------------------------------------ header
 
@@ -515,6 +587,7 @@ class PduFramer:
                 self.rbuf = bytearray(hb)
                 self.rmarks = [(0, self.first_frame, self.first_ts)]
                 self.skipped = 0
+                self.skip_from = 0
                 self.hbuf = b""
                 self.mode = _RESYNC
                 self.resync_reason = "digests_unknown"
@@ -607,9 +680,11 @@ class PduFramer:
         except DecodeError as e:
             rec = MalformedPdu(frame, ts_ns, self.conn, self.direction, self.first_frame, bhs[0] & 0x3F,
                                e.reason, e.offset, bhs)
+        op = bhs[0] & 0x3F
+        if op in TEXT_OPCODES:
+            rec = self._mask_continued_secret(rec, bhs, data)
         out.append(rec)
         # Login Response: track the digest keys and the switch to Full Feature Phase (§13.1).
-        op = bhs[0] & 0x3F
         if op == 0x23 or op == 0x03:
             keys = getattr(rec, "keys", ())
             self.digests.note_keys(keys)
@@ -623,10 +698,47 @@ class PduFramer:
         self.data_crc = None
         self.mode = _HEADER
 
+    def _mask_continued_secret(self, rec: Record, bhs: bytes, data: bytes | None) -> Record:
+        """A key=value item split across Login/Text PDUs (C bit: RFC 7143 §6.1, §11.10.1,
+        §11.12.4) is one item: the key is in the PDU where it starts, the rest of the item in the
+        next PDU(s), where it parses as a ("", value) fragment (or as a pair under a wrong key,
+        when the split is inside the key). Name that piece by the joined item's key when it is a
+        secret (CHAP_R, CHAP_N, CHAP_C, SRP_*, KRB_*), so that everything masking secrets by key
+        name masks it; a value fragment whose key is unknown (its first PDU not captured) is
+        masked here. The raw ``text`` stays as received (the state layer rejoins it)."""
+        carry = self.text_carry
+        more = bool(bhs[1] & 0x40) or (bhs[0] & 0x3F in (0x04, 0x24) and not bhs[1] & 0x80)
+        if not isinstance(rec, (LoginRequest, LoginResponse, TextRequest, TextResponse)):
+            return rec
+        keys = rec.keys
+        if data is None:
+            self.text_carry = CARRY_UNKNOWN if self.dsl else b""
+            return rec
+        nul = data.find(b"\0")
+        head = data if nul < 0 else data[:nul]
+        new_keys = keys
+        if carry is CARRY_UNKNOWN:
+            if keys and head and keys[0] == ("", head.decode("utf-8", "replace")):
+                new_keys = (("", MASK), *keys[1:])  # the tail of an item whose key we did not see
+        elif carry and head and keys and (nul >= 0 or not more):
+            key, eq, value = (carry + head).decode("utf-8", "replace").partition("=")
+            if eq and key in SECRET_KEYS:
+                new_keys = ((key, value), *keys[1:])
+        if more and data and data[-1] != 0:
+            tail = data[data.rfind(b"\0") + 1:]
+            joined = tail if nul >= 0 or carry is CARRY_UNKNOWN else carry + tail
+            self.text_carry = joined[-MAX_VALUE_BYTES:] if len(joined) > MAX_VALUE_BYTES else joined
+        else:
+            self.text_carry = b""
+        if new_keys is keys:
+            return rec
+        return dataclasses.replace(rec, keys=new_keys)
+
     def _lose_sync(self, frame: int, ts_ns: int, out: list[Record], reason: str) -> None:
         self.rbuf = bytearray(self.hbuf[1:])
         self.rmarks = [(0, self.first_frame, self.first_ts)]
         self.skipped = 1
+        self.skip_from = self.first_frame
         self.hbuf = bytearray()
         self.need = BHS_LEN
         self.mode = _RESYNC
@@ -683,7 +795,15 @@ class PduFramer:
                 continue
             ahs_len = rb[p + 4] * 4
             hdr_end = p + BHS_LEN + ahs_len
-            verdict = self._digest_verdict(rb, p, hdr_end)
+            if ahs_len:
+                # A SCSI Command with AHS (up to 255 words): its segments must be well formed.
+                if n < hdr_end:
+                    keep_from = p
+                    break
+                if not ahs_well_formed(rb, p + BHS_LEN, hdr_end):
+                    pos = p + 1
+                    continue
+            verdict = self._digest_verdict(rb, p, hdr_end, final)
             if verdict is None:  # need more bytes
                 keep_from = p
                 break
@@ -729,18 +849,30 @@ class PduFramer:
             # Accept.
             if self.digests.header is None and not login:
                 self.digests.header = has_hd  # detected (login not captured)
+            if p and not self.skip_from and self.rmarks:
+                self.skip_from = self.rmarks[0][1]
             self.skipped += p
             self.bytes_unframed += p
             if self.skipped or self.resync_reason != "mid_stream":
-                out.append(FramingResync(frame, ts_ns, self.conn, self.direction, self.skipped,
-                                         self.resync_reason, True))
+                # Reported at the frame of the header found (where its chunk starts), so it comes
+                # before the PDUs re-framed from there.
+                at_frame, at_ts = frame, ts_ns
+                for off, fr, ts in self.rmarks:
+                    if off > p:
+                        break
+                    at_frame, at_ts = fr, ts
+                out.append(FramingResync(at_frame, at_ts, self.conn, self.direction, self.skipped,
+                                         self.resync_reason, True, self.skip_from if self.skipped else 0))
             self.skipped = 0
+            self.skip_from = 0
             rest = bytes(rb[p:])
             self.rbuf = bytearray()
             self.mode = _HEADER
             self.hbuf = bytearray()
             self.need = BHS_LEN
             return p, rest
+        if keep_from and not self.skip_from and self.rmarks:
+            self.skip_from = self.rmarks[0][1]
         self.skipped += keep_from
         self.bytes_unframed += keep_from
         del rb[:keep_from]
@@ -754,17 +886,20 @@ class PduFramer:
             self.rmarks = kept if rb else []
         return None
 
-    def _digest_verdict(self, rb: bytearray, p: int, hdr_end: int) -> str | bool | None:
+    def _digest_verdict(self, rb: bytearray, p: int, hdr_end: int, final: bool = False) -> str | bool | None:
         """Header digest test for a candidate.
 
         Returns "digest" (a matching header digest follows), "plain" (no digest expected, or
         digests unknown and the CRC does not match), False (digest expected but wrong), or None
-        when more bytes are needed to tell.
+        when more bytes are needed to tell. ``final``: the stream has ended, so a header that
+        ends less than 4 bytes before the end has no digest (digests unknown: it is "plain").
         """
         hd = self.digests.header
         if hd is False:
             return "plain"
         if len(rb) < hdr_end + 4:
+            if final and hd is None and len(rb) >= hdr_end:
+                return "plain"
             return None
         # A copy of the candidate header, not a view: no export of rbuf, which feed() resizes.
         ok = crc32c(bytes(rb[p:hdr_end])) == int.from_bytes(rb[hdr_end:hdr_end + 4], "little")

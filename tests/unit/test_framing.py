@@ -654,3 +654,61 @@ def test_text_and_login_keys_split_across_segments(seg: int) -> None:
     assert [r.keys for r in keyed] == [tuple(keys), tuple(keys[:60]), (), (), tuple(keys), tuple(keys)]
     if seg < 100:
         assert all(r.first_frame < r.frame for r in keyed if r.keys)
+
+
+# --------------------------------------------------------------------------- mid-stream (issue: captures
+# that start, stop or wander mid-protocol)
+
+
+def test_resync_accepts_extended_cdb_ahs_of_47_words() -> None:
+    """RFC 7143 §11.2.1.2: TotalAHSLength up to 255 words; an OSD command's Extended CDB AHS is 47
+    words. Resynchronisation takes it as a candidate (it used to stop at 16 words and lose every
+    PDU up to the next ordinary header)."""
+    cdb = bytes([0x7F]) + bytes(199)  # a 200-byte variable-length CDB: AHS 3 + 1 + 184 bytes = 47 words
+    osd = b.scsi_command(cdb=cdb, itt=7, cmdsn=5, edtl=0)
+    assert osd[4] == 47
+    big = b.scsi_command(cdb=bytes([0x7F]) + bytes(1031), itt=8, cmdsn=6)
+    assert big[4] == 255
+    tail = b.nop_out(itt=9, cmdsn=7)
+    fr = PduFramer(CONN, I2T, DigestState(known=True), in_sync=False)
+    out = fr.feed(1, 0, b"\x00\x11garbage" + osd)
+    out += fr.feed(2, 0, big)
+    out += fr.feed(3, 0, tail)
+    out += fr.finish(3, 0)
+    assert [(type(r).__name__, getattr(r, "itt", None)) for r in out if not isinstance(r, FramingResync)] == [
+        ("ScsiCommand", 7), ("ScsiCommand", 8), ("NopOut", 9)]
+
+
+def test_resync_rejects_malformed_ahs() -> None:
+    """A candidate SCSI Command whose AHS segments do not fill TotalAHSLength exactly is refused."""
+    good = b.scsi_command(cdb=bytes([0x7F]) + bytes(31), itt=1)
+    bad = bytearray(good)
+    bad[48 + 2] = 9  # AHSType 9 does not exist (§11.2.2)
+    fr = PduFramer(CONN, I2T, DigestState(known=True), in_sync=False)
+    out = fr.feed(1, 0, bytes(bad) + b.nop_out(itt=2) + b.nop_out(itt=3))
+    out += fr.finish(1, 0)
+    assert [getattr(r, "itt", None) for r in out if not isinstance(r, FramingResync)] == [2, 3]
+
+
+def test_pending_frame_marks_records_still_to_come_for_earlier_frames() -> None:
+    """What the pipeline orders records by: a framer holding a resync candidate, or in the middle of
+    a PDU that a later gap may cut short, may still emit a record for an earlier frame."""
+    fr = PduFramer(CONN, T2I, DigestState(known=True), in_sync=False)
+    assert fr.pending_frame() is None
+    first = b.nop_in(itt=1, statsn=1)
+    fr.feed(5, 0, first)  # a candidate: held until the next header confirms it
+    assert fr.pending_frame() == 5
+    data_in = b.data_in(itt=2, data=bytes(4000))
+    out = fr.feed(6, 0, data_in[:1000])  # confirms the first; the Data-In is in progress
+    assert [r.frame for r in out if not isinstance(r, FramingResync)] == [5]
+    assert fr.pending_frame() == 6
+    out = fr.gap(7, 0, 5000)  # cut short (the hole runs past it): reported at the frame of its last byte
+    assert [r.frame for r in out] == [6]
+
+
+def test_mid_stream_last_pdu_ending_with_the_stream_is_framed() -> None:
+    """Issue item 3: a stream that starts with its last PDU (a cut capture: the Logout Response, then
+    FIN) - the PDU ends exactly where the stream does, so it is framed, digests unknown or not."""
+    fr = PduFramer(CONN, T2I, DigestState(known=False), in_sync=False)
+    out = fr.feed(1, 0, b.logout_response(itt=2, statsn=1)) + fr.finish(2, 0)
+    assert [type(r).__name__ for r in out] == ["LogoutResponse"]

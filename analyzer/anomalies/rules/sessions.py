@@ -74,7 +74,8 @@ class LoginRule(Rule):
         if pdu.status_class == 1:
             addr = c.login_answer.get("TargetAddress")
             dest = f"to TargetAddress {addr}" if addr else "but gave no TargetAddress (required for class 1)"
-            ctx.emit("login_redirected", frames[0], pdu.ts_ns,
+            # Frame and time of the same PDU: the redirecting Login Response (the login's frames as evidence).
+            ctx.emit("login_redirected", pdu.frame, pdu.ts_ns,
                      f"Login redirected: {name} ({code}); the target sends the {what} {dest}.",
                      conn=pdu.conn, frames=frames)
             ctx.end_login(c)

@@ -246,6 +246,7 @@ class FramingRule(Rule):
         ctx.emit("framing_lost", r.frame, r.ts_ns,
                  f"PDU framing of the {direction_word(r.direction)} stream was lost {why}: {r.skipped} bytes "
                  f"skipped, {found}; PDUs in those bytes are not analysed.", conn=r.conn, severity=sev,
+                 frames=[r.start_frame] if r.start_frame else (),
                  limit_key=(r.conn, r.direction), limit=5)
 
     def damage(self, d: CaptureDamage) -> None:

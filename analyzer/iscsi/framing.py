@@ -328,7 +328,7 @@ class PduFramer:
         in_pdu = mode == _DATA or mode == _DDIGEST
         img: list[object] = [self.conn, self.direction, self.max_dsl, mode, _digest(self.hbuf), self.need,
                              _digest(self.dbuf), _digest(self.rbuf), tuple(self.rmarks), self.cut_seen,
-                             self.text_carry]
+                             self.text_carry, self.skip_from]
         if mode == _RESYNC:
             img += [self.skipped, self.resync_reason]
         if mode == _DDIGEST:

@@ -23,7 +23,7 @@ SAMPLES = ROOT / "sample_pcaps"
 FRAMER_IMAGE_FIELDS = {
     "conn", "direction", "max_dsl", "mode", "hbuf", "need", "dbuf", "rbuf", "rmarks", "cut_seen", "skipped",
     "resync_reason", "data_end", "dbuf_start", "keep", "data_crc", "data_complete", "dsl", "hd_status",
-    "data_left", "last_frame", "last_ts", "cur_hd", "cur_dd", "first_frame", "first_ts",
+    "data_left", "last_frame", "last_ts", "cur_hd", "cur_dd", "first_frame", "first_ts", "text_carry", "skip_from",
 }
 
 

@@ -389,10 +389,6 @@ def make_detectors(opts: Options) -> AnomalyEngine:
     return AnomalyEngine()
 
 
-# The names batch/runner.py imports (until it imports the public ones).
-_make_tracker = make_tracker
-_make_detectors = make_detectors
-
 
 def iter_records(source: Any, options: Options | None = None, *, reader_out: list[Any] | None = None
                  ) -> Iterator[Record]:

@@ -115,14 +115,14 @@ def parse_status(text: str) -> list[tuple[str, int | None, int | None, bool, int
 
 
 def run_rate(ns: Namespace, procs: ProcessRegistry, workdir: Path, rate: str, seconds: float, *,
-             ring: bool = True, snaplen: int = 0) -> RateResult:
+             ring: bool = True, snaplen: int = 0, tool: str = "dumpcap") -> RateResult:
     """One measurement at ``rate`` (a tc rate such as ``100mbit``, or ``max``)."""
     res = RateResult(rate, load_avg=os.getloadavg()[0])
     if rate == "max":
         ns.run(["tc", "qdisc", "del", "dev", "lo", "root"], check=False)
     else:
         ns.shape(rate, burst="256kb", limit="64mb")
-    args = ["-i", "lo", "--plain", "--status-interval", "1"]
+    args = ["-i", "lo", "--plain", "--status-interval", "1", "--tool", tool]
     ring_dir = workdir / f"ring-{rate}"
     if ring:
         args += ["--ring", str(ring_dir), "--ring-size", "50", "--ring-files", "2"]
@@ -175,10 +175,10 @@ def run_rate(ns: Namespace, procs: ProcessRegistry, workdir: Path, rate: str, se
     return res
 
 
-def run_bench(rates: list[str], seconds: float, *, ring: bool = True, snaplen: int = 0,
+def run_bench(rates: list[str], seconds: float, *, ring: bool = True, snaplen: int = 0, tool: str = "dumpcap",
               log: Any = None) -> list[RateResult]:
     """Every rate in one namespace with one tgtd; returns the measurements."""
-    check_prerequisites(TOOLS)
+    check_prerequisites((*TOOLS, tool))
     workdir = Path(tempfile.mkdtemp(prefix="iscsi-live-bench-"))
     procs = ProcessRegistry(workdir)
     ns = Namespace(unique_name("iscsilivebench"))
@@ -190,7 +190,7 @@ def run_bench(rates: list[str], seconds: float, *, ring: bool = True, snaplen: i
             tgtd.start()
             tgtd.add_target(TargetSpec(1, IQN, luns=(LunSpec(1, 1024),)))
             for rate in rates:
-                r = run_rate(ns, procs, workdir, rate, seconds, ring=ring, snaplen=snaplen)
+                r = run_rate(ns, procs, workdir, rate, seconds, ring=ring, snaplen=snaplen, tool=tool)
                 results.append(r)
                 if log is not None:
                     print(row(r), file=log, flush=True)
@@ -232,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--snaplen", type=int, default=0, help="pass --snaplen to live (header-only analysis)")
     ap.add_argument("--no-ring", action="store_true", help="no --ring capture next to the analysis")
+    ap.add_argument("--tool", choices=("dumpcap", "tcpdump"), default="dumpcap", help="live --tool")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -239,11 +240,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"live capacity, random 4 KiB READ(16), 32 in flight, {a.seconds:g} s per rate, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
-          + (f", snaplen {a.snaplen}" if a.snaplen else ""), flush=True)
+          + (f", snaplen {a.snaplen}" if a.snaplen else "") + f", {a.tool}", flush=True)
     print(HEADER, flush=True)
     try:
         results = run_bench([x.strip() for x in a.rates.split(",") if x.strip()], a.seconds,
-                            ring=not a.no_ring, snaplen=a.snaplen, log=sys.stdout)
+                            ring=not a.no_ring, snaplen=a.snaplen, tool=a.tool, log=sys.stdout)
     except LabError as exc:
         print(f"live_bench: {exc}", file=sys.stderr)
         return 2

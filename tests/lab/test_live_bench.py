@@ -28,13 +28,14 @@ def _bench() -> ModuleType:
     return mod
 
 
-def test_live_bench_low_rate_reports_drops_while_running() -> None:
+@pytest.mark.parametrize("tool", ["dumpcap", "tcpdump"])
+def test_live_bench_low_rate_reports_drops_while_running(tool: str) -> None:
     bench = _bench()
     try:
-        check_prerequisites(bench.TOOLS)
+        check_prerequisites((*bench.TOOLS, tool))
     except LabSetupError as exc:
-        pytest.skip(f"live bench needs root, tgtd, dumpcap and libiscsi-bin: {exc}")
-    [r] = bench.run_bench(["10mbit"], 4.0)
+        pytest.skip(f"live bench needs root, tgtd, {tool} and libiscsi-bin: {exc}")
+    [r] = bench.run_bench(["10mbit"], 4.0, tool=tool)
     assert r.status_lines >= 2, r
     assert r.running_drop_lines >= 2, r  # "dropped 0 of N so far": numbers while running
     assert r.analysis_dropped == 0 and r.analysis_received and r.analysis_received > 0, r

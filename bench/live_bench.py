@@ -9,6 +9,7 @@ tbf; ``max`` = unshaped) runs ``iscsi-perf -r -b 8 -m 32`` (random 4 KiB READ(16
 temporary directory, unless ``--no-ring``) captures the namespace's ``lo``. Reported per rate:
 
 * offered Mbit/s and packets: ``lo``'s tx counters over the load window (every frame on ``lo`` once);
+* analysed: frames the analysis saw / packets on ``lo`` (the real loss, whatever the counters say);
 * analysis drops: the live status line's "dropped N of M" (the kernel's counters of the analysis
   capture, read every second while running) at the end; ``running`` says whether drop counts were
   shown as numbers while the load ran (the point of the hardening: not "counts at exit only");
@@ -205,7 +206,7 @@ def run_bench(rates: list[str], seconds: float, *, ring: bool = True, snaplen: i
     return results
 
 
-HEADER = (f"{'rate':>8} {'Mbit/s':>8} {'packets':>9} {'pkt/s':>7} {'analysis drops':>18} {'ring drops':>10} "
+HEADER = (f"{'rate':>8} {'Mbit/s':>8} {'packets':>9} {'pkt/s':>7} {'analysed':>8} {'analysis drops':>18} {'ring drops':>10} "
           f"{'behind':>7} {'running':>7} {'CPU live':>8} {'CPU dumpcap':>11} {'load':>5}")
 
 
@@ -215,7 +216,8 @@ def row(r: RateResult) -> str:
         f"{r.analysis_dropped}" + (f" ({100 * r.analysis_dropped / r.analysis_received:.1f}%)"
                                    if r.analysis_received else ""))
     ring = "-" if r.ring_dropped is None else str(r.ring_dropped)
-    return (f"{r.rate:>8} {r.offered_mbit_s:>8.1f} {r.packets:>9} {r.packets_s:>7.0f} {drops:>18} {ring:>10} "
+    analysed = f"{100 * min(r.frames, r.packets) / r.packets:.1f}%" if r.packets else "-"
+    return (f"{r.rate:>8} {r.offered_mbit_s:>8.1f} {r.packets:>9} {r.packets_s:>7.0f} {analysed:>8} {drops:>18} {ring:>10} "
             f"{r.behind_lines:>3}/{r.status_lines:<3} {r.running_drop_lines:>7} {r.live_cpu:>8.2f} "
             f"{r.dumpcap_cpu:>11.2f} {r.load_avg:>5.1f}" + (f"  {'; '.join(r.notes)}" if r.notes else ""))
 

@@ -99,7 +99,9 @@ class RingSpec:
 class DropStats:
     """Capture-loss counters known at some moment (``None``: unknown)."""
 
-    received: int | None = None  #: packets the capture tool got from the kernel (after the filter)
+    #: packets that passed the capture filter (delivered + dropped). While running these are the kernel's
+    #: counts, which on ``lo`` see every frame twice (sent and received; libpcap discards the sent copy)
+    received: int | None = None
     dropped: int | None = None  #: packets the kernel dropped because the tool's buffer was full
     if_dropped: int | None = None  #: interface rx_dropped since the capture started (NIC/driver)
     ring_dropped: int | None = None  #: packets the ring-buffer capture process dropped
@@ -400,8 +402,14 @@ class LiveCapture:
         # what poll_stats took from the kernel while running is not in the tool's exit counts
         k_main, k_ring = self._kernel.get("capture"), self._kernel.get("ring")
         if k_main is not None:
-            received = k_main[0] + received if received is not None else None
             dropped = k_main[1] + dropped if dropped is not None else None
+            if main is not None and main.tool == "dumpcap":
+                # dumpcap's "received" is its own count of the packets it got (after libpcap dropped the
+                # outgoing copies on lo), not the kernel's: the packets that passed the filter are those
+                # plus the dropped ones
+                received = received + dropped if received is not None and dropped is not None else received
+            else:  # tcpdump's "received by filter" is libpcap's sum of the kernel counter, like ours
+                received = k_main[0] + received if received is not None else None
         if k_ring is not None and ring_dropped is not None:
             ring_dropped += k_ring[1]
         source = f"{self.tool} at exit" + (" + kernel counters while running" if self._kernel else "")

@@ -216,6 +216,21 @@ def parse_exit_stats(tool: str, stderr: str) -> tuple[int | None, int | None]:
     return (int(rec[-1]) if rec else None), (int(drop[-1]) if drop else None)
 
 
+def combine_counts(tool: str, received: int | None, dropped: int | None,
+                   polled: tuple[int, int]) -> tuple[int | None, int | None]:
+    """Final (received, dropped) from the tool's exit counts and what ``poll_stats`` took from the
+    kernel while it ran (``polled``; those reads reset the kernel's counters, so the tool's exit
+    counts lack them). dumpcap's "received" is its own count of the packets it got (libpcap has
+    already discarded lo's sent copies), not the kernel's: the packets that passed the filter are
+    those plus the dropped ones. tcpdump's "received by filter" is libpcap's sum of the kernel's
+    counter, like ours, so the two add up."""
+    if dropped is not None:
+        dropped += polled[1]
+    if tool == "dumpcap":
+        return (received + dropped if received is not None and dropped is not None else received), dropped
+    return (received + polled[0] if received is not None else None), dropped
+
+
 #: What dumpcap ("The network adapter ... is no longer attached") and tcpdump/libpcap ("The interface
 #: disappeared", "The interface went down") print when the interface goes away mid-capture.
 _VANISHED: Final = ("is no longer attached", "interface disappeared", "interface went down",
@@ -399,17 +414,9 @@ class LiveCapture:
             received, dropped = parse_exit_stats(main.tool, _read(main.stderr_path))
         if ring is not None:
             ring_dropped = parse_exit_stats(ring.tool, _read(ring.stderr_path))[1]
-        # what poll_stats took from the kernel while running is not in the tool's exit counts
         k_main, k_ring = self._kernel.get("capture"), self._kernel.get("ring")
-        if k_main is not None:
-            dropped = k_main[1] + dropped if dropped is not None else None
-            if main is not None and main.tool == "dumpcap":
-                # dumpcap's "received" is its own count of the packets it got (after libpcap dropped the
-                # outgoing copies on lo), not the kernel's: the packets that passed the filter are those
-                # plus the dropped ones
-                received = received + dropped if received is not None and dropped is not None else received
-            else:  # tcpdump's "received by filter" is libpcap's sum of the kernel counter, like ours
-                received = k_main[0] + received if received is not None else None
+        if k_main is not None and main is not None:
+            received, dropped = combine_counts(main.tool, received, dropped, (k_main[0], k_main[1]))
         if k_ring is not None and ring_dropped is not None:
             ring_dropped += k_ring[1]
         source = f"{self.tool} at exit" + (" + kernel counters while running" if self._kernel else "")

@@ -14,7 +14,14 @@ from typing import Any
 import pytest
 from test_live_unit import FakeCapture, RecordingView, _synthetic_pcapng, fast_options
 
-from analyzer.capture.live import DropStats, RingSpec, capture_argv, default_filter, read_packet_stats
+from analyzer.capture.live import (
+    DropStats,
+    RingSpec,
+    capture_argv,
+    combine_counts,
+    default_filter,
+    read_packet_stats,
+)
 from analyzer.live.engine import LiveAnalyzer, LiveStatus
 from analyzer.live.loop import run_live
 from analyzer.live.view import drops_text, summary_lines
@@ -122,3 +129,11 @@ def test_behind_when_the_pipe_fills() -> None:
     st = LiveStatus(backlog=900_000, pipe_size=1 << 20, behind=True, snaplen=256)
     line = summary_lines(st)[0]
     assert "behind: yes" in line and "snaplen 256" in line
+
+
+def test_final_counts_add_what_was_polled_while_running() -> None:
+    # dumpcap at exit: 500 delivered, 3 dropped since the last poll; polls took 1000 (lo: 2 copies) / 7
+    assert combine_counts("dumpcap", 500, 3, (1000, 7)) == (510, 10)
+    # tcpdump: "received by filter" is the kernel's counter too
+    assert combine_counts("tcpdump", 40, 1, (100, 2)) == (140, 3)
+    assert combine_counts("dumpcap", None, None, (5, 1)) == (None, None)

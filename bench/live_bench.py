@@ -80,6 +80,8 @@ class RateResult:
     dumpcap_cpu: float = 0.0
     load_avg: float = 0.0
     frames: int = 0
+    pdus: int = 0  #: iSCSI PDUs the analysis decoded
+    incomplete: list[str] = field(default_factory=list)  #: the final status's INCOMPLETE lines
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -173,6 +175,9 @@ def run_rate(ns: Namespace, procs: ProcessRegistry, workdir: Path, rate: str, se
         res.notes.append("no final status line")
     fm = re.search(r"(\d+) frames", out.split("final:", 1)[-1])
     res.frames = int(fm.group(1)) if fm else 0
+    pm = re.search(r"(\d+) PDUs", out.split("final:", 1)[-1])
+    res.pdus = int(pm.group(1)) if pm else 0
+    res.incomplete = re.findall(r"INCOMPLETE: (.*)", out.split("final:", 1)[-1])
     return res
 
 

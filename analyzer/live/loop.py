@@ -314,6 +314,9 @@ def _incomplete(st: LiveStatus, error: str | None) -> list[str]:
         out.append(f"the interface dropped {st.drops['if_dropped']} packets")
     if st.drops.get("ring_dropped"):
         out.append(f"the ring-buffer capture dropped {st.drops['ring_dropped']} packets")
+    if st.snaplen:
+        out.append(f"--snaplen {st.snaplen}: frames are cut to {st.snaplen} bytes, so PDUs whose header starts "
+                   f"further into a frame (behind another PDU's data) are not decoded")
     if st.tcp_gaps:
         out.append(f"{st.tcp_gaps} TCP gaps ({st.gap_bytes} bytes never captured)")
     if st.behind:

@@ -228,8 +228,10 @@ def run_live(capture: CaptureSource, engine: LiveAnalyzer, view: View, *, alerts
             if drops_new > 0 and not drops_seen:
                 drops_seen.append(True)
                 hint = "" if getattr(capture, "snaplen", 0) else (
-                    "; to analyse headers only and keep up, restart with --snaplen 256 (the ring stays complete)")
-                view.message(f"the capture is dropping packets: the analysis cannot keep up{hint}")
+                    "; --snaplen 1024 saves some work at the price of PDUs whose header is cut off "
+                    "(see the README); a --ring capture keeps its own copy")
+                view.message(f"the capture is dropping packets: the analysis cannot keep up (drops are counted "
+                             f"in the status){hint}")
             drops = new
         if now >= due["house"]:
             due["house"] = now + int(opts.housekeeping_s * NS)

@@ -14,12 +14,22 @@ a complete capture with its own header), and our read loop stays a plain read. T
 kernel capture buffers, so in an overload the ring and the analysis can drop *different*
 packets; each process's drop counts are reported separately.
 
-Drop statistics: dumpcap prints "Packets received/dropped on interface ..." on stderr when it
-exits; that is the authoritative count (``stop`` returns it). dumpcap has no way to ask for
-these counters while it runs; tcpdump prints them on SIGUSR1, which ``poll_stats`` uses. The
-interface's own ``rx_dropped`` counter (``/sys/class/net/IFACE/statistics``) is read as well: it
-counts packets the NIC/driver dropped before any capture could see them. The analysis adds its
-own evidence of loss (TCP gaps in the reassembled streams).
+Drop statistics while running: the kernel counts, per packet socket, the packets that passed the
+socket's filter and those it dropped because the capture buffer was full (``PACKET_STATISTICS``).
+dumpcap has no way to print them while it captures (its ``-S`` mode only prints statistics, it
+does not capture), so ``poll_stats`` borrows a copy of each capture process's packet socket
+(``pidfd_getfd``, Linux >= 5.6, root or CAP_SYS_PTRACE; only processes started here) and reads
+the counters. Reading them resets them (the kernel hands out each count once), and libpcap adds
+up what it reads at exit the same way, so the running totals are our sum plus what the tool
+prints at exit ("Packets received/dropped on interface ..."): no packet is counted twice or
+lost. Where ``pidfd_getfd`` is missing, tcpdump is asked with SIGUSR1 and dumpcap's counts are
+known at exit only (the status says so). The interface's own ``rx_dropped`` counter
+(``/sys/class/net/IFACE/statistics``) is read as well: it counts packets the NIC/driver dropped
+before any capture could see them. The analysis adds its own evidence of loss (TCP gaps).
+
+Degradation above capacity: ``snaplen`` cuts the analysis capture's frames to their first N
+bytes (headers: link, IP, TCP and the 48-byte BHS fit in 256), which the pipeline marks as
+snaplen gaps; the ring-buffer capture keeps ``-s 0`` so the raw evidence stays complete.
 
 Errors (no such interface, no permission, bad filter, neither tool installed) raise
 ``LiveCaptureError`` with a one-line message; ``kind`` says which.
@@ -36,6 +46,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -88,7 +99,9 @@ class RingSpec:
 class DropStats:
     """Capture-loss counters known at some moment (``None``: unknown)."""
 
-    received: int | None = None  #: packets the capture tool got from the kernel (after the filter)
+    #: packets that passed the capture filter (delivered + dropped). While running these are the kernel's
+    #: counts, which on ``lo`` see every frame twice (sent and received; libpcap discards the sent copy)
+    received: int | None = None
     dropped: int | None = None  #: packets the kernel dropped because the tool's buffer was full
     if_dropped: int | None = None  #: interface rx_dropped since the capture started (NIC/driver)
     ring_dropped: int | None = None  #: packets the ring-buffer capture process dropped
@@ -101,10 +114,24 @@ class DropStats:
                 "ring_dropped": self.ring_dropped, "source": self.source, "final": self.final}
 
 
-def default_filter(ports: tuple[int, ...] | list[int] = ()) -> str:
-    """``tcp port 3260 or tcp port 860`` plus one ``or tcp port N`` per extra port."""
+#: UDP destination port of VXLAN (RFC 7348 §5).
+VXLAN_PORT: Final = 4789
+
+
+def default_filter(ports: tuple[int, ...] | list[int] = (), vxlan_ports: tuple[int, ...] | list[int] = ()) -> str:
+    """The iSCSI ports (``tcp port 3260 or tcp port 860`` + ``ports``) plus what may carry them
+    encapsulated, which ``open_capture`` unwraps: GRE/ERSPAN (IP protocol 47), VXLAN (UDP 4789 and
+    ``vxlan_ports``), IP-in-IP (4, 41), IPv4 fragments (MF set or a fragment offset) and IPv6
+    fragments (next header 44), MPLS (ethertypes 0x8847/0x8848) and PPPoE sessions. Unrelated
+    plain TCP/UDP traffic stays out. ``pppoes`` shifts the offsets of everything after it, so it
+    comes last; MPLS is matched by ethertype (the label depth is unknown to a BPF program).
+    """
     allp = list(dict.fromkeys([*DEFAULT_PORTS, *ports]))
-    return " or ".join(f"tcp port {p}" for p in allp)
+    iscsi = " or ".join(f"tcp port {p}" for p in allp)
+    vx = " or ".join(f"udp dst port {p}" for p in dict.fromkeys([VXLAN_PORT, *vxlan_ports]))
+    return (f"{iscsi} or ip proto 47 or ip6 proto 47 or {vx} or ip proto 4 or ip proto 41 or ip6 proto 4 "
+            f"or ip6 proto 41 or (ip[6:2] & 0x3fff != 0) or ip6 proto 44 or ether proto 0x8847 "
+            f"or ether proto 0x8848 or (pppoes and ({iscsi}))")
 
 
 def find_tool(prefer: str | None = None) -> str:
@@ -151,16 +178,19 @@ def interface_rx_dropped(interface: str) -> int | None:
 
 
 def capture_argv(tool: str, interface: str, bpf: str, *, buffer_mib: int = 32, to_stdout: bool = True,
-                 ring: RingSpec | None = None) -> list[str]:
-    """The command line of the capture (``to_stdout``) or of the ring-buffer writer (``ring``)."""
+                 ring: RingSpec | None = None, snaplen: int = 0) -> list[str]:
+    """The command line of the capture (``to_stdout``) or of the ring-buffer writer (``ring``).
+
+    ``snaplen`` (0: whole frames) applies to the capture on stdout only; the ring keeps whole frames."""
+    snap = str(max(0, snaplen)) if to_stdout else "0"
     if tool == "dumpcap":
-        argv = ["dumpcap", "-q", "-i", interface, "-s", "0", "-B", str(max(1, buffer_mib)), "-f", bpf]
+        argv = ["dumpcap", "-q", "-i", interface, "-s", snap, "-B", str(max(1, buffer_mib)), "-f", bpf]
         if ring is not None and not to_stdout:
             return [*argv, "-b", f"filesize:{max(1, ring.size_mb) * 1000}", "-b", f"files:{max(2, ring.files)}",
                     "-w", str(ring.directory / "live.pcapng")]
         return [*argv, "-w", "-"]
     if tool == "tcpdump":
-        argv = ["tcpdump", "-i", interface, "-s", "0", "-B", str(max(1, buffer_mib) * 1024), "-n",
+        argv = ["tcpdump", "-i", interface, "-s", snap, "-B", str(max(1, buffer_mib) * 1024), "-n",
                 "-U", "--immediate-mode"]
         if os.geteuid() == 0:
             argv += ["-Z", "root"]  # keep the rights to write into a root-owned ring directory
@@ -184,6 +214,21 @@ def parse_exit_stats(tool: str, stderr: str) -> tuple[int | None, int | None]:
     rec = _TCPDUMP_RECEIVED.findall(stderr)
     drop = _TCPDUMP_DROPPED.findall(stderr)
     return (int(rec[-1]) if rec else None), (int(drop[-1]) if drop else None)
+
+
+def combine_counts(tool: str, received: int | None, dropped: int | None,
+                   polled: tuple[int, int]) -> tuple[int | None, int | None]:
+    """Final (received, dropped) from the tool's exit counts and what ``poll_stats`` took from the
+    kernel while it ran (``polled``; those reads reset the kernel's counters, so the tool's exit
+    counts lack them). dumpcap's "received" is its own count of the packets it got (libpcap has
+    already discarded lo's sent copies), not the kernel's: the packets that passed the filter are
+    those plus the dropped ones. tcpdump's "received by filter" is libpcap's sum of the kernel's
+    counter, like ours, so the two add up."""
+    if dropped is not None:
+        dropped += polled[1]
+    if tool == "dumpcap":
+        return (received + dropped if received is not None and dropped is not None else received), dropped
+    return (received + polled[0] if received is not None else None), dropped
 
 
 #: What dumpcap ("The network adapter ... is no longer attached") and tcpdump/libpcap ("The interface
@@ -274,9 +319,11 @@ class LiveCapture:
 
     def __init__(self, interface: str, bpf: str | None = None, ports: tuple[int, ...] | list[int] = (),
                  ring: RingSpec | None = None, *, tool: str | None = None, buffer_mib: int = 32,
-                 start_timeout: float = START_TIMEOUT) -> None:
+                 start_timeout: float = START_TIMEOUT, vxlan_ports: tuple[int, ...] | list[int] = (),
+                 snaplen: int = 0) -> None:
         self.interface = interface
-        self.bpf = bpf if bpf else default_filter(tuple(ports))
+        self.bpf = bpf if bpf else default_filter(tuple(ports), tuple(vxlan_ports))
+        self.snaplen = max(0, snaplen)
         self.ring = ring
         self.buffer_mib = buffer_mib
         self.start_timeout = start_timeout
@@ -288,6 +335,9 @@ class LiveCapture:
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
         self._if_dropped0: int | None = None
         self._last_poll: DropStats = DropStats()
+        #: what poll_stats read from the kernel so far, per process ("capture", "ring"): [received, dropped]
+        self._kernel: dict[str, list[int]] = {}
+        self._kernel_ok: bool | None = None  #: None until the first try
         self.final_stats: DropStats | None = None
         self.started_at = 0.0
 
@@ -309,7 +359,7 @@ class LiveCapture:
         self._if_dropped0 = interface_rx_dropped(self.interface)
         try:
             self._main = self._spawn("capture", capture_argv(self.tool, self.interface, self.bpf,
-                                                             buffer_mib=self.buffer_mib))
+                                                             buffer_mib=self.buffer_mib, snaplen=self.snaplen))
             _grow_pipe(self._main.popen.stdout)
             head = self._wait_started(self._main)
             assert self._main.popen.stdout is not None
@@ -364,8 +414,13 @@ class LiveCapture:
             received, dropped = parse_exit_stats(main.tool, _read(main.stderr_path))
         if ring is not None:
             ring_dropped = parse_exit_stats(ring.tool, _read(ring.stderr_path))[1]
-        self.final_stats = DropStats(received, dropped, self._if_dropped(), ring_dropped,
-                                     f"{self.tool} at exit", True)
+        k_main, k_ring = self._kernel.get("capture"), self._kernel.get("ring")
+        if k_main is not None and main is not None:
+            received, dropped = combine_counts(main.tool, received, dropped, (k_main[0], k_main[1]))
+        if k_ring is not None and ring_dropped is not None:
+            ring_dropped += k_ring[1]
+        source = f"{self.tool} at exit" + (" + kernel counters while running" if self._kernel else "")
+        self.final_stats = DropStats(received, dropped, self._if_dropped(), ring_dropped, source, True)
         return self.final_stats
 
     def close(self) -> None:
@@ -385,9 +440,15 @@ class LiveCapture:
     # ------------------------------------------------------------------ statistics
 
     def poll_stats(self) -> DropStats:
-        """Drop counters now. tcpdump is asked with SIGUSR1; dumpcap only reports at exit."""
+        """Drop counters now: the kernel's packet-socket counters of the capture processes (see the
+        module docstring); without ``pidfd_getfd``, tcpdump is asked with SIGUSR1 and dumpcap only
+        reports at exit."""
         if self.final_stats is not None:
             return self.final_stats
+        if self._kernel_ok is not False:
+            got = self._poll_kernel()
+            if got is not None:
+                return got
         received = dropped = None
         source = f"{self.tool} (counts at exit only)" if self.tool == "dumpcap" else ""
         main = self._main
@@ -417,6 +478,31 @@ class LiveCapture:
     def stderr_text(self) -> str:
         """What the main capture process printed on stderr so far."""
         return _read(self._main.stderr_path) if self._main is not None else ""
+
+    def _poll_kernel(self) -> DropStats | None:
+        """Add what the kernel counted since the last poll to ``_kernel``; None when not possible."""
+        totals: dict[str, tuple[int, int]] = {}
+        for name, proc in (("capture", self._main), ("ring", self._ring)):
+            if proc is None or proc.popen.poll() is not None:
+                continue
+            got = read_packet_stats(proc.popen.pid)
+            if got is None:
+                if self._kernel_ok is None and name == "capture":
+                    self._kernel_ok = False
+                    return None
+                continue
+            acc = self._kernel.setdefault(name, [0, 0])
+            acc[0] += got[0]
+            acc[1] += got[1]
+            totals[name] = (acc[0], acc[1])
+        if "capture" not in totals and self._kernel_ok is None:
+            return None
+        self._kernel_ok = True
+        main = self._kernel.get("capture", [0, 0])
+        ring = self._kernel.get("ring")
+        self._last_poll = DropStats(main[0], main[1], self._if_dropped(), ring[1] if ring else None,
+                                    "kernel packet-socket counters", False)
+        return self._last_poll
 
     # ------------------------------------------------------------------ internals
 
@@ -491,6 +577,67 @@ class LiveCapture:
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
             self._tmpdir = None
+
+
+_SYS_PIDFD_GETFD: Final = 438  # the same number on every Linux architecture (unified syscall table)
+_SOL_PACKET: Final = 263
+_PACKET_STATISTICS: Final = 6
+
+
+def _packet_inodes(pid: int) -> set[str]:
+    """Socket inodes of the packet sockets in ``pid``'s network namespace (/proc/PID/net/packet)."""
+    try:
+        lines = Path(f"/proc/{pid}/net/packet").read_text().splitlines()[1:]
+    except OSError:
+        return set()
+    return {ln.split()[-1] for ln in lines if ln.split()}
+
+
+def read_packet_stats(pid: int) -> tuple[int, int] | None:
+    """(received, dropped) the kernel counted on ``pid``'s packet sockets since they were last read
+    (``PACKET_STATISTICS``; reading resets the counters). None when the sockets cannot be reached
+    (no ``pidfd_getfd``, no permission, the process is gone)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pidfd = os.pidfd_open(pid)
+    except (OSError, AttributeError):
+        return None
+    try:
+        inodes = _packet_inodes(pid)
+        if not inodes:
+            return None
+        received = dropped = 0
+        found = False
+        for entry in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{entry}")
+            except OSError:
+                continue
+            if not (link.startswith("socket:[") and link[8:-1] in inodes):
+                continue
+            fd = libc.syscall(_SYS_PIDFD_GETFD, pidfd, int(entry), 0)
+            if fd < 0:
+                return None
+            try:
+                sock = socket.socket(fileno=fd)
+            except OSError:
+                os.close(fd)
+                continue
+            try:
+                raw = sock.getsockopt(_SOL_PACKET, _PACKET_STATISTICS, 12)  # tpacket_stats(_v3)
+            except OSError:
+                continue
+            finally:
+                sock.close()  # closes our copy only
+            packets, drops = int.from_bytes(raw[0:4], sys.byteorder), int.from_bytes(raw[4:8], sys.byteorder)
+            received += packets
+            dropped += drops
+            found = True
+        return (received, dropped) if found else None
+    except OSError:
+        return None
+    finally:
+        os.close(pidfd)
 
 
 def _grow_pipe(f: IO[bytes] | None) -> None:

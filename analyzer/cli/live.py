@@ -30,7 +30,14 @@ class LiveError(click.ClickException):
 @click.command("live", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-i", "--interface", required=True, help="Interface to capture on (e.g. eth0, lo, any).")
 @click.option("-f", "--filter", "bpf", default=None, metavar="BPF",
-              help="Capture filter; replaces the default 'tcp port 3260 or tcp port 860' (+ --port).")
+              help="Capture filter; replaces the default (the iSCSI ports 3260, 860 and --port, plus "
+                   "GRE/ERSPAN, VXLAN, IP-in-IP, MPLS, PPPoE and IP fragments, which are decapsulated).")
+@click.option("--vxlan-port", "vxlan_ports", multiple=True, type=click.IntRange(1, 65535),
+              help="Also capture and decode this UDP port as VXLAN (4789 always is; repeatable, e.g. 8472).")
+@click.option("--snaplen", type=click.IntRange(0, 262144), default=0, show_default=True, metavar="BYTES",
+              help="Analyse only the first BYTES of every frame (headers; 256 fits Ethernet+IP+TCP+BHS) to keep "
+                   "up with more traffic; payload-dependent checks see snaplen gaps. The --ring capture "
+                   "stays complete. 0: whole frames.")
 @click.option("--port", "ports", multiple=True, type=click.IntRange(1, 65535),
               help="Also capture and treat this TCP port as iSCSI (repeatable).")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, metavar="S",
@@ -55,7 +62,8 @@ class LiveError(click.ClickException):
 @click.option("--plain", is_flag=True, help="Plain line output even on a terminal.")
 @click.option("--status-interval", type=click.FloatRange(min=0.5), default=10.0, show_default=True, metavar="S",
               help="Plain output: seconds between status blocks.")
-def live(interface: str, bpf: str | None, ports: tuple[int, ...], duration: float | None,
+def live(interface: str, bpf: str | None, vxlan_ports: tuple[int, ...], snaplen: int,
+         ports: tuple[int, ...], duration: float | None,
          alerts_target: str | None, out_dir: Path | None, report_interval: float, ring_dir: Path | None,
          ring_size: int, ring_files: int, window: float, tool: str | None, buffer_mib: int, plain: bool,
          status_interval: float) -> None:
@@ -67,7 +75,7 @@ def live(interface: str, bpf: str | None, ports: tuple[int, ...], duration: floa
     connections, anomalies, recent tasks) plus anomalies.jsonl, sessions_done.jsonl, stats.jsonl
     and live.json.
     """
-    from analyzer.capture.live import LiveCapture, LiveCaptureError, RingSpec
+    from analyzer.capture.live import VXLAN_PORT, LiveCapture, LiveCaptureError, RingSpec
     from analyzer.live.engine import LiveAnalyzer, LiveOptions
     from analyzer.live.loop import run_live
     from analyzer.live.signals import StopSignals
@@ -77,7 +85,8 @@ def live(interface: str, bpf: str | None, ports: tuple[int, ...], duration: floa
     from analyzer.tcp.reassembly import DEFAULT_PORTS
 
     options = LiveOptions(pipeline=Options(ports=DEFAULT_PORTS | frozenset(ports)), window_s=window,
-                          report_interval_s=report_interval)
+                          report_interval_s=report_interval,
+                          vxlan_ports=tuple(dict.fromkeys((VXLAN_PORT, *vxlan_ports))))
     alerts = report = None
     try:
         if alerts_target is not None:
@@ -88,7 +97,8 @@ def live(interface: str, bpf: str | None, ports: tuple[int, ...], duration: floa
         raise LiveError(f"cannot write {exc.filename}: {exc.strerror or exc}") from None
     ring = RingSpec(ring_dir, ring_size, ring_files) if ring_dir is not None else None
     engine = LiveAnalyzer(options)
-    capture = LiveCapture(interface, bpf, ports, ring, tool=tool, buffer_mib=buffer_mib)
+    capture = LiveCapture(interface, bpf, ports, ring, tool=tool, buffer_mib=buffer_mib,
+                          vxlan_ports=vxlan_ports, snaplen=snaplen)
     # From here on SIGINT/SIGTERM only ask for a stop (also while the capture is starting).
     signals = StopSignals().install()
     try:
@@ -101,7 +111,8 @@ def live(interface: str, bpf: str | None, ports: tuple[int, ...], duration: floa
     view_out = sys.stderr if alerts_target == "-" else sys.stdout
     view = make_view(view_out, plain=plain, status_every_s=status_interval)
     view.message(f"capturing on {interface} with {capture.tool} (pid {', '.join(map(str, capture.pids))}), "
-                 f"filter: {capture.bpf}" + (f"; ring buffer in {ring_dir}" if ring_dir else ""))
+                 f"filter: {capture.bpf}" + (f"; snaplen {snaplen} (headers only)" if snaplen else "")
+                 + (f"; ring buffer in {ring_dir}" if ring_dir else ""))
     if report is not None and report.tables_error:
         view.message(report.tables_error)
     try:

@@ -63,12 +63,16 @@ class LiveOptions:
     tick_grace_s: float = 1.0  #: idle ticks stay this far behind the estimated capture clock
     housekeeping_s: float = 1.0  #: session snapshot / view refresh period
     report_interval_s: float = 60.0  #: how often --out is rewritten
-    drop_poll_s: float = 5.0  #: how often the capture's drop counters are polled
+    drop_poll_s: float = 1.0  #: how often the capture's drop counters are polled
     max_anomalies: int = 1000  #: recent anomalies kept for the view and the report
     max_tasks: int = 5000  #: recent tasks kept for the report's tasks table
     max_finished: int = 200  #: finished sessions still shown before being forgotten
     forget_after_s: float = 300.0  #: a session ended this long ago (capture clock) is flushed and forgotten
-    behind_lag_s: float = 5.0  #: lag beyond which the view says the analysis is behind
+    behind_lag_s: float = 2.0  #: lag beyond which the view says the analysis is behind
+    #: the analysis is behind, too, when the capture pipe is at least this full (the tool then blocks
+    #: on it, and the kernel drops what no longer fits in the capture buffer)
+    behind_fill: float = 0.5
+    vxlan_ports: tuple[int, ...] = (4789,)  #: UDP ports decoded as VXLAN (RFC 7348 §5)
     #: after a stop request, keep reading this long before signalling the capture tool: dumpcap
     #: hands packets over in blocks (up to its 250 ms read timeout) and discards the unfinished
     #: block when it is stopped, so the last moments of traffic would be lost
@@ -128,6 +132,9 @@ class LiveStatus:
     tcp_gaps: int = 0
     gap_bytes: int = 0
     backlog: int = 0  #: bytes waiting in the capture pipe, not yet analysed
+    pipe_size: int = 0  #: capacity of the capture pipe (0: unknown)
+    snaplen: int = 0  #: the analysis capture's snap length (0: whole frames)
+    drops_new: int = 0  #: packets the capture dropped since the previous drop poll
     lag_s: float = 0.0  #: wall clock minus the last analysed frame's timestamp
     behind: bool = False
     incomplete: list[str] = field(default_factory=list)  #: reasons the analysis is incomplete
@@ -142,7 +149,8 @@ class LiveStatus:
             "capture_ts_ns": self.capture_ts_ns, "sessions_total": self.sessions_total,
             "sessions_open": self.sessions_open, "sessions_forgotten": self.sessions_forgotten,
             "anomaly_counts": self.anomaly_counts, "drops": self.drops, "tcp_gaps": self.tcp_gaps,
-            "gap_bytes": self.gap_bytes, "backlog": self.backlog, "lag_s": round(self.lag_s, 3),
+            "gap_bytes": self.gap_bytes, "backlog": self.backlog, "pipe_size": self.pipe_size,
+            "snaplen": self.snaplen, "drops_new": self.drops_new, "lag_s": round(self.lag_s, 3),
             "behind": self.behind, "incomplete": self.incomplete,
             "sessions": [{"session": s.session, "type": s.session_type, "initiator": s.initiator,
                           "target": s.target, "ended": s.ended, "state_initiator": s.state_initiator,

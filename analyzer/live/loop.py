@@ -95,6 +95,15 @@ class _LoopStream:
         except (OSError, ValueError):  # pipe closed under us
             return b""
 
+    def capacity(self) -> int:
+        """Size of the pipe (F_GETPIPE_SZ), 0 if unknown."""
+        if self.fd is None:
+            return 0
+        try:
+            return int(fcntl.fcntl(self.fd, getattr(fcntl, "F_GETPIPE_SZ", 1032)))
+        except OSError:
+            return 0
+
     def pending(self) -> int:
         """Bytes waiting in the pipe (FIONREAD), 0 if unknown."""
         if self.fd is None:
@@ -136,6 +145,7 @@ def run_live(capture: CaptureSource, engine: LiveAnalyzer, view: View, *, alerts
     error: str | None = None
     n_alerts = 0
     drops: dict[str, Any] = {}
+    drops_new = 0  # dropped since the previous poll
     tick_ns = int(opts.tick_s * NS)
     due = {"tick": start + tick_ns, "house": start, "drop": start,
            "report": start + int(opts.report_interval_s * NS)}
@@ -158,9 +168,14 @@ def run_live(capture: CaptureSource, engine: LiveAnalyzer, view: View, *, alerts
         st.interface, st.bpf, st.tool = capture.interface, capture.bpf, capture.tool
         st.uptime_s = (now - start) / NS
         st.drops = drops
+        st.drops_new = drops_new
+        st.snaplen = int(getattr(capture, "snaplen", 0) or 0)
         st.backlog = stream.pending()
+        st.pipe_size = pipe_size
         st.lag_s = max(0.0, (time.time_ns() - engine.last_ts) / NS) if engine.last_ts and st.backlog else 0.0
-        st.behind = st.lag_s > opts.behind_lag_s
+        # behind: the frames being analysed are old, the pipe is filling up, or the kernel is dropping
+        st.behind = (st.lag_s > opts.behind_lag_s or drops_new > 0
+                     or bool(pipe_size and st.backlog >= opts.behind_fill * pipe_size))
         st.capture_running = capture.running()
         st.stopping = bool(stop_at)
         st.incomplete = _incomplete(st, error)
@@ -185,7 +200,7 @@ def run_live(capture: CaptureSource, engine: LiveAnalyzer, view: View, *, alerts
             capture.stop()
 
     def periodic(idle: bool) -> None:
-        nonlocal drops
+        nonlocal drops, drops_new
         now = mono()
         if (sig.count or (stop_event is not None and stop_event.is_set())) and not stop_at:
             begin_stop("signal")
@@ -205,9 +220,19 @@ def run_live(capture: CaptureSource, engine: LiveAnalyzer, view: View, *, alerts
         if now >= due["drop"] and not stop_at:
             due["drop"] = now + int(opts.drop_poll_s * NS)
             try:
-                drops = _drops_dict(capture.poll_stats())
-            except Exception:  # noqa: BLE001, S110 - statistics are best effort
-                pass
+                new = _drops_dict(capture.poll_stats())
+            except Exception:  # noqa: BLE001 - statistics are best effort
+                new = drops
+            before, after = drops.get("dropped"), new.get("dropped")
+            drops_new = after - before if isinstance(after, int) and isinstance(before, int) else 0
+            if drops_new > 0 and not drops_seen:
+                drops_seen.append(True)
+                hint = "" if getattr(capture, "snaplen", 0) else (
+                    "; --snaplen 1024 saves some work at the price of PDUs whose header is cut off "
+                    "(see the README); a --ring capture keeps its own copy")
+                view.message(f"the capture is dropping packets: the analysis cannot keep up (drops are counted "
+                             f"in the status){hint}")
+            drops = new
         if now >= due["house"]:
             due["house"] = now + int(opts.housekeeping_s * NS)
             emit(engine.housekeeping(now))
@@ -223,10 +248,12 @@ def run_live(capture: CaptureSource, engine: LiveAnalyzer, view: View, *, alerts
                 view.message(text)
 
     stream = _LoopStream(capture.stream, opts.tick_s, lambda: periodic(True), lambda: periodic(False))
+    pipe_size = stream.capacity()
+    drops_seen: list[bool] = []  # the "dropping" message is said once
     reader: Any = None
     try:
         try:
-            reader = open_capture(stream)
+            reader = open_capture(stream, vxlan_ports=tuple(opts.vxlan_ports))
             feed = engine.feed
             for seg in iter_tcp(reader):
                 emit(feed(seg, mono()))
@@ -281,15 +308,22 @@ def _incomplete(st: LiveStatus, error: str | None) -> list[str]:
     out = []
     dropped = st.drops.get("dropped")
     if dropped:
-        out.append(f"the capture dropped {dropped} packets (kernel buffer full)")
+        received = st.drops.get("received")
+        of = f" of {received}" if received else ""
+        out.append(f"the capture dropped {dropped}{of} packets (kernel buffer full"
+                   + (f", {st.drops_new} in the last poll)" if st.drops_new > 0 and not st.drops.get("final") else ")"))
     if st.drops.get("if_dropped"):
         out.append(f"the interface dropped {st.drops['if_dropped']} packets")
     if st.drops.get("ring_dropped"):
         out.append(f"the ring-buffer capture dropped {st.drops['ring_dropped']} packets")
+    if st.snaplen:
+        out.append(f"--snaplen {st.snaplen}: frames are cut to {st.snaplen} bytes, so PDUs whose header starts "
+                   f"further into a frame (behind another PDU's data) are not decoded")
     if st.tcp_gaps:
         out.append(f"{st.tcp_gaps} TCP gaps ({st.gap_bytes} bytes never captured)")
     if st.behind:
-        out.append(f"analysis is behind: {st.backlog} bytes waiting in the pipe, {st.lag_s:.1f} s lag")
+        out.append(f"analysis is behind: {st.backlog} bytes waiting in the pipe"
+                   + (f" of {st.pipe_size}" if st.pipe_size else "") + f", {st.lag_s:.1f} s lag")
     if error:
         out.append(error)
     return out

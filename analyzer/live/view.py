@@ -18,8 +18,8 @@ from typing import IO, Any
 
 from analyzer.live.engine import LiveStatus, SessionView
 from analyzer.live.stats import StatsView
-from analyzer.render.output import terminal_safe
 from analyzer.records import Anomaly
+from analyzer.render.output import terminal_safe
 
 _SEV_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 _MAX_SESSIONS_SHOWN = 30
@@ -89,7 +89,8 @@ def drops_text(status: LiveStatus) -> str:
     d = status.drops or {}
     parts = []
     if d.get("dropped") is not None:
-        parts.append(f"dropped {d['dropped']}" + ("" if d.get("final") else " so far"))
+        of = f" of {d['received']}" if d.get("received") is not None else ""
+        parts.append(f"dropped {d['dropped']}{of}" + ("" if d.get("final") else " so far"))
     elif d.get("source"):
         parts.append(str(d["source"]))
     if d.get("if_dropped"):
@@ -116,7 +117,8 @@ def summary_lines(status: LiveStatus) -> list[str]:
         f"live {safe(status.interface)} ({status.tool}) up {fmt_duration(status.uptime_s)}: "
         f"{status.frames} frames, {status.pdus} PDUs, {status.sessions_open} open / {status.sessions_total} "
         f"sessions, anomalies: {counts or 'none'}; drops: {drops_text(status)}; backlog {status.backlog}"
-        + (f", lag {status.lag_s:.1f} s" if status.lag_s else "")
+        + (f", lag {status.lag_s:.1f} s" if status.lag_s else "") + f"; behind: {'yes' if status.behind else 'no'}"
+        + (f"; snaplen {status.snaplen} (headers only)" if status.snaplen else "")
     ]
     for v in status.sessions[:_MAX_SESSIONS_SHOWN]:
         mb, iops, p50, p95, p99 = stats_cells(v.stats)
@@ -226,6 +228,12 @@ def render(status: LiveStatus) -> Any:
     head.append(f"\ndrops: {drops_text(status)}  backlog {status.backlog}")
     if status.lag_s:
         head.append(f"  lag {status.lag_s:.1f} s")
+    if status.behind:
+        head.append("  behind", style="bold red")
+    else:
+        head.append("  keeping up")
+    if status.snaplen:
+        head.append(f"  snaplen {status.snaplen} (headers only)")
     if status.stopping:
         head.append("  stopping…", style="bold")
     if not status.capture_running and not status.stopping:

@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 DEMO_CAPTURE ?= sample_pcaps/admin_drop.pcap
 
-.PHONY: setup setup-demo demo test lab bench golden clean
+.PHONY: setup setup-demo demo test lint lab bench golden clean
 
 setup:
 	@scripts/setup.sh test
@@ -19,6 +19,11 @@ demo: setup-demo
 
 test: setup
 	$(VENV)/bin/python -m pytest -q tests
+
+# ruff (pyflakes, pycodestyle, isort, bugbear) over the whole tree; mypy --strict over the core and the pipeline.
+lint: setup
+	$(VENV)/bin/ruff check analyzer tests bench scripts fuzz wireshark setup.py
+	$(VENV)/bin/mypy
 
 lab: setup
 	$(VENV)/bin/iscsi-analyzer lab run --all --out sample_pcaps

@@ -28,7 +28,8 @@ def format_ts(ts_ns: int) -> str:
 
 
 def anomaly_row(a: Anomaly) -> dict[str, object]:
-    """One finding as a flat row (ANOMALY_COLUMNS); ``frames`` is space-separated, ``session``/``conn`` "" if unknown."""
+    """One finding as a flat row (ANOMALY_COLUMNS); ``frames`` is space-separated,
+    ``session``/``conn`` "" if unknown."""
     frames = sorted(set(a.frames or (a.frame,)))
     return {
         "frame": a.frame,

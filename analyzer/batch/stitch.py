@@ -63,7 +63,9 @@ class Renumber:
         idx = tuple(i for i, n in enumerate(names) if n == "frame" or n.endswith("_frame"))
         if len(names) == 1:
             one = names[0]
-            getter: Callable[[Any], tuple[Any, ...]] = lambda r: (getattr(r, one),)
+
+            def getter(r: Any) -> tuple[Any, ...]:
+                return (getattr(r, one),)
         else:
             getter = attrgetter(*names)
         spec = self._specs[cls] = (getter, idx, all(f.init for f in fields))

@@ -251,7 +251,8 @@ class CaptureReader:
     ``frames``, ``bytes`` (captured bytes of all frames), ``truncated`` (frames whose
     captured length < original length), ``non_tcp`` (``iter_tcp`` only: frames that did
     not give a TCP segment: not TCP, IP fragments held for reassembly, duplicates), and
-    ``decoder``'s ``encapsulated``, ``duplicates`` and ``ip_fragments`` counts. ``damage`` lists a ``CaptureDamage`` when the file turned
+    ``decoder``'s ``encapsulated``, ``duplicates`` and ``ip_fragments`` counts. ``damage`` lists a
+    ``CaptureDamage`` when the file turned
     out damaged; its ``frame``/``ts_ns`` are those of the last good frame (0 if none).
     """
 

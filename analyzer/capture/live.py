@@ -205,7 +205,7 @@ def parse_exit_stats(tool: str, stderr: str) -> tuple[int | None, int | None]:
     """(received, dropped) from the statistics the tool printed (the last ones, if several)."""
     if tool == "dumpcap":
         m = None
-        for m in _DUMPCAP_RECV_DROP.finditer(stderr):
+        for m in _DUMPCAP_RECV_DROP.finditer(stderr):  # noqa: B007 - the last match is the one wanted
             pass
         if m is not None:
             return int(m.group(1)), int(m.group(2))
@@ -550,8 +550,9 @@ class LiveCapture:
                     continue
                 return b""
             if time.monotonic() > deadline:
+                said = _first_error(proc.tool, _read(proc.stderr_path).splitlines()) or "no output"
                 raise LiveCaptureError(f"{proc.tool} did not start capturing on {self.interface} within "
-                                       f"{self.start_timeout:g} s: {_first_error(proc.tool, _read(proc.stderr_path).splitlines()) or 'no output'}")
+                                       f"{self.start_timeout:g} s: {said}")
 
     def _wait_ring_started(self, proc: _Proc) -> None:
         marker = "Capturing on" if proc.tool == "dumpcap" else "listening on"

@@ -254,4 +254,4 @@ def format_ip(addr: bytes) -> str:
 link_payload = _link_payload
 tcp_segment = _tcp
 
-from analyzer.capture import encap as _encap
+from analyzer.capture import encap as _encap  # noqa: E402 - encap imports the names above (a cycle)

@@ -36,7 +36,8 @@ def batch(paths: tuple[str, ...], out_dir: str, scheduler: str | None, workers: 
 
     Ring-buffer files (dumpcap's PREFIX_NNNNN_YYYYMMDDhhmmss.pcapng, editcap -c) and files whose
     TCP streams continue the previous file's are stitched into chains (--chain-by): each chain
-    gives the same result as its files concatenated; any other file is its own chain. Writes OUT/<table>/chain=<id>/part-*.parquet for pdus, tasks,
+    gives the same result as its files concatenated; any other file is its own chain.
+    Writes OUT/<table>/chain=<id>/part-*.parquet for pdus, tasks,
     sessions, connections, transitions, anomalies and keys, plus OUT/report.html.
     """
     from analyzer.batch.runner import MissingExtra, NoInput, analyze_many

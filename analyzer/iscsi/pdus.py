@@ -56,7 +56,8 @@ __all__ = ["DECODERS", "DecodeError", "decode_lun", "decode_pdu", "parse_ahs"]
 #: The common fields every decoder receives, in ``Pdu`` field order:
 #: frame, ts_ns, conn, direction, first_frame, opcode, immediate, final,
 #: total_ahs_length, dsl, lun, itt, ahs, header_digest, data_digest.
-Common: TypeAlias = "tuple[int, int, str, str, int, int, bool, bool, int, int, int | None, int, tuple[Ahs, ...], str | None, str | None]"
+Common: TypeAlias = ("tuple[int, int, str, str, int, int, bool, bool, int, int, int | None, int, tuple[Ahs, ...], "
+                     "str | None, str | None]")
 #: A per-opcode decoder: (common fields, bhs, data segment or None, data offset in PDU) -> record.
 Decoder: TypeAlias = "Callable[[Common, bytes, bytes | None, int], Pdu]"
 

@@ -63,7 +63,9 @@ class StatsView:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready view (rounded)."""
-        r = lambda v: None if v is None else round(v, 3)
+        def r(v: float | None) -> float | None:
+            return None if v is None else round(v, 3)
+
         return {"iops": round(self.iops, 1), "mb_s": round(self.mb_s, 3), "read_mb_s": round(self.read_mb_s, 3),
                 "write_mb_s": round(self.write_mb_s, 3), "p50_ms": r(self.p50_ms), "p95_ms": r(self.p95_ms),
                 "p99_ms": r(self.p99_ms), "samples": self.samples, "total_ios": self.total_ios,

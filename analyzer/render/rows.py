@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from analyzer.render.output import csv_safe
-
 from analyzer.records import (
     R2T,
     DataIn,
@@ -23,6 +21,7 @@ from analyzer.records import (
     ScsiResponse,
     TaskMgmtResponse,
 )
+from analyzer.render.output import csv_safe
 
 #: Columns of ``iscsi-analyzer pdus`` (stable for tools; add at the end only).
 PDU_COLUMNS: Final = (
@@ -209,7 +208,7 @@ def csv_cell(text: str) -> str:
 
 def pdu_row(pdu: Pdu | MalformedPdu, endpoints: Any, info: str) -> dict[str, Any]:
     """One row of the PDU listing as a dict keyed by PDU_COLUMNS."""
-    return dict(zip(PDU_COLUMNS, pdu_values(pdu, endpoints, info)))
+    return dict(zip(PDU_COLUMNS, pdu_values(pdu, endpoints, info), strict=True))
 
 
 def ts_iso(ts_ns: int | None) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from test_anomalies_support import (
     CONN,
     CONN2,
@@ -394,8 +396,6 @@ def test_session_failed_direct_without_a_visible_drop() -> None:
     assert "session_failed" not in kinds(direct([replace(t, inferred=True)]))
     assert "session_failed" not in kinds(direct([replace(t, side="initiator")]))
 
-
-from dataclasses import replace
 
 
 def test_session_identity_comes_from_session_identified() -> None:

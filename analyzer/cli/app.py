@@ -326,6 +326,7 @@ def _deep_crosscheck(capture: str, ports: tuple[int, ...], records: list[Any], l
 
 def _session_block(s: Any, conns: list[Any], show_secrets: bool = False) -> str:
     """One session in the style of `targetcli sessions detail` + `esxcli iscsi session connection list`."""
+    from analyzer.records import DigestFact
     from analyzer.render.output import terminal_safe as safe
     from analyzer.render.rows import ts_iso
 
@@ -358,8 +359,8 @@ def _session_block(s: Any, conns: list[Any], show_secrets: bool = False) -> str:
         lines.append(f"    state initiator {c.state_initiator} / target {c.state_target}"
                      + (f"   cleanup initiator {c.cleanup_initiator} / target {c.cleanup_target}"
                         if c.cleanup_initiator or c.cleanup_target else ""))
-        lines.append(f"    HeaderDigest {'CRC32C' if c.header_digest else 'None'}  "
-                     f"DataDigest {'CRC32C' if c.data_digest else 'None'}  "
+        lines.append(f"    HeaderDigest {DigestFact(c.header_digest, c.header_digest_source).shown()}  "
+                     f"DataDigest {DigestFact(c.data_digest, c.data_digest_source).shown()}  "
                      f"MaxRecvDataSegmentLength initiator {c.max_recv_dsl_initiator} / target "
                      f"{c.max_recv_dsl_target}  AuthMethod {safe(str(c.params.get('AuthMethod', '?')))}  "
                      f"PDUs {c.pdus}  tasks {c.tasks}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from analyzer.records import DIGEST_UNKNOWN, DigestFact
 from analyzer.state.cleanup import CleanupState
 from analyzer.state.connection import ConnState
 from analyzer.state.negotiation import Negotiation, TextJoiner
@@ -101,8 +102,9 @@ class Conn:
     ltds_answer: tuple[str, int, int] | None = None
     params_known: bool = False
     params: dict[str, str] = field(default_factory=dict)
-    header_digest: bool = False
-    data_digest: bool = False
+    #: §13.1: negotiated in the captured login, detected in the traffic, or unknown (mid-stream)
+    header_digest: DigestFact = DIGEST_UNKNOWN
+    data_digest: DigestFact = DIGEST_UNKNOWN
     mrdsl_initiator: int = 8192
     mrdsl_target: int = 8192
     statsn: StatSn = field(default_factory=StatSn)

@@ -69,6 +69,9 @@ class ConnectionParams(Record):
     data_digest: bool
     max_recv_dsl_initiator: int  #: limit on target -> initiator data segments
     max_recv_dsl_target: int  #: limit on initiator -> target data segments
+    #: how the digests are known (``analyzer.records.DIGEST_SOURCES``): "negotiated" at a login
+    header_digest_source: str = "negotiated"
+    data_digest_source: str = "negotiated"
 
 
 @record
@@ -414,6 +417,11 @@ class ConnectionSummary(Record):
     reinstates: str | None
     pdus: int
     tasks: int
+    #: how header_digest / data_digest are known (``analyzer.records.DIGEST_SOURCES``): "negotiated"
+    #: in the captured login, "detected" in the traffic (mid-stream start) or "unknown" (then the
+    #: bool is False but means nothing: show "unknown", never "None")
+    header_digest_source: str = "negotiated"
+    data_digest_source: str = "negotiated"
 
 
 @record

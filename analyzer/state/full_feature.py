@@ -355,8 +355,9 @@ def text_response(d: Desk, c: Conn, s: Session, pdu: TextResponse) -> None:
             c.mrdsl_initiator, c.mrdsl_target = new_i, new_t
             c.params["MaxRecvDataSegmentLength_initiator"] = str(new_i)
             c.params["MaxRecvDataSegmentLength_target"] = str(new_t)
-            d.out.append(ConnectionParams(pdu.frame, pdu.ts_ns, c.id, c.header_digest, c.data_digest,
-                                              new_i, new_t))
+            d.out.append(ConnectionParams(pdu.frame, pdu.ts_ns, c.id, c.header_digest.crc32c,
+                                          c.data_digest.crc32c, new_i, new_t, c.header_digest.source,
+                                          c.data_digest.source))
 
 
 def reject(d: Desk, c: Conn, s: Session, pdu: Reject) -> None:

@@ -9,7 +9,9 @@ from analyzer.iscsi.opcodes import (
     login_status_name,
 )
 from analyzer.records import (
+    DIGEST_NONE_NEGOTIATED,
     I2T,
+    DigestFact,
     LoginRequest,
     LoginResponse,
     Pdu,
@@ -66,6 +68,18 @@ def check_dsl(d: Desk, c: Conn, s: Session | None, pdu: Pdu) -> None:
         desk.seq_event(d, pdu, s, "max_recv_dsl_exceeded", limit, pdu.dsl,
                         f"{PDU_NAMES.get(type(pdu).__name__, 'PDU')} DataSegmentLength {pdu.dsl} > {who}",
                         pdu.itt, phase)
+
+
+def observe_digests(c: Conn, pdu: Pdu) -> None:
+    """Digests not negotiated in the capture, detected from a full-feature PDU as framed (§13.1).
+
+    The framer decided for this PDU whether a header digest follows its header ("ok"/"bad": one
+    is there) and, for a PDU with a data segment, whether a data digest follows it.
+    """
+    if c.header_digest.source != "negotiated":
+        c.header_digest = DigestFact(pdu.header_digest is not None, "detected")
+    if c.data_digest.source != "negotiated" and pdu.dsl > 0:
+        c.data_digest = DigestFact(pdu.data_digest is not None, "detected")
 
 
 def login_request(d: Desk, c: Conn, pdu: LoginRequest) -> None:
@@ -135,6 +149,8 @@ def begin_login(d: Desk, c: Conn, pdu: LoginRequest, keys: dict[str, str]) -> No
     stype = keys.get("SessionType")
     login = Login(pdu.itt, pdu.isid, pdu.tsih, pdu.cid, "leading", pdu.frame, pdu.ts_ns)
     c.cid = pdu.cid
+    # No digests in the login phase (§13.1); the negotiation decides what follows it.
+    c.header_digest = c.data_digest = DIGEST_NONE_NEGOTIATED
     if pdu.tsih == 0:
         old = d.by_nexus.get((iname, pdu.isid, tname))
         if old is not None and old.live():
@@ -281,7 +297,8 @@ def login_ok(d: Desk, c: Conn, s: Session, pdu: LoginResponse, task: Task | None
         identity.index(d, s)
     if login is not None:
         # Connection parameters (§13.1, §13.12): digests and MaxRecvDataSegmentLength each way.
-        c.header_digest, c.data_digest = neg.digest("HeaderDigest"), neg.digest("DataDigest")
+        c.header_digest = DigestFact(neg.digest("HeaderDigest"), "negotiated")
+        c.data_digest = DigestFact(neg.digest("DataDigest"), "negotiated")
         c.mrdsl_initiator, c.mrdsl_target = neg.max_recv_dsl("initiator"), neg.max_recv_dsl("target")
         c.params = {k: v for k in CONNECTION_PARAMS if (v := neg.value(k)) is not None}
         c.params["AuthMethod"] = neg.auth_method()
@@ -317,8 +334,9 @@ def login_ok(d: Desk, c: Conn, s: Session, pdu: LoginResponse, task: Task | None
         machines.sess_both(d, s, SessInput.CONN_LOGGED_IN, pdu.frame, pdu.ts_ns,
                         f"connection {c.id} reached LOGGED_IN (frame {pdu.frame})")
     if login is not None:
-        d.out.append(ConnectionParams(pdu.frame, pdu.ts_ns, c.id, c.header_digest, c.data_digest,
-                                          c.mrdsl_initiator, c.mrdsl_target))
+        d.out.append(ConnectionParams(pdu.frame, pdu.ts_ns, c.id, c.header_digest.crc32c, c.data_digest.crc32c,
+                                      c.mrdsl_initiator, c.mrdsl_target, c.header_digest.source,
+                                      c.data_digest.source))
     if task is not None:
         task_book.emit_task(d, s, task, task.finish(pdu.frame, pdu.ts_ns, "completed", login_status=(0, 0),
                                              response_name="Success"))

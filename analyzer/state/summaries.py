@@ -67,9 +67,9 @@ def conn_summary(d: Desk, c: Conn, frame: int, ts: int) -> ConnectionSummary:
     ci, ct = c.cleanup["initiator"], c.cleanup["target"]
     return ConnectionSummary(
         frame, ts, c.id, c.session.id if c.session else None, c.cid, c.client, c.client_port, c.server,
-        c.server_port, c.role, dict(c.params), c.header_digest, c.data_digest, c.mrdsl_initiator,
+        c.server_port, c.role, dict(c.params), c.header_digest.crc32c, c.data_digest.crc32c, c.mrdsl_initiator,
         c.mrdsl_target, c.start_frame, c.start_ts, c.last_frame, c.last_ts, c.ended,
         c.state["initiator"].value, c.state["target"].value, ci.value if ci else None,
         ct.value if ct else None, c.mid_stream, c.handshake, c.tcp_end,
         c.login_status[0] if c.login_status else None, c.login_status[1] if c.login_status else None,
-        c.reinstated_by, c.reinstates, c.pdus, c.tasks)
+        c.reinstated_by, c.reinstates, c.pdus, c.tasks, c.header_digest.source, c.data_digest.source)

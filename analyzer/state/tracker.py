@@ -331,6 +331,8 @@ class SessionTracker:
         if isinstance(pdu, LoginResponse):
             logins.login_response(self._d, c, pdu)
             return
+        if c.header_digest.source != "negotiated" or c.data_digest.source != "negotiated":
+            logins.observe_digests(c, pdu)
         s = identity.session_of(self._d, c, pdu.frame, pdu.ts_ns)
         logins.check_dsl(self._d, c, s, pdu)
         if pdu.direction == I2T:

@@ -324,6 +324,13 @@ def _deep_crosscheck(capture: str, ports: tuple[int, ...], records: list[Any], l
     return res.agree
 
 
+def _mrdsl(declared: int | None, seen: int) -> str:
+    """A MaxRecvDataSegmentLength as known (§13.12): declared, or what the traffic proves of it."""
+    if declared is not None:
+        return str(declared)
+    return f"unknown (at least {seen}, observed)" if seen else "unknown"
+
+
 def _session_block(s: Any, conns: list[Any], show_secrets: bool = False) -> str:
     """One session in the style of `targetcli sessions detail` + `esxcli iscsi session connection list`."""
     from analyzer.records import DigestFact
@@ -361,8 +368,9 @@ def _session_block(s: Any, conns: list[Any], show_secrets: bool = False) -> str:
                         if c.cleanup_initiator or c.cleanup_target else ""))
         lines.append(f"    HeaderDigest {DigestFact(c.header_digest, c.header_digest_source).shown()}  "
                      f"DataDigest {DigestFact(c.data_digest, c.data_digest_source).shown()}  "
-                     f"MaxRecvDataSegmentLength initiator {c.max_recv_dsl_initiator} / target "
-                     f"{c.max_recv_dsl_target}  AuthMethod {safe(str(c.params.get('AuthMethod', '?')))}  "
+                     f"MaxRecvDataSegmentLength initiator {_mrdsl(c.max_recv_dsl_initiator, c.dsl_seen_initiator)} "
+                     f"/ target {_mrdsl(c.max_recv_dsl_target, c.dsl_seen_target)}  "
+                     f"AuthMethod {safe(str(c.params.get('AuthMethod', 'unknown')))}  "
                      f"PDUs {c.pdus}  tasks {c.tasks}")
         if c.login_status_class:
             from analyzer.iscsi.opcodes import login_status_name

@@ -53,6 +53,9 @@ class Login:
     old_states: dict[str, str] = field(default_factory=dict)
     #: the joined keys (§6.1) each side sent in this login, in wire order (the LoginKeys record)
     keys: dict[str, list[tuple[str, str]]] = field(default_factory=lambda: {"initiator": [], "target": []})
+    #: the login's first PDU is in the capture, so an undeclared key has its default (§13); when
+    #: the capture began inside the login, only keys seen are known
+    start_seen: bool = True
 
 
 @dataclass(slots=True, eq=False)
@@ -105,8 +108,13 @@ class Conn:
     #: §13.1: negotiated in the captured login, detected in the traffic, or unknown (mid-stream)
     header_digest: DigestFact = DIGEST_UNKNOWN
     data_digest: DigestFact = DIGEST_UNKNOWN
-    mrdsl_initiator: int = 8192
-    mrdsl_target: int = 8192
+    #: §13.12 MaxRecvDataSegmentLength each side declared (its default when the whole login was
+    #: captured without it); None when the login was not captured (unknown, never the default)
+    mrdsl_initiator: int | None = None
+    mrdsl_target: int | None = None
+    #: largest data segment seen each way in full feature phase: a lower bound of the receiver's limit
+    dsl_seen_t2i: int = 0
+    dsl_seen_i2t: int = 0
     statsn: StatSn = field(default_factory=StatSn)
     #: why new requests are not allowed any more ("after a Logout Request (§11.14)"), "" if they are
     no_new_requests: str = ""

@@ -67,8 +67,8 @@ class ConnectionParams(Record):
     conn: str
     header_digest: bool
     data_digest: bool
-    max_recv_dsl_initiator: int  #: limit on target -> initiator data segments
-    max_recv_dsl_target: int  #: limit on initiator -> target data segments
+    max_recv_dsl_initiator: int | None  #: limit on target -> initiator data segments (None: unknown)
+    max_recv_dsl_target: int | None  #: limit on initiator -> target data segments (None: unknown)
     #: how the digests are known (``analyzer.records.DIGEST_SOURCES``): "negotiated" at a login
     header_digest_source: str = "negotiated"
     data_digest_source: str = "negotiated"
@@ -397,8 +397,9 @@ class ConnectionSummary(Record):
     params: dict[str, str]  #: connection-only keys (digests, MaxRecvDataSegmentLength each way, AuthMethod)
     header_digest: bool
     data_digest: bool
-    max_recv_dsl_initiator: int
-    max_recv_dsl_target: int
+    #: §13.12 as declared (or defaulted in a login captured whole); None when unknown
+    max_recv_dsl_initiator: int | None
+    max_recv_dsl_target: int | None
     start_frame: int
     start_ts_ns: int
     end_frame: int
@@ -422,6 +423,10 @@ class ConnectionSummary(Record):
     #: bool is False but means nothing: show "unknown", never "None")
     header_digest_source: str = "negotiated"
     data_digest_source: str = "negotiated"
+    #: largest full-feature data segment seen target -> initiator / initiator -> target: what the
+    #: traffic proves of an unknown MaxRecvDataSegmentLength ("at least N, observed")
+    dsl_seen_initiator: int = 0
+    dsl_seen_target: int = 0
 
 
 @record

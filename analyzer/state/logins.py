@@ -8,6 +8,8 @@ from __future__ import annotations
 from analyzer.iscsi.opcodes import (
     login_status_name,
 )
+from collections.abc import Iterable
+
 from analyzer.records import (
     DIGEST_NONE_NEGOTIATED,
     I2T,
@@ -59,7 +61,10 @@ def check_dsl(d: Desk, c: Conn, s: Session | None, pdu: Pdu) -> None:
     if c.login is not None or isinstance(pdu, (LoginRequest, LoginResponse)):
         limit, who, phase = 8192, "default (login phase) MaxRecvDataSegmentLength 8192 [unverified]", "login"
     elif c.params_known:
-        limit = c.mrdsl_target if pdu.direction == I2T else c.mrdsl_initiator
+        known = c.mrdsl_target if pdu.direction == I2T else c.mrdsl_initiator
+        if known is None:  # not declared in the part of the login we saw
+            return
+        limit = known
         who = f"the {'target' if pdu.direction == I2T else 'initiator'}'s MaxRecvDataSegmentLength"
         phase = "ffp"
     else:
@@ -151,6 +156,9 @@ def begin_login(d: Desk, c: Conn, pdu: LoginRequest, keys: dict[str, str]) -> No
     c.cid = pdu.cid
     # No digests in the login phase (§13.1); the negotiation decides what follows it.
     c.header_digest = c.data_digest = DIGEST_NONE_NEGOTIATED
+    # The first Login Request of a connection carries InitiatorName (§13.6); without it (and on a
+    # connection whose start we did not see) the capture began inside the login.
+    login.start_seen = (c.state["target"] is not ConnState.UNKNOWN or "InitiatorName" in keys or pdu.cont)
     if pdu.tsih == 0:
         old = d.by_nexus.get((iname, pdu.isid, tname))
         if old is not None and old.live():
@@ -282,6 +290,42 @@ def login_keys(c: Conn, s: Session | None, login: Login, frame: int, ts: int, ou
                      without_secrets(keys["initiator"]), without_secrets(keys["target"]), tuple(sorted(unfinished)))
 
 
+def known_values(neg: Negotiation, keys: Iterable[str], whole: bool) -> dict[str, str]:
+    """The keys' values as negotiated or declared; an undeclared key has its default (§13) only
+    when the whole login was captured (``whole``), else it is unknown and left out."""
+    out: dict[str, str] = {}
+    for k in keys:
+        v = neg.value(k) if whole else (neg.results.get(k) or neg.declared_by("initiator", k)
+                                        or neg.declared_by("target", k))
+        if v is not None:
+            out[k] = v
+    return out
+
+
+def conn_params(c: Conn, login: Login, complete: bool = True) -> None:
+    """The connection's parameters (§13.12, §12.1 AuthMethod) from ``login``'s negotiation as far
+    as it went: what was not seen is left out (unknown), never filled with its default. A login
+    that did not complete (failed, redirected, cut by the capture end) has no defaults either:
+    the keys it had not settled yet were still open."""
+    neg, whole = login.neg, login.start_seen and complete
+    mi = neg.max_recv_dsl("initiator") if whole or "MaxRecvDataSegmentLength" in neg.declared["initiator"] else None
+    mt = neg.max_recv_dsl("target") if whole or "MaxRecvDataSegmentLength" in neg.declared["target"] else None
+    c.mrdsl_initiator, c.mrdsl_target = mi, mt
+    c.params = known_values(neg, CONNECTION_PARAMS, whole)
+    if whole or "AuthMethod" in neg.results or neg.chap_used:
+        c.params["AuthMethod"] = neg.auth_method()
+    if mi is not None:
+        c.params["MaxRecvDataSegmentLength_initiator"] = str(mi)
+    if mt is not None:
+        c.params["MaxRecvDataSegmentLength_target"] = str(mt)
+    if whole or neg.chap_used:
+        c.params["chap_used"] = "Yes" if neg.chap_used else "No"
+    if neg.chap_used:
+        c.params["chap_mutual"] = "Yes" if neg.chap_mutual else "No"
+        if neg.chap_algorithm:
+            c.params["chap_algorithm"] = neg.chap_algorithm
+
+
 def login_ok(d: Desk, c: Conn, s: Session, pdu: LoginResponse, task: Task | None) -> None:
     login = c.login
     neg = login.neg if login is not None else Negotiation()
@@ -299,21 +343,13 @@ def login_ok(d: Desk, c: Conn, s: Session, pdu: LoginResponse, task: Task | None
         # Connection parameters (§13.1, §13.12): digests and MaxRecvDataSegmentLength each way.
         c.header_digest = DigestFact(neg.digest("HeaderDigest"), "negotiated")
         c.data_digest = DigestFact(neg.digest("DataDigest"), "negotiated")
-        c.mrdsl_initiator, c.mrdsl_target = neg.max_recv_dsl("initiator"), neg.max_recv_dsl("target")
-        c.params = {k: v for k in CONNECTION_PARAMS if (v := neg.value(k)) is not None}
-        c.params["AuthMethod"] = neg.auth_method()
-        c.params["MaxRecvDataSegmentLength_initiator"] = str(c.mrdsl_initiator)
-        c.params["MaxRecvDataSegmentLength_target"] = str(c.mrdsl_target)
-        c.params["chap_used"] = "Yes" if neg.chap_used else "No"
-        if neg.chap_used:
-            c.params["chap_mutual"] = "Yes" if neg.chap_mutual else "No"
-            if neg.chap_algorithm:
-                c.params["chap_algorithm"] = neg.chap_algorithm
+        conn_params(c, login)
         c.params_known = True
         if leading:
-            s.params = {k: v for k in SESSION_PARAMS if (v := neg.value(k)) is not None}
-            s.params["AuthMethod"] = c.params["AuthMethod"]
-            s.params["chap_used"] = c.params["chap_used"]
+            s.params = known_values(neg, SESSION_PARAMS, login.start_seen)
+            for k in ("AuthMethod", "chap_used"):
+                if k in c.params:
+                    s.params[k] = c.params[k]
             s.params_known = True
             s.session_type = neg.declared_by("initiator", "SessionType") or s.session_type or "Normal"
             s.initiator_alias = neg.declared_by("initiator", "InitiatorAlias") or s.initiator_alias
@@ -351,9 +387,24 @@ def login_ok(d: Desk, c: Conn, s: Session, pdu: LoginResponse, task: Task | None
     machines.settle_conn(d, c, pdu.frame, pdu.ts_ns, ev["target"])
 
 
+def partial_params(c: Conn, s: Session | None, login: Login) -> None:
+    """Negotiation results of a login that never reached full feature phase, as far as it went
+    (§6.6 / §13: an answered key is settled even if the login later fails or is cut)."""
+    if c.params_known:
+        return
+    conn_params(c, login, complete=False)
+    if s is not None and not s.params_known and login.kind in ("leading", "session_reinstatement", "unknown"):
+        s.params = known_values(login.neg, SESSION_PARAMS, False)
+        for k in ("AuthMethod", "chap_used"):
+            if k in c.params:
+                s.params[k] = c.params[k]
+
+
 def login_failed(d: Desk, c: Conn, frame: int, ts: int, pdu: LoginResponse | None, cause: str) -> None:
     login, s = c.login, c.session
     c.login = None
+    if login is not None:
+        partial_params(c, s, login)
     if login is not None:
         d.out.append(login_keys(c, s, login, frame, ts, "failed" if pdu is not None else "cut"))
     if pdu is not None:

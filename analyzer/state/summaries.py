@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from analyzer.state import (
+    logins,
     pending,
     reinstatement,
     task_book,
@@ -24,6 +25,8 @@ from analyzer.state.events import (
 def finish_capture(d: Desk, ts: int) -> None:
     frame = d.last_frame
     for c in d.conns.values():
+        if c.login is not None:  # a login still in progress: its results as far as they went
+            logins.partial_params(c, c.session, c.login)
         if c.login is not None and (c.login.old_conn is not None or c.login.old_session is not None):
             d.out.append(reinstatement.reinst_record(d, c, c.login, frame, ts, "incomplete"))
     for c in list(d.conns.values()):
@@ -72,4 +75,5 @@ def conn_summary(d: Desk, c: Conn, frame: int, ts: int) -> ConnectionSummary:
         c.state["initiator"].value, c.state["target"].value, ci.value if ci else None,
         ct.value if ct else None, c.mid_stream, c.handshake, c.tcp_end,
         c.login_status[0] if c.login_status else None, c.login_status[1] if c.login_status else None,
-        c.reinstated_by, c.reinstates, c.pdus, c.tasks, c.header_digest.source, c.data_digest.source)
+        c.reinstated_by, c.reinstates, c.pdus, c.tasks, c.header_digest.source, c.data_digest.source,
+        c.dsl_seen_t2i, c.dsl_seen_i2t)

@@ -333,6 +333,10 @@ class SessionTracker:
             return
         if c.header_digest.source != "negotiated" or c.data_digest.source != "negotiated":
             logins.observe_digests(c, pdu)
+        if pdu.direction == T2I:  # a lower bound of the receiver's MaxRecvDataSegmentLength (§13.12)
+            c.dsl_seen_t2i = max(c.dsl_seen_t2i, pdu.dsl)
+        else:
+            c.dsl_seen_i2t = max(c.dsl_seen_i2t, pdu.dsl)
         s = identity.session_of(self._d, c, pdu.frame, pdu.ts_ns)
         logins.check_dsl(self._d, c, s, pdu)
         if pdu.direction == I2T:

@@ -43,3 +43,65 @@ def test_negotiated_digests_carry_their_source_to_the_framer_feedback() -> None:
         True, "negotiated", False, "negotiated")
     c = _conn(tr, w.ts)
     assert (c.header_digest, c.header_digest_source) == (True, "negotiated")
+
+
+def test_mid_stream_max_recv_dsl_is_unknown_with_what_the_traffic_proves() -> None:
+    w, tr = Wire(), SessionTracker()
+    f = Flow(w)
+    run(tr, [f.opened(handshake=False), f.scsi_cmd(0x20, edtl=65536),
+             f.data_in(0x20, dsl=32768), f.data_in(0x20, datasn=1, offset=32768, dsl=32768, status=0)])
+    c = _conn(tr, w.ts)
+    assert (c.max_recv_dsl_initiator, c.max_recv_dsl_target) == (None, None)  # not the default 8192
+    assert (c.dsl_seen_initiator, c.dsl_seen_target) == (32768, 0)
+    assert "AuthMethod" not in c.params and "MaxRecvDataSegmentLength_initiator" not in c.params
+
+
+def test_login_captured_from_its_middle_reports_only_keys_seen() -> None:
+    w, tr = Wire(), SessionTracker()
+    f = Flow(w)
+    # The capture begins at the operational stage: the security stage (CHAP) and the first Login
+    # Request (InitiatorName, §13.6) are not in it.
+    keys_i = (("HeaderDigest", "None"), ("DataDigest", "None"), ("MaxRecvDataSegmentLength", "262144"))
+    keys_t = (("HeaderDigest", "None"), ("DataDigest", "None"), ("MaxBurstLength", "262144"))
+    run(tr, [f.opened(handshake=False), *login(f, keys_i=keys_i, keys_t=keys_t)])
+    c = _conn(tr, w.ts)
+    assert (c.max_recv_dsl_initiator, c.max_recv_dsl_target) == (262144, None)
+    assert "AuthMethod" not in c.params and "chap_used" not in c.params
+    assert (c.header_digest, c.header_digest_source) == (False, "negotiated")
+
+
+def test_whole_login_keeps_defaults_for_keys_not_declared() -> None:
+    w, tr = Wire(), SessionTracker()
+    f = Flow(w)
+    keys_t = tuple(kv for kv in __import__("state_helpers").LEADING_KEYS_T if kv[0] != "MaxRecvDataSegmentLength")
+    run(tr, [f.opened(), *login(f, keys_t=keys_t)])
+    c = _conn(tr, w.ts)
+    assert (c.max_recv_dsl_initiator, c.max_recv_dsl_target) == (262144, 8192)  # §13.12 default: a fact here
+    assert c.params["AuthMethod"] == "None" and c.params["chap_used"] == "No"
+
+
+def test_login_in_progress_at_capture_end_reports_what_was_settled() -> None:
+    w, tr = Wire(), SessionTracker()
+    f = Flow(w)
+    first = (("InitiatorName", "iqn.x:i"), ("TargetName", "iqn.x:t"), ("SessionType", "Normal"),
+             ("AuthMethod", "CHAP,None"))
+    run(tr, [f.opened(), f.login_req(first, transit=False, csg=0, nsg=1),
+             f.login_rsp((("TargetPortalGroupTag", "1"), ("AuthMethod", "CHAP")), transit=False, csg=0, nsg=1),
+             f.login_req((("CHAP_A", "5"),), transit=False, csg=0, nsg=1)])
+    c = _conn(tr, w.ts)
+    assert c.ended == "capture_end" and c.params.get("AuthMethod") == "CHAP"
+    assert (c.max_recv_dsl_initiator, c.max_recv_dsl_target) == (None, None)  # not settled yet
+
+
+def test_failed_login_reports_its_negotiation_as_far_as_it_went() -> None:
+    w, tr = Wire(), SessionTracker()
+    f = Flow(w)
+    first = (("InitiatorName", "iqn.x:i"), ("TargetName", "iqn.x:t"), ("AuthMethod", "CHAP"),
+             ("MaxRecvDataSegmentLength", "65536"))
+    run(tr, [f.opened(), f.login_req(first, transit=False, csg=0, nsg=1),
+             f.login_rsp((("AuthMethod", "CHAP"),), transit=False, csg=0, nsg=1),
+             f.login_req((("CHAP_A", "5"),), transit=False, csg=0, nsg=1),
+             f.login_rsp((), status_class=2, status_detail=1, transit=False, csg=0, nsg=1)])
+    c = _conn(tr, w.ts)
+    assert c.ended == "login_failed" and c.params.get("AuthMethod") == "CHAP"
+    assert (c.max_recv_dsl_initiator, c.max_recv_dsl_target) == (65536, None)

@@ -353,6 +353,9 @@ def _session_block(s: Any, conns: list[Any], show_secrets: bool = False) -> str:
     ]
     if s.reinstated_from or s.reinstated_by:
         lines.append(f"  Reinstatement from {s.reinstated_from or '-'}  by {s.reinstated_by or '-'}")
+    if s.redirected_to or s.redirected_from or s.redirect_followed_by:
+        lines.append(f"  Redirect      to {safe(s.redirected_to or '-')}  followed up by {s.redirect_followed_by or '-'}"
+                     f"  follows {s.redirected_from or '-'}")
     if s.discovered_targets:
         lines.append(f"  SendTargets   {', '.join(safe(t) for t in s.discovered_targets)}")
     if s.params:
@@ -375,8 +378,13 @@ def _session_block(s: Any, conns: list[Any], show_secrets: bool = False) -> str:
         if c.login_status_class:
             from analyzer.iscsi.opcodes import login_status_name
 
-            lines.append(f"    login failed: {login_status_name(c.login_status_class, c.login_status_detail or 0)} "
-                         f"(0x{c.login_status_class:02x}{(c.login_status_detail or 0):02x})")
+            status = (f"{login_status_name(c.login_status_class, c.login_status_detail or 0)} "
+                      f"(0x{c.login_status_class:02x}{(c.login_status_detail or 0):02x})")
+            if c.login_status_class == 1:  # §11.13.5: a redirect, not a failure
+                to = safe(c.redirected_to) if c.redirected_to else "no TargetAddress given"
+                lines.append(f"    login redirected: {status} to {to}")
+            else:
+                lines.append(f"    login failed: {status}")
     return "\n".join(lines)
 
 

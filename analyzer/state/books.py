@@ -137,6 +137,7 @@ class Conn:
     tcp_down: bool = False
     lossy_i2t: bool = False
     login_status: tuple[int, int] | None = None
+    redirected_to: str | None = None  #: TargetAddress of a Status-Class 1 login answer (§11.13.5)
     reinstated_by: str | None = None
     reinstates: str | None = None
     pdus: int = 0
@@ -172,6 +173,9 @@ class Session:
     ended: str = "open"
     reinstated_from: str | None = None
     reinstated_by: str | None = None
+    redirected_to: str | None = None  #: TargetAddress of a Status-Class 1 answer to its login (§11.13.5)
+    redirected_from: str | None = None  #: the redirected session this login followed up
+    redirect_followed_by: str | None = None  #: the session that logged in where the redirect pointed
     deadline_gen: dict[str, int] = field(default_factory=lambda: {"initiator": 0, "target": 0})
     task_count: int = 0
     discovered_targets: list[str] = field(default_factory=list)

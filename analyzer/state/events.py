@@ -150,6 +150,7 @@ TASK_OUTCOMES = (
     "open_at_capture_end",
     "rejected",
     "lost_in_capture_gap",
+    "redirected",  #: a login answered with Status-Class 1 (§11.13.5): to be retried at the TargetAddress
     "not_accepted",  #: never accepted by the target: CmdSN outside the window (§4.2.2.1) or sent after a Logout Request (§11.14)
 )
 
@@ -372,7 +373,7 @@ class SessionSummary(Record):
     start_ts_ns: int
     end_frame: int
     end_ts_ns: int
-    ended: str  #: "open", "logout", "connection_dropped", "login_failed", "timed_out", "reinstated", "capture_end"
+    ended: str  #: "open", "logout", "connection_dropped", "login_failed", "redirected", "timed_out", "reinstated", "capture_end"
     state_initiator: str
     state_target: str
     mid_stream: bool  #: identity partly inferred (capture began inside the session)
@@ -380,6 +381,9 @@ class SessionSummary(Record):
     reinstated_by: str | None
     tasks: int  #: tasks emitted for this session
     discovered_targets: tuple[str, ...] = field(default=())
+    redirected_to: str | None = None  #: TargetAddress of a Status-Class 1 answer to its login (§11.13.5)
+    redirected_from: str | None = None  #: the redirected session this one's login followed up
+    redirect_followed_by: str | None = None  #: the session that logged in where the redirect pointed
 
 
 @record
@@ -404,7 +408,7 @@ class ConnectionSummary(Record):
     start_ts_ns: int
     end_frame: int
     end_ts_ns: int
-    ended: str  #: "open", "logout", "dropped", "login_failed", "session_closed", "reinstated", "capture_end"
+    ended: str  #: "open", "logout", "dropped", "login_failed", "redirected", "session_closed", "reinstated", "capture_end"
     state_initiator: str
     state_target: str
     cleanup_initiator: str | None  #: cleanup machine state, None if never in CLEANUP_WAIT
@@ -427,6 +431,7 @@ class ConnectionSummary(Record):
     #: traffic proves of an unknown MaxRecvDataSegmentLength ("at least N, observed")
     dsl_seen_initiator: int = 0
     dsl_seen_target: int = 0
+    redirected_to: str | None = None  #: TargetAddress of a Status-Class 1 login answer (§11.13.5)
 
 
 @record

@@ -167,6 +167,7 @@ def begin_login(d: Desk, c: Conn, pdu: LoginRequest, keys: dict[str, str]) -> No
             d.reinstating[old.id] = c
         s = identity.new_session(d, pdu.frame, pdu.ts_ns, False)
         s.isid, s.initiator_name, s.target_name = pdu.isid, iname, tname
+        follow_redirect(d, s, iname, tname)
         s.session_type = stype or "Normal"
         c.role = "leading"
         if old is not None and login.old_session is None:
@@ -387,6 +388,39 @@ def login_ok(d: Desk, c: Conn, s: Session, pdu: LoginResponse, task: Task | None
     machines.settle_conn(d, c, pdu.frame, pdu.ts_ns, ev["target"])
 
 
+#: Redirected logins remembered for linking their follow-up login (our bound, not the RFC's).
+MAX_REDIRECTS = 1024
+
+
+def follow_redirect(d: Desk, s: Session, iname: str | None, tname: str | None) -> None:
+    """A new session's login following a redirect of the same initiator to the same target
+    (§11.13.5: the initiator logs in again at the TargetAddress it was given) is linked to it."""
+    old_id = d.redirects.pop((iname, tname), None) if iname is not None else None
+    old = d.sessions.get(old_id) if old_id is not None else None
+    if old is None or old is s:
+        return
+    s.redirected_from, old.redirect_followed_by = old.id, s.id
+
+
+def redirected(d: Desk, c: Conn, s: Session, login: Login) -> str | None:
+    """Note a Status-Class 1 answer (§11.13.5): the TargetAddress given, and the session waiting
+    for its follow-up login. Returns the TargetAddress (None when the target gave none)."""
+    addr = None
+    for k, v in login.keys["target"]:
+        if k == "TargetAddress":
+            addr = v
+    c.redirected_to = addr
+    if login.kind in ("leading", "session_reinstatement", "unknown"):
+        s.redirected_to = addr
+        key = (s.initiator_name, s.target_name)
+        if key[0] is not None:
+            d.redirects.pop(key, None)
+            d.redirects[key] = s.id
+            while len(d.redirects) > MAX_REDIRECTS:
+                d.redirects.pop(next(iter(d.redirects)))
+    return addr
+
+
 def partial_params(c: Conn, s: Session | None, login: Login) -> None:
     """Negotiation results of a login that never reached full feature phase, as far as it went
     (§6.6 / §13: an answered key is settled even if the login later fails or is cut)."""
@@ -411,16 +445,21 @@ def login_failed(d: Desk, c: Conn, frame: int, ts: int, pdu: LoginResponse | Non
         text_series.ltds_end(d, c, pdu, "the target failed the login")
     if login is None or s is None:
         return
-    ev = f"login on {c.id} failed ({cause})"
+    # A redirect (Status-Class 1, §11.13.5) is not a failure: the login goes on at another address.
+    redirect = pdu is not None and pdu.status_class == 1
+    if redirect:
+        redirected(d, c, s, login)
+    ev = f"login on {c.id} {'redirected' if redirect else 'failed'} ({cause})"
     machines.sess_both(d, s, SessInput.LOGIN_FAILED, frame, ts, ev)
+    ending = "redirected" if redirect else "login_failed"
     if login.kind in ("leading", "session_reinstatement") and s.ended == "open":
-        s.ended = "login_failed"
-    c.ended = "login_failed"
+        s.ended = ending
+    c.ended = ending
     task = s.tasks.get(login.itt)
     if task is not None:
         if pdu is not None:
             task_book.emit_task(d, s, task, task.finish(
-                frame, ts, "failed", login_status=(pdu.status_class, pdu.status_detail),
+                frame, ts, ending if redirect else "failed", login_status=(pdu.status_class, pdu.status_detail),
                 response=pdu.status_class << 8 | pdu.status_detail,
                 response_name=login_status_name(pdu.status_class, pdu.status_detail)))
         else:

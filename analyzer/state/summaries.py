@@ -63,7 +63,8 @@ def session_summary(d: Desk, s: Session, frame: int, ts: int) -> SessionSummary:
         s.initiator_alias, s.target_alias, portals, inits, tuple(c.id for c in s.conns),
         tuple(c.cid for c in s.conns if c.cid is not None), params, s.start_frame, s.start_ts,
         s.last_frame, s.last_ts, s.ended, s.state["initiator"].value, s.state["target"].value, s.mid_stream,
-        s.reinstated_from, s.reinstated_by, s.task_count, tuple(s.discovered_targets))
+        s.reinstated_from, s.reinstated_by, s.task_count, tuple(s.discovered_targets), s.redirected_to,
+        s.redirected_from, s.redirect_followed_by)
 
 
 def conn_summary(d: Desk, c: Conn, frame: int, ts: int) -> ConnectionSummary:
@@ -76,4 +77,4 @@ def conn_summary(d: Desk, c: Conn, frame: int, ts: int) -> ConnectionSummary:
         ct.value if ct else None, c.mid_stream, c.handshake, c.tcp_end,
         c.login_status[0] if c.login_status else None, c.login_status[1] if c.login_status else None,
         c.reinstated_by, c.reinstates, c.pdus, c.tasks, c.header_digest.source, c.data_digest.source,
-        c.dsl_seen_t2i, c.dsl_seen_i2t)
+        c.dsl_seen_t2i, c.dsl_seen_i2t, c.redirected_to)

@@ -105,3 +105,38 @@ def test_failed_login_reports_its_negotiation_as_far_as_it_went() -> None:
     c = _conn(tr, w.ts)
     assert c.ended == "login_failed" and c.params.get("AuthMethod") == "CHAP"
     assert (c.max_recv_dsl_initiator, c.max_recv_dsl_target) == (65536, None)
+
+
+# ---------------------------------------------------------------------------- redirects (§11.13.5)
+
+_FIRST = (("InitiatorName", "iqn.x:i"), ("TargetName", "iqn.x:t"), ("SessionType", "Normal"))
+
+
+def test_redirect_is_its_own_ending_and_the_follow_up_login_is_linked() -> None:
+    from analyzer.state.events import SessionSummary, TaskRecord
+
+    w, tr = Wire(), SessionTracker()
+    a = Flow(w)
+    b = Flow(w, conn="10.0.0.1:40001->10.0.0.3:3260")
+    out = run(tr, [a.opened(), a.login_req(_FIRST),
+                   a.login_rsp((("TargetAddress", "10.0.0.3:3260,1"),), status_class=1, status_detail=1),
+                   a.fin(), a.closed(),
+                   b.opened(), *login(b, keys_i=_FIRST + (("HeaderDigest", "None"), ("DataDigest", "None")),
+                                      keys_t=(("TargetPortalGroupTag", "1"), ("HeaderDigest", "None"),
+                                              ("DataDigest", "None")))])
+    task = next(t for t in out if isinstance(t, TaskRecord) and t.conn == a.conn)
+    assert task.outcome == "redirected" and (task.login_status_class, task.login_status_detail) == (1, 1)
+    end = tr.finish(w.ts)
+    s1, s2 = (next(r for r in end if isinstance(r, SessionSummary) and r.session == sid) for sid in ("s1", "s2"))
+    assert (s1.ended, s1.redirected_to, s1.redirect_followed_by) == ("redirected", "10.0.0.3:3260,1", "s2")
+    assert s2.redirected_from == "s1" and s2.ended == "capture_end"
+    c1 = next(r for r in end if isinstance(r, ConnectionSummary) and r.conn == a.conn)
+    assert (c1.ended, c1.redirected_to, c1.login_status_class) == ("redirected", "10.0.0.3:3260,1", 1)
+
+
+def test_class_2_is_still_a_failure() -> None:
+    w, tr = Wire(), SessionTracker()
+    a = Flow(w)
+    run(tr, [a.opened(), a.login_req(_FIRST), a.login_rsp((), status_class=2, status_detail=3)])
+    c = _conn(tr, w.ts)
+    assert (c.ended, c.redirected_to) == ("login_failed", None)

@@ -168,7 +168,9 @@ def begin_login(d: Desk, c: Conn, pdu: LoginRequest, keys: dict[str, str]) -> No
         s = identity.new_session(d, pdu.frame, pdu.ts_ns, False)
         s.isid, s.initiator_name, s.target_name = pdu.isid, iname, tname
         follow_redirect(d, s, iname, tname)
-        s.session_type = stype or "Normal"
+        # SessionType defaults to Normal (§13.21) only if we saw the first Login Request
+        s.session_type = stype or ("Normal" if login.start_seen else None)
+        s.mid_stream = not login.start_seen  # its identity keys were in a PDU not captured
         c.role = "leading"
         if old is not None and login.old_session is None:
             identity.unindex(d, old)
@@ -352,7 +354,8 @@ def login_ok(d: Desk, c: Conn, s: Session, pdu: LoginResponse, task: Task | None
                 if k in c.params:
                     s.params[k] = c.params[k]
             s.params_known = True
-            s.session_type = neg.declared_by("initiator", "SessionType") or s.session_type or "Normal"
+            s.session_type = (neg.declared_by("initiator", "SessionType") or s.session_type
+                              or ("Normal" if login.start_seen else None))
             s.initiator_alias = neg.declared_by("initiator", "InitiatorAlias") or s.initiator_alias
             s.target_alias = neg.declared_by("target", "TargetAlias") or s.target_alias
             for key, attr in (("DefaultTime2Wait", "time2wait"), ("DefaultTime2Retain", "time2retain")):

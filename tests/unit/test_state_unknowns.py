@@ -140,3 +140,14 @@ def test_class_2_is_still_a_failure() -> None:
     run(tr, [a.opened(), a.login_req(_FIRST), a.login_rsp((), status_class=2, status_detail=3)])
     c = _conn(tr, w.ts)
     assert (c.ended, c.redirected_to) == ("login_failed", None)
+
+
+def test_login_captured_from_its_middle_has_no_default_session_type() -> None:
+    from analyzer.state.events import SessionSummary
+
+    w, tr = Wire(), SessionTracker()
+    f = Flow(w)
+    keys = (("HeaderDigest", "None"), ("DataDigest", "None"))
+    run(tr, [f.opened(handshake=False), *login(f, keys_i=keys, keys_t=keys)])
+    s = next(r for r in tr.finish(w.ts) if isinstance(r, SessionSummary))
+    assert (s.session_type, s.mid_stream) == ("unknown", True)  # not the §13.21 default Normal

@@ -548,3 +548,34 @@ def frames_display_filter(frames: tuple[int, ...] | list[int]) -> str:
             parts.extend(str(n) for n in numbers[i:j + 1])
         i = j + 1
     return "frame.number in {" + ", ".join(parts) + "}"
+
+
+# --------------------------------------------------------------------------- connection facts
+
+#: How a connection's digest setting is known (RFC 7143 §13.1): from the login negotiation we
+#: captured, detected in the traffic (a PDU framed with or without the digest), or not known.
+DIGEST_SOURCES: Final = ("negotiated", "detected", "unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class DigestFact:
+    """One digest (HeaderDigest or DataDigest) of one connection: in use or not, and how we know.
+
+    ``crc32c`` is False when ``source`` is "unknown" (no digest can be claimed); readers show
+    "unknown" then, never "None". The state layer's ConnectionSummary and ConnectionParams carry
+    it flattened (``*_digest`` bool + ``*_digest_source``) so that every writer keeps flat columns.
+    """
+
+    crc32c: bool
+    source: str  #: one of DIGEST_SOURCES
+
+    def shown(self) -> str:
+        """"CRC32C", "None", with "(detected)" when seen in traffic, or "unknown"."""
+        if self.source == "unknown":
+            return "unknown"
+        name = "CRC32C" if self.crc32c else "None"
+        return f"{name} (detected)" if self.source == "detected" else name
+
+
+DIGEST_UNKNOWN: Final = DigestFact(False, "unknown")
+DIGEST_NONE_NEGOTIATED: Final = DigestFact(False, "negotiated")

@@ -329,8 +329,16 @@ def _deep_crosscheck(capture: str, ports: tuple[int, ...], records: list[Any], l
     return res.agree
 
 
+def _mrdsl(declared: int | None, seen: int) -> str:
+    """A MaxRecvDataSegmentLength as known (§13.12): declared, or what the traffic proves of it."""
+    if declared is not None:
+        return str(declared)
+    return f"unknown (at least {seen}, observed)" if seen else "unknown"
+
+
 def _session_block(s: Any, conns: list[Any], show_secrets: bool = False) -> str:
     """One session in the style of `targetcli sessions detail` + `esxcli iscsi session connection list`."""
+    from analyzer.records import DigestFact
     from analyzer.render.output import terminal_safe as safe
     from analyzer.render.rows import ts_iso
 
@@ -350,6 +358,9 @@ def _session_block(s: Any, conns: list[Any], show_secrets: bool = False) -> str:
     ]
     if s.reinstated_from or s.reinstated_by:
         lines.append(f"  Reinstatement from {s.reinstated_from or '-'}  by {s.reinstated_by or '-'}")
+    if s.redirected_to or s.redirected_from or s.redirect_followed_by:
+        lines.append(f"  Redirect      to {safe(s.redirected_to or '-')}  followed up by {s.redirect_followed_by or '-'}"
+                     f"  follows {s.redirected_from or '-'}")
     if s.discovered_targets:
         lines.append(f"  SendTargets   {', '.join(safe(t) for t in s.discovered_targets)}")
     if s.params:
@@ -363,16 +374,22 @@ def _session_block(s: Any, conns: list[Any], show_secrets: bool = False) -> str:
         lines.append(f"    state initiator {c.state_initiator} / target {c.state_target}"
                      + (f"   cleanup initiator {c.cleanup_initiator} / target {c.cleanup_target}"
                         if c.cleanup_initiator or c.cleanup_target else ""))
-        lines.append(f"    HeaderDigest {'CRC32C' if c.header_digest else 'None'}  "
-                     f"DataDigest {'CRC32C' if c.data_digest else 'None'}  "
-                     f"MaxRecvDataSegmentLength initiator {c.max_recv_dsl_initiator} / target "
-                     f"{c.max_recv_dsl_target}  AuthMethod {safe(str(c.params.get('AuthMethod', '?')))}  "
+        lines.append(f"    HeaderDigest {DigestFact(c.header_digest, c.header_digest_source).shown()}  "
+                     f"DataDigest {DigestFact(c.data_digest, c.data_digest_source).shown()}  "
+                     f"MaxRecvDataSegmentLength initiator {_mrdsl(c.max_recv_dsl_initiator, c.dsl_seen_initiator)} "
+                     f"/ target {_mrdsl(c.max_recv_dsl_target, c.dsl_seen_target)}  "
+                     f"AuthMethod {safe(str(c.params.get('AuthMethod', 'unknown')))}  "
                      f"PDUs {c.pdus}  tasks {c.tasks}")
         if c.login_status_class:
             from analyzer.iscsi.opcodes import login_status_name
 
-            lines.append(f"    login failed: {login_status_name(c.login_status_class, c.login_status_detail or 0)} "
-                         f"(0x{c.login_status_class:02x}{(c.login_status_detail or 0):02x})")
+            status = (f"{login_status_name(c.login_status_class, c.login_status_detail or 0)} "
+                      f"(0x{c.login_status_class:02x}{(c.login_status_detail or 0):02x})")
+            if c.login_status_class == 1:  # §11.13.5: a redirect, not a failure
+                to = safe(c.redirected_to) if c.redirected_to else "no TargetAddress given"
+                lines.append(f"    login redirected: {status} to {to}")
+            else:
+                lines.append(f"    login failed: {status}")
     return "\n".join(lines)
 
 

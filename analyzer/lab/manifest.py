@@ -48,7 +48,8 @@ EXPECT_KEYS: dict[str, type | tuple[type, ...]] = {
 }
 
 SESSION_KEYS = ("type", "target", "initiator", "login_status", "ended_by", "tcp_stream")
-ENDED_BY = {"logout", "initiator_killed", "initiator_closed", "target_dropped", "login_failed", "capture_ended"}
+ENDED_BY = {"logout", "initiator_killed", "initiator_closed", "target_dropped", "login_failed",
+            "login_redirected", "capture_ended"}
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
 
 

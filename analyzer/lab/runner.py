@@ -271,8 +271,8 @@ def observed_faults(facts: CaptureFacts, scenario: Scenario) -> list[dict[str, A
     """Faults the capture shows: failed logins, dropped connections, TMFs, rejects, TCP loss."""
     faults: list[dict[str, Any]] = []
     for s in facts.sessions:
-        if s.ended_by == "login_failed":
-            faults.append({"kind": "login_failed", "status": s.login_status, "target": s.target,
+        if s.ended_by in ("login_failed", "login_redirected"):
+            faults.append({"kind": s.ended_by, "status": s.login_status, "target": s.target,
                            "tcp_stream": s.tcp_stream, "approx_t": facts.rel(s.t_syn or facts.t_first)})
         elif s.ended_by == "target_dropped" and s.login_ok:
             faults.append({"kind": "connection_dropped", "by": "target", "how": s.close_kind,

@@ -45,6 +45,7 @@ CAPTURE_GAP_FILTER = "tcp port 3260 and not (greater 254 and (tcp[4:4] & 0x3f) =
 #: Login status codes (RFC 7143 §11.13.5).
 LOGIN_AUTH_FAILED = "0x0201"
 LOGIN_NOT_FOUND = "0x0203"
+LOGIN_MOVED_TEMPORARILY = "0x0101"
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -199,6 +200,17 @@ def body_login_failures(ctx: LabContext) -> None:
     good = ctx.lun_url(2, 1, user=CHAP_USER, password=CHAP_SECRET)
     ctx.client("CHAP login with the right secret: INQUIRY", ini.iscsi_inq_argv(good, ctx.initiator))
     _perf(ctx, good, 0.5, random=True, label=" (CHAP session)")
+
+
+def body_login_redirect(ctx: LabContext) -> None:
+    """tgtd redirects every login to the target (Status-Class 1, 0x0101 Target moved temporarily, with a
+    TargetAddress, §11.13.5) to 127.0.0.2:3260, the same tgtd, which redirects again: libiscsi follows each
+    redirect with a new login and gives up after 11 ("login took too many tries")."""
+    params = ctx.tgtd.target_params(1)
+    ctx.step(f"target parameters: RedirectAddress={params.get('RedirectAddress')} "
+             f"RedirectPort={params.get('RedirectPort')} RedirectReason={params.get('RedirectReason')}")
+    ctx.client("login redirected again and again", ini.iscsi_inq_argv(ctx.lun_url(), ctx.initiator),
+               expect_rc=None, timeout=15.0)
 
 
 def body_conformance_iscsi(ctx: LabContext) -> None:
@@ -407,6 +419,19 @@ def check_login_failures(facts: CaptureFacts, ctx: LabContext) -> list[str]:
     good = [s for s in facts.sessions if s.target == SECURE_IQN and s.login_ok]
     _need(p, len(good) >= 1 and all(s.auth_method == "CHAP" for s in good), "no successful CHAP login")
     _need(p, all(s.ended_by == "logout" for s in good), "CHAP session did not log out")
+    return p
+
+
+def check_login_redirect(facts: CaptureFacts, ctx: LabContext) -> list[str]:
+    """Logins answered 0x0101 (target moved temporarily), a follow-up login after each but the last, none
+    logged in."""
+    p = _problems()
+    statuses = [s.login_status for s in facts.sessions]
+    # (libiscsi may open one last connection and give up before its Login Request: status None)
+    _need(p, statuses.count(LOGIN_MOVED_TEMPORARILY) >= 2
+          and all(st in (LOGIN_MOVED_TEMPORARILY, None) for st in statuses),
+          f"expected repeated 0x0101 redirects: {statuses}")
+    _need(p, not any(s.login_ok for s in facts.sessions), "a login succeeded although every login is redirected")
     return p
 
 
@@ -1412,6 +1437,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     _sc("login_failures", "Login to an unknown target (0x0203), CHAP target without credentials and with a "
         "wrong secret (0x0201 each), then a good CHAP login, reads and logout.", body_login_failures,
         check_login_failures, targets=(DISK, SECURE)),
+    _sc("login_redirect", "tgtd redirects every login to its target (0x0101 Target moved temporarily, "
+        "TargetAddress 127.0.0.2:3260, the same tgtd, which redirects again); libiscsi follows each redirect "
+        "with a new login and gives up after 11 logins ('login took too many tries').", body_login_redirect, check_login_redirect,
+        targets=(TargetSpec(1, DISK_IQN, luns=(LunSpec(1, 16),),
+                            params=(("RedirectAddress", "127.0.0.2"), ("RedirectPort", "3260"),
+                                    ("RedirectReason", "Temporary"))),)),
     _sc("conformance_iscsi", "libiscsi iscsi-test-cu iSCSI family: CmdSN too high/low, invalid DataSN, "
         "residual over/underflow, ABORT TASK, LUN RESET.", body_conformance_iscsi, check_conformance_iscsi,
         rate=None),

@@ -145,10 +145,10 @@ class SessionFacts:
 
     @property
     def ended_by(self) -> str:
-        """How the connection ended, as observed: login_failed, logout, target_dropped, initiator_closed,
-        or capture_ended (still open when the capture stopped)."""
+        """How the connection ended, as observed: login_redirected (Status-Class 1, §11.13.5), login_failed,
+        logout, target_dropped, initiator_closed, or capture_ended (still open when the capture stopped)."""
         if self.login_statuses and not self.login_ok:
-            return "login_failed"
+            return "login_redirected" if (self.login_status or "").startswith("0x01") else "login_failed"
         if self.logout_response is not None:
             return "logout"
         if self.closed_by == "target":

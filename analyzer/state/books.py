@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from analyzer.records import DIGEST_UNKNOWN, DigestFact
 from analyzer.state.cleanup import CleanupState
 from analyzer.state.connection import ConnState
 from analyzer.state.negotiation import Negotiation, TextJoiner
@@ -52,6 +53,9 @@ class Login:
     old_states: dict[str, str] = field(default_factory=dict)
     #: the joined keys (§6.1) each side sent in this login, in wire order (the LoginKeys record)
     keys: dict[str, list[tuple[str, str]]] = field(default_factory=lambda: {"initiator": [], "target": []})
+    #: the login's first PDU is in the capture, so an undeclared key has its default (§13); when
+    #: the capture began inside the login, only keys seen are known
+    start_seen: bool = True
 
 
 @dataclass(slots=True, eq=False)
@@ -101,10 +105,16 @@ class Conn:
     ltds_answer: tuple[str, int, int] | None = None
     params_known: bool = False
     params: dict[str, str] = field(default_factory=dict)
-    header_digest: bool = False
-    data_digest: bool = False
-    mrdsl_initiator: int = 8192
-    mrdsl_target: int = 8192
+    #: §13.1: negotiated in the captured login, detected in the traffic, or unknown (mid-stream)
+    header_digest: DigestFact = DIGEST_UNKNOWN
+    data_digest: DigestFact = DIGEST_UNKNOWN
+    #: §13.12 MaxRecvDataSegmentLength each side declared (its default when the whole login was
+    #: captured without it); None when the login was not captured (unknown, never the default)
+    mrdsl_initiator: int | None = None
+    mrdsl_target: int | None = None
+    #: largest data segment seen each way in full feature phase: a lower bound of the receiver's limit
+    dsl_seen_t2i: int = 0
+    dsl_seen_i2t: int = 0
     statsn: StatSn = field(default_factory=StatSn)
     #: why new requests are not allowed any more ("after a Logout Request (§11.14)"), "" if they are
     no_new_requests: str = ""
@@ -127,6 +137,7 @@ class Conn:
     tcp_down: bool = False
     lossy_i2t: bool = False
     login_status: tuple[int, int] | None = None
+    redirected_to: str | None = None  #: TargetAddress of a Status-Class 1 login answer (§11.13.5)
     reinstated_by: str | None = None
     reinstates: str | None = None
     pdus: int = 0
@@ -162,6 +173,9 @@ class Session:
     ended: str = "open"
     reinstated_from: str | None = None
     reinstated_by: str | None = None
+    redirected_to: str | None = None  #: TargetAddress of a Status-Class 1 answer to its login (§11.13.5)
+    redirected_from: str | None = None  #: the redirected session this login followed up
+    redirect_followed_by: str | None = None  #: the session that logged in where the redirect pointed
     deadline_gen: dict[str, int] = field(default_factory=lambda: {"initiator": 0, "target": 0})
     task_count: int = 0
     discovered_targets: list[str] = field(default_factory=list)

@@ -58,6 +58,9 @@ class Desk:
     finished: bool = False
     #: old session id -> connection carrying a running session-reinstatement login for it
     reinstating: dict[str, Conn] = field(default_factory=dict)
+    #: (InitiatorName, TargetName) -> the session whose login was redirected (§11.13.5), waiting for
+    #: the follow-up login at the new address (bounded: MAX_REDIRECTS, oldest dropped)
+    redirects: dict[tuple[str | None, str | None], str] = field(default_factory=dict)
     #: open tasks whose evidence may have fallen into a capture gap ((session id, ITT) -> task), oldest
     #: first: concluded as lost in the gap once idle too long or over ``gap_task_limit`` (``task_book``)
     gap_tasks: dict[tuple[str, int], Task] = field(default_factory=dict)

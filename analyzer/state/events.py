@@ -67,8 +67,11 @@ class ConnectionParams(Record):
     conn: str
     header_digest: bool
     data_digest: bool
-    max_recv_dsl_initiator: int  #: limit on target -> initiator data segments
-    max_recv_dsl_target: int  #: limit on initiator -> target data segments
+    max_recv_dsl_initiator: int | None  #: limit on target -> initiator data segments (None: unknown)
+    max_recv_dsl_target: int | None  #: limit on initiator -> target data segments (None: unknown)
+    #: how the digests are known (``analyzer.records.DIGEST_SOURCES``): "negotiated" at a login
+    header_digest_source: str = "negotiated"
+    data_digest_source: str = "negotiated"
 
 
 @record
@@ -147,6 +150,7 @@ TASK_OUTCOMES = (
     "open_at_capture_end",
     "rejected",
     "lost_in_capture_gap",
+    "redirected",  #: a login answered with Status-Class 1 (§11.13.5): to be retried at the TargetAddress
     "not_accepted",  #: never accepted by the target: CmdSN outside the window (§4.2.2.1) or sent after a Logout Request (§11.14)
 )
 
@@ -369,7 +373,7 @@ class SessionSummary(Record):
     start_ts_ns: int
     end_frame: int
     end_ts_ns: int
-    ended: str  #: "open", "logout", "connection_dropped", "login_failed", "timed_out", "reinstated", "capture_end"
+    ended: str  #: "open", "logout", "connection_dropped", "login_failed", "redirected", "timed_out", "reinstated", "capture_end"
     state_initiator: str
     state_target: str
     mid_stream: bool  #: identity partly inferred (capture began inside the session)
@@ -377,6 +381,9 @@ class SessionSummary(Record):
     reinstated_by: str | None
     tasks: int  #: tasks emitted for this session
     discovered_targets: tuple[str, ...] = field(default=())
+    redirected_to: str | None = None  #: TargetAddress of a Status-Class 1 answer to its login (§11.13.5)
+    redirected_from: str | None = None  #: the redirected session this one's login followed up
+    redirect_followed_by: str | None = None  #: the session that logged in where the redirect pointed
 
 
 @record
@@ -394,13 +401,14 @@ class ConnectionSummary(Record):
     params: dict[str, str]  #: connection-only keys (digests, MaxRecvDataSegmentLength each way, AuthMethod)
     header_digest: bool
     data_digest: bool
-    max_recv_dsl_initiator: int
-    max_recv_dsl_target: int
+    #: §13.12 as declared (or defaulted in a login captured whole); None when unknown
+    max_recv_dsl_initiator: int | None
+    max_recv_dsl_target: int | None
     start_frame: int
     start_ts_ns: int
     end_frame: int
     end_ts_ns: int
-    ended: str  #: "open", "logout", "dropped", "login_failed", "session_closed", "reinstated", "capture_end"
+    ended: str  #: "open", "logout", "dropped", "login_failed", "redirected", "session_closed", "reinstated", "capture_end"
     state_initiator: str
     state_target: str
     cleanup_initiator: str | None  #: cleanup machine state, None if never in CLEANUP_WAIT
@@ -414,6 +422,16 @@ class ConnectionSummary(Record):
     reinstates: str | None
     pdus: int
     tasks: int
+    #: how header_digest / data_digest are known (``analyzer.records.DIGEST_SOURCES``): "negotiated"
+    #: in the captured login, "detected" in the traffic (mid-stream start) or "unknown" (then the
+    #: bool is False but means nothing: show "unknown", never "None")
+    header_digest_source: str = "negotiated"
+    data_digest_source: str = "negotiated"
+    #: largest full-feature data segment seen target -> initiator / initiator -> target: what the
+    #: traffic proves of an unknown MaxRecvDataSegmentLength ("at least N, observed")
+    dsl_seen_initiator: int = 0
+    dsl_seen_target: int = 0
+    redirected_to: str | None = None  #: TargetAddress of a Status-Class 1 login answer (§11.13.5)
 
 
 @record

@@ -353,10 +353,12 @@ def text_response(d: Desk, c: Conn, s: Session, pdu: TextResponse) -> None:
         new_t = neg.max_recv_dsl("target") if mt else c.mrdsl_target
         if (new_i, new_t) != (c.mrdsl_initiator, c.mrdsl_target):
             c.mrdsl_initiator, c.mrdsl_target = new_i, new_t
-            c.params["MaxRecvDataSegmentLength_initiator"] = str(new_i)
-            c.params["MaxRecvDataSegmentLength_target"] = str(new_t)
-            d.out.append(ConnectionParams(pdu.frame, pdu.ts_ns, c.id, c.header_digest, c.data_digest,
-                                              new_i, new_t))
+            for side, v in (("initiator", new_i), ("target", new_t)):
+                if v is not None:
+                    c.params[f"MaxRecvDataSegmentLength_{side}"] = str(v)
+            d.out.append(ConnectionParams(pdu.frame, pdu.ts_ns, c.id, c.header_digest.crc32c,
+                                          c.data_digest.crc32c, new_i, new_t, c.header_digest.source,
+                                          c.data_digest.source))
 
 
 def reject(d: Desk, c: Conn, s: Session, pdu: Reject) -> None:

@@ -8,8 +8,12 @@ from __future__ import annotations
 from analyzer.iscsi.opcodes import (
     login_status_name,
 )
+from collections.abc import Iterable
+
 from analyzer.records import (
+    DIGEST_NONE_NEGOTIATED,
     I2T,
+    DigestFact,
     LoginRequest,
     LoginResponse,
     Pdu,
@@ -57,7 +61,10 @@ def check_dsl(d: Desk, c: Conn, s: Session | None, pdu: Pdu) -> None:
     if c.login is not None or isinstance(pdu, (LoginRequest, LoginResponse)):
         limit, who, phase = 8192, "default (login phase) MaxRecvDataSegmentLength 8192 [unverified]", "login"
     elif c.params_known:
-        limit = c.mrdsl_target if pdu.direction == I2T else c.mrdsl_initiator
+        known = c.mrdsl_target if pdu.direction == I2T else c.mrdsl_initiator
+        if known is None:  # not declared in the part of the login we saw
+            return
+        limit = known
         who = f"the {'target' if pdu.direction == I2T else 'initiator'}'s MaxRecvDataSegmentLength"
         phase = "ffp"
     else:
@@ -66,6 +73,18 @@ def check_dsl(d: Desk, c: Conn, s: Session | None, pdu: Pdu) -> None:
         desk.seq_event(d, pdu, s, "max_recv_dsl_exceeded", limit, pdu.dsl,
                         f"{PDU_NAMES.get(type(pdu).__name__, 'PDU')} DataSegmentLength {pdu.dsl} > {who}",
                         pdu.itt, phase)
+
+
+def observe_digests(c: Conn, pdu: Pdu) -> None:
+    """Digests not negotiated in the capture, detected from a full-feature PDU as framed (§13.1).
+
+    The framer decided for this PDU whether a header digest follows its header ("ok"/"bad": one
+    is there) and, for a PDU with a data segment, whether a data digest follows it.
+    """
+    if c.header_digest.source != "negotiated":
+        c.header_digest = DigestFact(pdu.header_digest is not None, "detected")
+    if c.data_digest.source != "negotiated" and pdu.dsl > 0:
+        c.data_digest = DigestFact(pdu.data_digest is not None, "detected")
 
 
 def login_request(d: Desk, c: Conn, pdu: LoginRequest) -> None:
@@ -135,6 +154,11 @@ def begin_login(d: Desk, c: Conn, pdu: LoginRequest, keys: dict[str, str]) -> No
     stype = keys.get("SessionType")
     login = Login(pdu.itt, pdu.isid, pdu.tsih, pdu.cid, "leading", pdu.frame, pdu.ts_ns)
     c.cid = pdu.cid
+    # No digests in the login phase (§13.1); the negotiation decides what follows it.
+    c.header_digest = c.data_digest = DIGEST_NONE_NEGOTIATED
+    # The first Login Request of a connection carries InitiatorName (§13.6); without it (and on a
+    # connection whose start we did not see) the capture began inside the login.
+    login.start_seen = (c.state["target"] is not ConnState.UNKNOWN or "InitiatorName" in keys or pdu.cont)
     if pdu.tsih == 0:
         old = d.by_nexus.get((iname, pdu.isid, tname))
         if old is not None and old.live():
@@ -143,7 +167,10 @@ def begin_login(d: Desk, c: Conn, pdu: LoginRequest, keys: dict[str, str]) -> No
             d.reinstating[old.id] = c
         s = identity.new_session(d, pdu.frame, pdu.ts_ns, False)
         s.isid, s.initiator_name, s.target_name = pdu.isid, iname, tname
-        s.session_type = stype or "Normal"
+        follow_redirect(d, s, iname, tname)
+        # SessionType defaults to Normal (§13.21) only if we saw the first Login Request
+        s.session_type = stype or ("Normal" if login.start_seen else None)
+        s.mid_stream = not login.start_seen  # its identity keys were in a PDU not captured
         c.role = "leading"
         if old is not None and login.old_session is None:
             identity.unindex(d, old)
@@ -266,6 +293,42 @@ def login_keys(c: Conn, s: Session | None, login: Login, frame: int, ts: int, ou
                      without_secrets(keys["initiator"]), without_secrets(keys["target"]), tuple(sorted(unfinished)))
 
 
+def known_values(neg: Negotiation, keys: Iterable[str], whole: bool) -> dict[str, str]:
+    """The keys' values as negotiated or declared; an undeclared key has its default (§13) only
+    when the whole login was captured (``whole``), else it is unknown and left out."""
+    out: dict[str, str] = {}
+    for k in keys:
+        v = neg.value(k) if whole else (neg.results.get(k) or neg.declared_by("initiator", k)
+                                        or neg.declared_by("target", k))
+        if v is not None:
+            out[k] = v
+    return out
+
+
+def conn_params(c: Conn, login: Login, complete: bool = True) -> None:
+    """The connection's parameters (§13.12, §12.1 AuthMethod) from ``login``'s negotiation as far
+    as it went: what was not seen is left out (unknown), never filled with its default. A login
+    that did not complete (failed, redirected, cut by the capture end) has no defaults either:
+    the keys it had not settled yet were still open."""
+    neg, whole = login.neg, login.start_seen and complete
+    mi = neg.max_recv_dsl("initiator") if whole or "MaxRecvDataSegmentLength" in neg.declared["initiator"] else None
+    mt = neg.max_recv_dsl("target") if whole or "MaxRecvDataSegmentLength" in neg.declared["target"] else None
+    c.mrdsl_initiator, c.mrdsl_target = mi, mt
+    c.params = known_values(neg, CONNECTION_PARAMS, whole)
+    if whole or "AuthMethod" in neg.results or neg.chap_used:
+        c.params["AuthMethod"] = neg.auth_method()
+    if mi is not None:
+        c.params["MaxRecvDataSegmentLength_initiator"] = str(mi)
+    if mt is not None:
+        c.params["MaxRecvDataSegmentLength_target"] = str(mt)
+    if whole or neg.chap_used:
+        c.params["chap_used"] = "Yes" if neg.chap_used else "No"
+    if neg.chap_used:
+        c.params["chap_mutual"] = "Yes" if neg.chap_mutual else "No"
+        if neg.chap_algorithm:
+            c.params["chap_algorithm"] = neg.chap_algorithm
+
+
 def login_ok(d: Desk, c: Conn, s: Session, pdu: LoginResponse, task: Task | None) -> None:
     login = c.login
     neg = login.neg if login is not None else Negotiation()
@@ -281,24 +344,18 @@ def login_ok(d: Desk, c: Conn, s: Session, pdu: LoginResponse, task: Task | None
         identity.index(d, s)
     if login is not None:
         # Connection parameters (§13.1, §13.12): digests and MaxRecvDataSegmentLength each way.
-        c.header_digest, c.data_digest = neg.digest("HeaderDigest"), neg.digest("DataDigest")
-        c.mrdsl_initiator, c.mrdsl_target = neg.max_recv_dsl("initiator"), neg.max_recv_dsl("target")
-        c.params = {k: v for k in CONNECTION_PARAMS if (v := neg.value(k)) is not None}
-        c.params["AuthMethod"] = neg.auth_method()
-        c.params["MaxRecvDataSegmentLength_initiator"] = str(c.mrdsl_initiator)
-        c.params["MaxRecvDataSegmentLength_target"] = str(c.mrdsl_target)
-        c.params["chap_used"] = "Yes" if neg.chap_used else "No"
-        if neg.chap_used:
-            c.params["chap_mutual"] = "Yes" if neg.chap_mutual else "No"
-            if neg.chap_algorithm:
-                c.params["chap_algorithm"] = neg.chap_algorithm
+        c.header_digest = DigestFact(neg.digest("HeaderDigest"), "negotiated")
+        c.data_digest = DigestFact(neg.digest("DataDigest"), "negotiated")
+        conn_params(c, login)
         c.params_known = True
         if leading:
-            s.params = {k: v for k in SESSION_PARAMS if (v := neg.value(k)) is not None}
-            s.params["AuthMethod"] = c.params["AuthMethod"]
-            s.params["chap_used"] = c.params["chap_used"]
+            s.params = known_values(neg, SESSION_PARAMS, login.start_seen)
+            for k in ("AuthMethod", "chap_used"):
+                if k in c.params:
+                    s.params[k] = c.params[k]
             s.params_known = True
-            s.session_type = neg.declared_by("initiator", "SessionType") or s.session_type or "Normal"
+            s.session_type = (neg.declared_by("initiator", "SessionType") or s.session_type
+                              or ("Normal" if login.start_seen else None))
             s.initiator_alias = neg.declared_by("initiator", "InitiatorAlias") or s.initiator_alias
             s.target_alias = neg.declared_by("target", "TargetAlias") or s.target_alias
             for key, attr in (("DefaultTime2Wait", "time2wait"), ("DefaultTime2Retain", "time2retain")):
@@ -317,8 +374,9 @@ def login_ok(d: Desk, c: Conn, s: Session, pdu: LoginResponse, task: Task | None
         machines.sess_both(d, s, SessInput.CONN_LOGGED_IN, pdu.frame, pdu.ts_ns,
                         f"connection {c.id} reached LOGGED_IN (frame {pdu.frame})")
     if login is not None:
-        d.out.append(ConnectionParams(pdu.frame, pdu.ts_ns, c.id, c.header_digest, c.data_digest,
-                                          c.mrdsl_initiator, c.mrdsl_target))
+        d.out.append(ConnectionParams(pdu.frame, pdu.ts_ns, c.id, c.header_digest.crc32c, c.data_digest.crc32c,
+                                      c.mrdsl_initiator, c.mrdsl_target, c.header_digest.source,
+                                      c.data_digest.source))
     if task is not None:
         task_book.emit_task(d, s, task, task.finish(pdu.frame, pdu.ts_ns, "completed", login_status=(0, 0),
                                              response_name="Success"))
@@ -333,25 +391,78 @@ def login_ok(d: Desk, c: Conn, s: Session, pdu: LoginResponse, task: Task | None
     machines.settle_conn(d, c, pdu.frame, pdu.ts_ns, ev["target"])
 
 
+#: Redirected logins remembered for linking their follow-up login (our bound, not the RFC's).
+MAX_REDIRECTS = 1024
+
+
+def follow_redirect(d: Desk, s: Session, iname: str | None, tname: str | None) -> None:
+    """A new session's login following a redirect of the same initiator to the same target
+    (§11.13.5: the initiator logs in again at the TargetAddress it was given) is linked to it."""
+    old_id = d.redirects.pop((iname, tname), None) if iname is not None else None
+    old = d.sessions.get(old_id) if old_id is not None else None
+    if old is None or old is s:
+        return
+    s.redirected_from, old.redirect_followed_by = old.id, s.id
+
+
+def redirected(d: Desk, c: Conn, s: Session, login: Login) -> str | None:
+    """Note a Status-Class 1 answer (§11.13.5): the TargetAddress given, and the session waiting
+    for its follow-up login. Returns the TargetAddress (None when the target gave none)."""
+    addr = None
+    for k, v in login.keys["target"]:
+        if k == "TargetAddress":
+            addr = v
+    c.redirected_to = addr
+    if login.kind in ("leading", "session_reinstatement", "unknown"):
+        s.redirected_to = addr
+        key = (s.initiator_name, s.target_name)
+        if key[0] is not None:
+            d.redirects.pop(key, None)
+            d.redirects[key] = s.id
+            while len(d.redirects) > MAX_REDIRECTS:
+                d.redirects.pop(next(iter(d.redirects)))
+    return addr
+
+
+def partial_params(c: Conn, s: Session | None, login: Login) -> None:
+    """Negotiation results of a login that never reached full feature phase, as far as it went
+    (§6.6 / §13: an answered key is settled even if the login later fails or is cut)."""
+    if c.params_known:
+        return
+    conn_params(c, login, complete=False)
+    if s is not None and not s.params_known and login.kind in ("leading", "session_reinstatement", "unknown"):
+        s.params = known_values(login.neg, SESSION_PARAMS, False)
+        for k in ("AuthMethod", "chap_used"):
+            if k in c.params:
+                s.params[k] = c.params[k]
+
+
 def login_failed(d: Desk, c: Conn, frame: int, ts: int, pdu: LoginResponse | None, cause: str) -> None:
     login, s = c.login, c.session
     c.login = None
+    if login is not None:
+        partial_params(c, s, login)
     if login is not None:
         d.out.append(login_keys(c, s, login, frame, ts, "failed" if pdu is not None else "cut"))
     if pdu is not None:
         text_series.ltds_end(d, c, pdu, "the target failed the login")
     if login is None or s is None:
         return
-    ev = f"login on {c.id} failed ({cause})"
+    # A redirect (Status-Class 1, §11.13.5) is not a failure: the login goes on at another address.
+    redirect = pdu is not None and pdu.status_class == 1
+    if redirect:
+        redirected(d, c, s, login)
+    ev = f"login on {c.id} {'redirected' if redirect else 'failed'} ({cause})"
     machines.sess_both(d, s, SessInput.LOGIN_FAILED, frame, ts, ev)
+    ending = "redirected" if redirect else "login_failed"
     if login.kind in ("leading", "session_reinstatement") and s.ended == "open":
-        s.ended = "login_failed"
-    c.ended = "login_failed"
+        s.ended = ending
+    c.ended = ending
     task = s.tasks.get(login.itt)
     if task is not None:
         if pdu is not None:
             task_book.emit_task(d, s, task, task.finish(
-                frame, ts, "failed", login_status=(pdu.status_class, pdu.status_detail),
+                frame, ts, ending if redirect else "failed", login_status=(pdu.status_class, pdu.status_detail),
                 response=pdu.status_class << 8 | pdu.status_detail,
                 response_name=login_status_name(pdu.status_class, pdu.status_detail)))
         else:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from analyzer.state import (
+    logins,
     pending,
     reinstatement,
     task_book,
@@ -24,6 +25,8 @@ from analyzer.state.events import (
 def finish_capture(d: Desk, ts: int) -> None:
     frame = d.last_frame
     for c in d.conns.values():
+        if c.login is not None:  # a login still in progress: its results as far as they went
+            logins.partial_params(c, c.session, c.login)
         if c.login is not None and (c.login.old_conn is not None or c.login.old_session is not None):
             d.out.append(reinstatement.reinst_record(d, c, c.login, frame, ts, "incomplete"))
     for c in list(d.conns.values()):
@@ -60,16 +63,18 @@ def session_summary(d: Desk, s: Session, frame: int, ts: int) -> SessionSummary:
         s.initiator_alias, s.target_alias, portals, inits, tuple(c.id for c in s.conns),
         tuple(c.cid for c in s.conns if c.cid is not None), params, s.start_frame, s.start_ts,
         s.last_frame, s.last_ts, s.ended, s.state["initiator"].value, s.state["target"].value, s.mid_stream,
-        s.reinstated_from, s.reinstated_by, s.task_count, tuple(s.discovered_targets))
+        s.reinstated_from, s.reinstated_by, s.task_count, tuple(s.discovered_targets), s.redirected_to,
+        s.redirected_from, s.redirect_followed_by)
 
 
 def conn_summary(d: Desk, c: Conn, frame: int, ts: int) -> ConnectionSummary:
     ci, ct = c.cleanup["initiator"], c.cleanup["target"]
     return ConnectionSummary(
         frame, ts, c.id, c.session.id if c.session else None, c.cid, c.client, c.client_port, c.server,
-        c.server_port, c.role, dict(c.params), c.header_digest, c.data_digest, c.mrdsl_initiator,
+        c.server_port, c.role, dict(c.params), c.header_digest.crc32c, c.data_digest.crc32c, c.mrdsl_initiator,
         c.mrdsl_target, c.start_frame, c.start_ts, c.last_frame, c.last_ts, c.ended,
         c.state["initiator"].value, c.state["target"].value, ci.value if ci else None,
         ct.value if ct else None, c.mid_stream, c.handshake, c.tcp_end,
         c.login_status[0] if c.login_status else None, c.login_status[1] if c.login_status else None,
-        c.reinstated_by, c.reinstates, c.pdus, c.tasks)
+        c.reinstated_by, c.reinstates, c.pdus, c.tasks, c.header_digest.source, c.data_digest.source,
+        c.dsl_seen_t2i, c.dsl_seen_i2t, c.redirected_to)

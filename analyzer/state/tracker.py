@@ -45,7 +45,16 @@ the end of the login phase or of the Text exchange abandons one still open. Brea
 with F=0; an abandoned series) become Deviation records.
 
 A capture that begins mid-connection starts the machines in the non-RFC ``UNKNOWN`` and
-places them with inferred transitions (see ``connection.py``). Responses whose ITT we
+places them with inferred transitions (see ``connection.py``). What such a capture cannot show
+stays unknown, never an RFC default: a key takes its §13 default only when the whole login is in
+the capture (``Login.start_seen``), so MaxRecvDataSegmentLength is None ("unknown") with the
+largest data segment seen each way as what the traffic proves of it, AuthMethod is absent, and the
+digests are one :class:`~analyzer.records.DigestFact` per connection: negotiated in the captured
+login, else detected from the full-feature PDUs as the framer framed them, else unknown. A login
+that fails, is redirected or is still open at capture end reports the keys it settled so far
+(``logins.partial_params``). A Status-Class 1 answer (§11.13.5) ends the connection and session as
+``redirected`` (not ``login_failed``) with its TargetAddress, and the next leading login of the
+same InitiatorName to the same TargetName is linked to it (``redirected_from``). Responses whose ITT we
 never saw are not flagged on such connections (their command predates the capture), nor
 after a capture gap in the initiator->target direction; partial tasks are made instead.
 
@@ -331,6 +340,12 @@ class SessionTracker:
         if isinstance(pdu, LoginResponse):
             logins.login_response(self._d, c, pdu)
             return
+        if c.header_digest.source != "negotiated" or c.data_digest.source != "negotiated":
+            logins.observe_digests(c, pdu)
+        if pdu.direction == T2I:  # a lower bound of the receiver's MaxRecvDataSegmentLength (§13.12)
+            c.dsl_seen_t2i = max(c.dsl_seen_t2i, pdu.dsl)
+        else:
+            c.dsl_seen_i2t = max(c.dsl_seen_i2t, pdu.dsl)
         s = identity.session_of(self._d, c, pdu.frame, pdu.ts_ns)
         logins.check_dsl(self._d, c, s, pdu)
         if pdu.direction == I2T:

@@ -20,6 +20,7 @@ MANIFEST = SAMPLES / "manifest.json"
 #: manifest fault kinds -> the anomaly kind that must report them
 FAULT_KINDS = {
     "login_failed": "login_failed",
+    "login_redirected": "login_redirected",
     "connection_dropped": "connection_dropped",
     "task_management": "task_management",
     "nop_unanswered": "nop_unanswered",

@@ -151,7 +151,8 @@ TASK_OUTCOMES = (
     "rejected",
     "lost_in_capture_gap",
     "redirected",  #: a login answered with Status-Class 1 (§11.13.5): to be retried at the TargetAddress
-    "not_accepted",  #: never accepted by the target: CmdSN outside the window (§4.2.2.1) or sent after a Logout Request (§11.14)
+    #: never accepted by the target: CmdSN outside the window (§4.2.2.1) or sent after a Logout Request (§11.14)
+    "not_accepted",
 )
 
 #: Values of :attr:`TaskRecord.unanswered_cause`.
@@ -373,7 +374,8 @@ class SessionSummary(Record):
     start_ts_ns: int
     end_frame: int
     end_ts_ns: int
-    ended: str  #: "open", "logout", "connection_dropped", "login_failed", "redirected", "timed_out", "reinstated", "capture_end"
+    #: "open", "logout", "connection_dropped", "login_failed", "redirected", "timed_out", "reinstated", "capture_end"
+    ended: str
     state_initiator: str
     state_target: str
     mid_stream: bool  #: identity partly inferred (capture began inside the session)
@@ -408,7 +410,8 @@ class ConnectionSummary(Record):
     start_ts_ns: int
     end_frame: int
     end_ts_ns: int
-    ended: str  #: "open", "logout", "dropped", "login_failed", "redirected", "session_closed", "reinstated", "capture_end"
+    #: "open", "logout", "dropped", "login_failed", "redirected", "session_closed", "reinstated", "capture_end"
+    ended: str
     state_initiator: str
     state_target: str
     cleanup_initiator: str | None  #: cleanup machine state, None if never in CLEANUP_WAIT

@@ -5,11 +5,11 @@ parameters, TSIH, SessionIdentified) or failure, and §13.12 data segment limits
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from analyzer.iscsi.opcodes import (
     login_status_name,
 )
-from collections.abc import Iterable
-
 from analyzer.records import (
     DIGEST_NONE_NEGOTIATED,
     I2T,

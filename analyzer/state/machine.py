@@ -20,22 +20,22 @@ from typing import Generic, TypeVar
 from analyzer.state.events import Transition, Violation
 
 S = TypeVar("S", bound=Enum)
-I = TypeVar("I", bound=Enum)
+In = TypeVar("In", bound=Enum)
 
 
 @dataclass(frozen=True, slots=True)
-class Spec(Generic[S, I]):
+class Spec(Generic[S, In]):
     """One side of one RFC state diagram."""
 
     machine: str  #: "connection", "cleanup", "session"
     side: str  #: "initiator", "target"
     states: type[S]
-    inputs: type[I]
-    table: Mapping[tuple[S, I], tuple[str, S]]
-    stays: Mapping[S, frozenset[I]]
+    inputs: type[In]
+    table: Mapping[tuple[S, In], tuple[str, S]]
+    stays: Mapping[S, frozenset[In]]
     #: Mid-stream placement: an input seen in UNKNOWN places the machine in this state
     #: (inferred), and the input is then stepped from there.
-    placement: Mapping[I, S]
+    placement: Mapping[In, S]
     unknown: S | None
 
 
@@ -53,7 +53,7 @@ class Context:
     observer_limited: bool = False
 
 
-def step(spec: Spec[S, I], state: S, inp: I, ctx: Context) -> Transition | Violation | None:
+def step(spec: Spec[S, In], state: S, inp: In, ctx: Context) -> Transition | Violation | None:
     """Look ``(state, inp)`` up in ``spec``'s table.
 
     Returns a :class:`Transition` for an RFC row, ``None`` when the input is legal in the
@@ -72,7 +72,7 @@ def step(spec: Spec[S, I], state: S, inp: I, ctx: Context) -> Transition | Viola
                      ctx.observer_limited or state is spec.unknown)
 
 
-def advance(spec: Spec[S, I], state: S, inp: I, ctx: Context) -> tuple[S, list[Transition | Violation]]:
+def advance(spec: Spec[S, In], state: S, inp: In, ctx: Context) -> tuple[S, list[Transition | Violation]]:
     """Step ``inp`` and return the new state and the records to emit.
 
     In the non-RFC UNKNOWN state, an input listed in ``spec.placement`` first places the
@@ -104,6 +104,6 @@ def triggered(machine: str, side: str, state: S, nxt: S, label: str, ctx: Contex
                       ctx.event, ctx.inferred)
 
 
-def rows(spec: Spec[S, I]) -> list[tuple[S, I, str, S]]:
+def rows(spec: Spec[S, In]) -> list[tuple[S, In, str, S]]:
     """The table as ``(from, input, label, to)`` rows, in table order (for renderers and tests)."""
     return [(s, i, label, nxt) for (s, i), (label, nxt) in spec.table.items()]

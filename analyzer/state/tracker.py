@@ -183,7 +183,8 @@ class SessionTracker:
         costs O(open sessions) whatever the number of sessions seen.
         """
         if live_only:
-            return [summaries.session_summary(self._d, s, s.last_frame, s.last_ts) for s in identity.open_session_list(self._d)]
+            return [summaries.session_summary(self._d, s, s.last_frame, s.last_ts)
+                    for s in identity.open_session_list(self._d)]
         return [summaries.session_summary(self._d, s, s.last_frame, s.last_ts) for s in self._d.sessions.values()]
 
     def connections(self, live_only: bool = False) -> list[ConnectionSummary]:
@@ -193,7 +194,8 @@ class SessionTracker:
         a connection machine not back in FREE, or a cleanup, login or implied close pending).
         """
         if live_only:
-            return [summaries.conn_summary(self._d, c, c.last_frame, c.last_ts) for c in identity.open_conn_list(self._d)]
+            return [summaries.conn_summary(self._d, c, c.last_frame, c.last_ts)
+                    for c in identity.open_conn_list(self._d)]
         return [summaries.conn_summary(self._d, c, c.last_frame, c.last_ts) for c in self._d.conns.values()]
 
     def forget(self, session_id: str) -> None:

@@ -13,6 +13,7 @@ from pandas.testing import assert_frame_equal
 from analyzer.api import analyze, load, run_analyze, run_report
 from analyzer.capture import CaptureError
 from analyzer.reports import files, frames
+from analyzer.reports.diagnosis import DIAGNOSIS_TABLES
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "sample_pcaps"
@@ -53,7 +54,7 @@ def test_analyze_writes_and_loads_back(capture_path: Path, tmp_path: Path) -> No
         capture, tmp_path / "out", progress=lambda done, total: calls.append((done, total))
     )
     expected = (
-        {f"{t}.parquet" for t in files.PARQUET_TABLES}
+        {f"{t}.parquet" for t in (*files.PARQUET_TABLES, *DIAGNOSIS_TABLES)}
         | {f"{t}.csv" for t in files.CSV_TABLES}
         | {"capture.json", "report.html", "summary.txt"}
     )
@@ -65,7 +66,7 @@ def test_analyze_writes_and_loads_back(capture_path: Path, tmp_path: Path) -> No
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
 
     b = load(tmp_path / "out")
-    for table in ("pdus", "tasks", "sessions", "connections", "transitions", "anomalies"):
+    for table in ("pdus", "tasks", "sessions", "connections", "transitions", "anomalies", *DIAGNOSIS_TABLES):
         assert_frame_equal(getattr(b, table), getattr(a, table), obj=f"{capture.name}:{table}")
     assert_frame_equal(b.keys, frames.mask_key_values(a.keys))
     assert b.capture.to_dict() == a.capture.to_dict()

@@ -26,6 +26,7 @@ DTYPES = {
     "ts": "datetime64[ns, UTC]",
     "td": "timedelta64[ns]",
     "bool": "bool",
+    "float": "Float64",
 }
 
 

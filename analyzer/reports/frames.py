@@ -495,8 +495,15 @@ def endpoints_of(rec: Any) -> _Endpoints:
     return _Endpoints(rec.client, rec.client_port, rec.server, rec.server_port)
 
 
+#: Task outcomes for which the target answered (a response, or a Reject): only these tasks have a
+#: latency. An unanswered task (open at a drop or at capture end, aborted, terminated by a logout,
+#: never accepted, lost in a capture gap) has none (null), so counts and percentiles computed from the
+#: DataFrame agree with the summary's.
+ANSWERED_OUTCOMES: Final = frozenset(("completed", "check_condition", "failed", "rejected"))
+
+
 def task_row(t: TaskRecord) -> dict[str, Any]:
-    """A tasks row."""
+    """A tasks row (``latency`` null unless the task was answered: ``ANSWERED_OUTCOMES``)."""
     return {
         "frame": t.frame,
         "session": t.session,
@@ -508,7 +515,7 @@ def task_row(t: TaskRecord) -> dict[str, Any]:
         "last_frame": t.last_frame,
         "start_ts": t.start_ts_ns,
         "end_ts": t.end_ts_ns,
-        "latency": t.latency_ns,
+        "latency": t.latency_ns if t.outcome in ANSWERED_OUTCOMES else None,
         "immediate": t.immediate,
         "cmdsn": t.cmdsn,
         "lun": t.lun,

@@ -182,9 +182,11 @@ def summary_text(a: Analysis) -> str:
         rows = []
         groups = list(scsi.groupby(scsi["session"].astype(object)))
         for sid, g in groups[:MAX_SESSIONS]:
+            # rates over the session's I/O interval: first command sent to last command ended; none
+            # (shown "-") when that interval is unknown or zero (a single command seen at one instant)
             t0 = g["start_ts"].min()
             t1 = g["end_ts"].max()
-            secs = max((t1 - t0).total_seconds(), 1e-9)
+            secs = (t1 - t0).total_seconds() if not (pd.isna(t0) or pd.isna(t1)) else 0.0
             rb, wb = int(g["bytes_in"].sum()), int(g["bytes_out"].sum())
             rows.append(
                 [
@@ -192,8 +194,8 @@ def summary_text(a: Analysis) -> str:
                     f"{len(g):,}",
                     f"{rb / 1e6:,.2f}",
                     f"{wb / 1e6:,.2f}",
-                    f"{(rb + wb) / secs / 1e6:,.2f}",
-                    f"{len(g) / secs:,.1f}",
+                    f"{(rb + wb) / secs / 1e6:,.2f}" if secs > 0 else "-",
+                    f"{len(g) / secs:,.1f}" if secs > 0 else "-",
                 ]
             )
         out += _grid(["session", "commands", "read MB", "written MB", "avg MB/s", "avg IOPS"], rows)

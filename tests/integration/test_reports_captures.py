@@ -243,3 +243,40 @@ def test_full_disk_keeps_the_old_report_and_names_the_file(small_tmpfs: Path) ->
         big.to_html(html)
     assert html.read_bytes() == html_before
     assert [p.name for p in small_tmpfs.iterdir() if p.name.startswith(".")] == []
+
+
+def test_admin_drop_summary_tells_the_story(tmp_path: Path) -> None:
+    """The demo capture: tgtadm deletes the connection (FIN from the target), libiscsi logs in again."""
+    import pandas as pd
+
+    a, _ = run_analyze(_need(SAMPLES / "admin_drop.pcap"), tmp_path / "out", html=False)
+    text = (tmp_path / "out" / "summary.txt").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    assert lines[3] == "What happened"  # right after the two capture lines and a blank line
+    story = " ".join(" ".join(lines[4:lines.index("", 4)]).split())
+    # facts checked against the tables, not against the sentence generator
+    drops = a.drops
+    assert list(drops["cause"].astype(str)) == ["admin_drop"] and drops.loc[0, "ended_by"] == "fin_target"
+    assert drops.loc[0, "session"] == "s1" and drops.loc[0, "lost_commands"] == 3
+    assert "session s1" in story and "administrator drop on the target" in story
+    assert "The target closed (FIN)" in story
+    assert "3 command(s) were lost" in story
+    t = a.tasks
+    done = t[(t["kind"] == "scsi") & t["outcome"].isin(["completed", "check_condition", "failed"])]
+    lost = t[(t["session"] == "s1") & (t["kind"] == "scsi") & t["latency"].isna()]
+    assert len(lost) == 3
+    last_before = done[done["session"] == "s1"]["end_ts"].max()
+    first_after = done[(done["session"] == "s2") & (done["end_ts"] > drops.loc[0, "ts"])]["end_ts"].min()
+    stopped_ms = (first_after - last_before) / pd.Timedelta(1, "ms")
+    rec = a.recoveries
+    assert rec.loc[0, "resumed_session"] == "s2" and rec.loc[0, "resumed_via"] == "new_session"
+    assert abs(rec.loc[0, "io_stopped_ms"] - stopped_ms) < 0.05
+    assert f"stopped for {stopped_ms:.1f} ms" in story and "on a new session over the same path, session s2" in story
+    # the typed tables are there on disk too
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(tmp_path / "out" / "drops.parquet")
+    assert str(schema.field("ts").type) == "timestamp[ns, tz=UTC]"
+    assert str(schema.field("silence_t2i_ms").type) == "double"
+    assert str(pq.read_schema(tmp_path / "out" / "recoveries.parquet").field("io_stopped_ms").type) == "double"
+    assert load(tmp_path / "out").capture.story == a.capture.story

@@ -280,3 +280,22 @@ def test_admin_drop_summary_tells_the_story(tmp_path: Path) -> None:
     assert str(schema.field("silence_t2i_ms").type) == "double"
     assert str(pq.read_schema(tmp_path / "out" / "recoveries.parquet").field("io_stopped_ms").type) == "double"
     assert load(tmp_path / "out").capture.story == a.capture.story
+
+
+def test_admin_drop_report_opens_with_the_story_and_links_its_findings(tmp_path: Path) -> None:
+    import re
+
+    a, _ = run_analyze(_need(SAMPLES / "admin_drop.pcap"), tmp_path / "out")
+    html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    ids = re.findall(r'<section id="([a-z]+)">', html)
+    assert ids[:3] == ["story", "summary", "drops"]
+    assert {"paths", "queue", "nops", "anomalies"} <= set(ids)
+    story = re.search(r'<section id="story">(.*?)</section>', html, re.S).group(1)  # type: ignore[union-attr]
+    assert "administrator drop on the target" in story and 'href="#drop-0"' in story
+    drops = re.search(r'<section id="drops">(.*?)</section>', html, re.S).group(1)  # type: ignore[union-attr]
+    assert 'id="drop-0"' in drops and "frame.number == 488" in drops and "open-iscsi:" in drops
+    assert "18.5 ms · new session s2" in drops
+    # every timeline marker links to an anomaly row that exists
+    targets = re.findall(r'<a href="#(anomaly-\d+)"><path', html)
+    assert len(targets) == len(a.anomalies)
+    assert all(f'id="{t}"' in html for t in targets)

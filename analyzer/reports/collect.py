@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import pandas as pd
 
+from analyzer.diagnosis import Diagnoser, Diagnosis
 from analyzer.records import (
     Anomaly,
     CaptureDamage,
@@ -31,7 +32,6 @@ from analyzer.records import (
     TextRequest,
     TextResponse,
 )
-from analyzer.diagnosis import Diagnoser, Diagnosis
 from analyzer.reports import frames
 from analyzer.reports.diagnosis import diagnosis_frames
 from analyzer.state.events import ConnectionSummary, SessionSummary, TaskRecord, Transition

@@ -2,8 +2,9 @@
 
 It opens with the story (``CaptureInfo.story``, from ``analyzer.diagnosis``): a few plain
 sentences of what happened, e.g. which session dropped, who closed it, how many commands were
-lost and how long until I/O resumed on which session. Then sessions and how each ended, the top anomalies, latency per SCSI operation and throughput.
-Capture-derived text is printed as is, minus control characters (no terminal escapes).
+lost and how long until I/O resumed on which session. Then sessions and how each ended, the top
+anomalies, latency per SCSI operation and throughput. Long cells wrap onto continuation lines
+(never cut). Capture-derived text is printed as is, minus control characters (no terminal escapes).
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def _grid(head: list[str], rows: list[list[str]]) -> list[str]:
     def lines(cells: list[str]) -> list[str]:
         parts = [textwrap.wrap(c, w, break_on_hyphens=False) or [""] if len(c) > w else [c]
                  for c, w in zip(cells, widths, strict=True)]
-        return ["  " + "  ".join((p[i] if i < len(p) else "").ljust(w) for p, w in zip(parts, widths, strict=True)).rstrip()
+        return ["  " + "  ".join((p[i] if i < len(p) else "").ljust(w)
+                                 for p, w in zip(parts, widths, strict=True)).rstrip()
                 for i in range(max(len(p) for p in parts))]
 
     out = lines(head) + lines(["-" * w for w in widths])

@@ -174,6 +174,7 @@ def _analyze_into(
         anomaly_engine=opts.anomalies and importlib.util.find_spec("analyzer.anomalies.engine") is not None,
         analyzer_version=__version__,
         secrets_available=True,
+        story=list(collected.story),
     )
     write_capture(directory, info.to_dict())
     return Analysis.from_dir(directory, info, tables=collected.tables, pdu_summary=collector.summary,
@@ -204,6 +205,7 @@ def analyze_records(
     info.truncated = stats.pop("truncated")
     info.stats = stats
     info.secrets_available = True
+    info.story = list(collected.story)
     return Analysis.from_tables(collected.tables, info)
 
 

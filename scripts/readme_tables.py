@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def anomaly_table() -> str:
     from analyzer.anomalies import KINDS
 
-    rows = ["| kind | severity | what it means |", "|---|---|---|"]
+    rows = ["| kind | default severity | what it means |", "|---|---|---|"]
     for name, k in KINDS.items():
         rows.append(f"| [`{name}`](docs/anomalies.md#{name}) | {k.severity} | {k.title} |")
     return "\n".join(rows)

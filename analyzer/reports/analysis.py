@@ -10,11 +10,12 @@ from typing import Any
 import pandas as pd
 
 from analyzer.reports import frames
+from analyzer.reports.diagnosis import DIAGNOSIS_TABLES
 from analyzer.reports.tables import parquet_rows
 from analyzer.reports.tables import read_parquet as _read_parquet
 
 #: The DataFrame attributes of an ``Analysis``, in report order.
-TABLES = ("pdus", "tasks", "sessions", "connections", "transitions", "anomalies", "keys")
+TABLES = ("pdus", "tasks", "sessions", "connections", "transitions", "anomalies", "keys", *DIAGNOSIS_TABLES)
 
 
 @dataclass
@@ -39,6 +40,9 @@ class CaptureInfo:
     anomaly_engine: bool = True
     analyzer_version: str = ""
     secrets_available: bool = False  #: the keys table holds unmasked values (not after ``load``)
+    #: plain sentences of what happened (``analyzer.diagnosis``): why each connection dropped,
+    #: how long I/O stopped, paths that stayed down; empty when nothing went wrong
+    story: list[str] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:
@@ -94,6 +98,15 @@ class Analysis:
     transitions = _TableAttr()
     anomalies = _TableAttr()
     keys = _TableAttr()  #: Login/Text keys; unmasked right after ``analyze``, masked after ``load``
+    # the diagnosis tables (``analyzer.reports.diagnosis``; empty for a report written before them)
+    drops = _TableAttr()  #: why each connection ended without a clean logout
+    recoveries = _TableAttr()  #: how long I/O stopped around each drop, and on which session it resumed
+    paths = _TableAttr()  #: initiator address -> portal paths, up and down time
+    path_intervals = _TableAttr()  #: up and down intervals of each path
+    queues = _TableAttr()  #: queue depth and the CmdSN window per session
+    nop_pings = _TableAttr()  #: NOP-Out / NOP-In pings and their round trips
+    logins = _TableAttr()  #: failed logins explained
+    connection_stats = _TableAttr()  #: per-connection transport statistics
 
     def __init__(
         self,
@@ -124,7 +137,9 @@ class Analysis:
     @classmethod
     def from_tables(cls, tables: dict[str, pd.DataFrame], capture: CaptureInfo) -> Analysis:
         """An Analysis from a dict of tables (missing tables empty)."""
-        return cls(**{t: tables[t] if t in tables else frames.empty(t) for t in TABLES}, capture=capture)
+        a = cls(capture=capture)
+        a._tables.update({t: tables[t] if t in tables else frames.empty(t) for t in TABLES})
+        return a
 
     @classmethod
     def from_dir(cls, report_dir: str | os.PathLike[str], capture: CaptureInfo,

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import pandas as pd
 
+from analyzer.diagnosis import Diagnoser, Diagnosis
 from analyzer.records import (
     Anomaly,
     CaptureDamage,
@@ -32,6 +33,7 @@ from analyzer.records import (
     TextResponse,
 )
 from analyzer.reports import frames
+from analyzer.reports.diagnosis import diagnosis_frames
 from analyzer.state.events import ConnectionSummary, SessionSummary, TaskRecord, Transition
 
 #: Rows per DataFrame chunk while streaming.
@@ -57,6 +59,7 @@ class Collected:
 
     tables: dict[str, pd.DataFrame]
     stats: dict[str, Any] = field(default_factory=dict)
+    story: list[str] = field(default_factory=list)  #: the diagnosis's plain sentences of what happened
 
 
 class _Table:
@@ -117,9 +120,18 @@ class Collector:
         self.retransmitted_bytes = 0
         self.resync_skipped = 0
         self.damage: list[str] = []
+        #: the diagnosis of the same pass (why connections dropped, paths, queues: ``analyzer.diagnosis``)
+        self.diagnoser = Diagnoser()
+        self.diagnosis: Diagnosis | None = None
+
+    def finish_diagnosis(self) -> dict[str, pd.DataFrame]:
+        """End the diagnosis (``self.diagnosis``); its tables (``reports.diagnosis.DIAGNOSIS_TABLES``)."""
+        self.diagnosis = self.diagnoser.finish()
+        return diagnosis_frames(self.diagnosis)
 
     def feed(self, rec: Record) -> None:
         """Account for one record."""
+        self.diagnoser.feed(rec)
         t = type(rec)
         name = t.__name__
         self.counts[name] += 1
@@ -191,13 +203,14 @@ class Collector:
             "transitions": self._transitions.frame(),
             "anomalies": self._anomalies.frame(),
             "keys": self._keys.frame(),
+            **self.finish_diagnosis(),
         }
         truncated = {
             t.name: {"kept": t.kept, "seen": t.seen, "limit": t.limit}
             for t in (self._pdus, self._tasks, self._transitions, self._anomalies, self._keys)
             if t.seen > t.kept
         }
-        return Collected(tables, self.stats(self._pdus.seen, truncated))
+        return Collected(tables, self.stats(self._pdus.seen, truncated), self.diagnosis.story if self.diagnosis else [])
 
     def stats(self, pdus_seen: int, truncated: dict[str, Any]) -> dict[str, Any]:
         """The pass's counters (what ``finish`` returns as ``Collected.stats``)."""

@@ -19,6 +19,7 @@ import pandas as pd
 
 from analyzer.render.output import escape_controls
 from analyzer.reports import frames
+from analyzer.reports.diagnosis import DIAGNOSIS_TABLES
 from analyzer.reports.tables import INCOMPLETE_MARKER, ReportDir, file_error, write_table_file
 from analyzer.reports.tables import read_parquet as _read_parquet
 
@@ -72,7 +73,7 @@ def write_dir(
 def write_into(out: Path, tables: dict[str, pd.DataFrame], capture: dict[str, Any]) -> list[Path]:
     """The tables (fixed Arrow schema, ``tables.arrow_schema``) and capture.json, into ``out``."""
     written: list[Path] = []
-    for name in PARQUET_TABLES:
+    for name in (*PARQUET_TABLES, *DIAGNOSIS_TABLES):
         df = tables.get(name)
         if df is None:
             df = frames.empty(name)
@@ -106,7 +107,9 @@ def copy_dir(src: Path, capture: dict[str, Any], out_dir: str | os.PathLike[str]
     """Copy the table files of a complete report directory to ``out_dir`` (atomically, as ``write_dir``)."""
     rd = ReportDir(out_dir)
     try:
-        for name in PARQUET_TABLES:
+        for name in (*PARQUET_TABLES, *DIAGNOSIS_TABLES):
+            if name in DIAGNOSIS_TABLES and not (src / f"{name}.parquet").exists():
+                continue  # a report written before the diagnosis tables
             shutil.copyfile(src / f"{name}.parquet", rd.work / f"{name}.parquet")
             if name in CSV_TABLES:
                 shutil.copyfile(src / f"{name}.csv", rd.work / f"{name}.csv")
@@ -148,7 +151,7 @@ def read_dir(report_dir: str | os.PathLike[str]) -> tuple[dict[str, pd.DataFrame
     """Read a directory written by ``write_dir``: (tables with their dtypes, capture info)."""
     d, capture = check_dir(report_dir)
     tables: dict[str, pd.DataFrame] = {}
-    for name in PARQUET_TABLES:
+    for name in (*PARQUET_TABLES, *DIAGNOSIS_TABLES):
         path = d / f"{name}.parquet"
         if path.exists():
             tables[name] = frames.conform(name, _read_parquet(path))

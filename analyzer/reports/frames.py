@@ -14,6 +14,7 @@ kind      dtype                       used for
 ``ts``    ``datetime64[ns, UTC]``     capture timestamps (records carry integer ns)
 ``td``    ``timedelta64[ns]``         latencies and durations
 ``bool``  ``bool``                    flags
+``float`` ``Float64`` (nullable)      measured values (milliseconds of the diagnosis tables)
 ========  ==========================  =============================================
 
 Categories are the sorted distinct values (severity: ``SEVERITIES`` order first), so a
@@ -243,6 +244,12 @@ KEY_SCHEMA: Final[dict[str, str]] = {
     "value": "str",
 }
 
+def _diagnosis_schemas() -> dict[str, dict[str, str]]:
+    from analyzer.reports.diagnosis import DIAGNOSIS_SCHEMAS
+
+    return DIAGNOSIS_SCHEMAS
+
+
 SCHEMAS: Final[dict[str, dict[str, str]]] = {
     "pdus": PDU_SCHEMA,
     "tasks": TASK_SCHEMA,
@@ -251,6 +258,7 @@ SCHEMAS: Final[dict[str, dict[str, str]]] = {
     "transitions": TRANSITION_SCHEMA,
     "anomalies": ANOMALY_SCHEMA,
     "keys": KEY_SCHEMA,
+    **_diagnosis_schemas(),
 }
 
 _STRING: Final = pd.StringDtype()
@@ -302,6 +310,8 @@ def _series(kind: str, values: list[Any], final: bool) -> pd.Series:
         return pd.Series(ns.view("timedelta64[ns]"))
     if kind == "bool":
         return pd.Series(np.asarray(values, dtype=bool) if values else np.empty(0, bool))
+    if kind == "float":
+        return pd.Series(pd.array(values, dtype="Float64"))
     if kind in ("cat", "sev") and final:
         return _categorical(kind, np.asarray(values, dtype=object))
     return pd.Series(pd.array(values, dtype=_STRING))
@@ -360,6 +370,8 @@ def _conform_series(kind: str, s: pd.Series) -> pd.Series:
         return s.astype("Int64")
     if kind == "UInt":
         return s.astype("UInt64")
+    if kind == "float":
+        return s.astype("Float64")
     if kind == "ts":
         if not isinstance(s.dtype, pd.DatetimeTZDtype):
             s = pd.to_datetime(s, utc=True, format="ISO8601")
@@ -483,8 +495,15 @@ def endpoints_of(rec: Any) -> _Endpoints:
     return _Endpoints(rec.client, rec.client_port, rec.server, rec.server_port)
 
 
+#: Task outcomes for which the target answered (a response, or a Reject): only these tasks have a
+#: latency. An unanswered task (open at a drop or at capture end, aborted, terminated by a logout,
+#: never accepted, lost in a capture gap) has none (null), so counts and percentiles computed from the
+#: DataFrame agree with the summary's.
+ANSWERED_OUTCOMES: Final = frozenset(("completed", "check_condition", "failed", "rejected"))
+
+
 def task_row(t: TaskRecord) -> dict[str, Any]:
-    """A tasks row."""
+    """A tasks row (``latency`` null unless the task was answered: ``ANSWERED_OUTCOMES``)."""
     return {
         "frame": t.frame,
         "session": t.session,
@@ -496,7 +515,7 @@ def task_row(t: TaskRecord) -> dict[str, Any]:
         "last_frame": t.last_frame,
         "start_ts": t.start_ts_ns,
         "end_ts": t.end_ts_ns,
-        "latency": t.latency_ns,
+        "latency": t.latency_ns if t.outcome in ANSWERED_OUTCOMES else None,
         "immediate": t.immediate,
         "cmdsn": t.cmdsn,
         "lun": t.lun,

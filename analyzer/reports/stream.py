@@ -106,6 +106,7 @@ class StreamCollector(Collector):
 
     def feed(self, rec: Record) -> None:
         """Account for one record (its rows go to the table writers)."""
+        self.diagnoser.feed(rec)
         t = type(rec)
         self.counts[t.__name__] += 1
         ts = rec.ts_ns
@@ -230,6 +231,9 @@ class StreamCollector(Collector):
         connections = frames.build("connections", [frames.connection_row(c) for c in self._connections.values()])
         keys = frames.build("keys", self._key_rows)
         self._key_rows = []
+        diagnosis = self.finish_diagnosis()
+        for name, df in diagnosis.items():  # small tables (rows per connection, drop, path, session)
+            files.append(write_table_file(name, df, self.directory / f"{name}.parquet"))
         for name, df in (("sessions", sessions), ("connections", connections),
                          ("keys", frames.mask_key_values(keys))):
             files.append(write_table_file(name, frames.conform(name, df), self.directory / f"{name}.parquet"))
@@ -251,8 +255,9 @@ class StreamCollector(Collector):
         order = ("pdus", "tasks", "transitions", "anomalies", "keys")
         truncated = {n: truncated[n] for n in order if n in truncated}
         stats = self.stats(self._pdu_w.seen, truncated)
-        tables: dict[str, pd.DataFrame] = {"sessions": sessions, "connections": connections, "keys": keys}
-        return Collected(tables, stats)
+        tables: dict[str, pd.DataFrame] = {"sessions": sessions, "connections": connections, "keys": keys,
+                                           **diagnosis}
+        return Collected(tables, stats, self.diagnosis.story if self.diagnosis else [])
 
     @property
     def writers(self) -> dict[str, TableWriter]:

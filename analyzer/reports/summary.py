@@ -1,12 +1,16 @@
 """Plain-text summary of an Analysis, for people at a terminal (``iscsi-analyzer analyze`` prints it).
 
-Sessions and how each ended, the top anomalies, latency per SCSI operation and throughput.
-Capture-derived text is printed as is, minus control characters (no terminal escapes).
+It opens with the story (``CaptureInfo.story``, from ``analyzer.diagnosis``): a few plain
+sentences of what happened, e.g. which session dropped, who closed it, how many commands were
+lost and how long until I/O resumed on which session. Then sessions and how each ended, the top
+anomalies, latency per SCSI operation and throughput. Long cells wrap onto continuation lines
+(never cut). Capture-derived text is printed as is, minus control characters (no terminal escapes).
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -18,6 +22,10 @@ TOP_ANOMALIES = 10
 TOP_OPS = 10
 #: Most sessions listed (and charted for throughput); the rest are counted.
 MAX_SESSIONS = 50
+#: Width the story sentences are wrapped to.
+STORY_WIDTH = 100
+#: Widest grid column; longer cells wrap onto continuation lines (never cut).
+MAX_COLUMN = 60
 
 
 def _clean(v: Any) -> str:
@@ -50,14 +58,28 @@ def _dur(s: float) -> str:
 
 def _grid(head: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
-    widths = [min(w, 60) for w in widths]
+    widths = [min(w, MAX_COLUMN) for w in widths]
 
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            (c if len(c) <= w else c[: w - 1] + "~").ljust(w) for c, w in zip(cells, widths, strict=True)
-        ).rstrip()
+    def lines(cells: list[str]) -> list[str]:
+        parts = [textwrap.wrap(c, w, break_on_hyphens=False) or [""] if len(c) > w else [c]
+                 for c, w in zip(cells, widths, strict=True)]
+        return ["  " + "  ".join((p[i] if i < len(p) else "").ljust(w)
+                                 for p, w in zip(parts, widths, strict=True)).rstrip()
+                for i in range(max(len(p) for p in parts))]
 
-    return ["  " + line(head), "  " + line(["-" * w for w in widths])] + ["  " + line(r) for r in rows]
+    out = lines(head) + lines(["-" * w for w in widths])
+    for r in rows:
+        out += lines(r)
+    return out
+
+
+def story_lines(sentences: list[str]) -> list[str]:
+    """The story as wrapped paragraphs (one per sentence group), with a heading."""
+    out = ["What happened"]
+    for s in sentences:
+        out += textwrap.wrap(_clean(s), STORY_WIDTH, initial_indent="  ", subsequent_indent="    ",
+                             break_on_hyphens=False, break_long_words=False)
+    return out
 
 
 def summary_text(a: Analysis) -> str:
@@ -80,6 +102,9 @@ def summary_text(a: Analysis) -> str:
         out.append("")
         out.append("No iSCSI traffic found in this capture.")
         return "\n".join(out)
+    if cap.story:
+        out.append("")
+        out += story_lines(cap.story)
 
     out.append("")
     out.append("Sessions")
@@ -159,9 +184,11 @@ def summary_text(a: Analysis) -> str:
         rows = []
         groups = list(scsi.groupby(scsi["session"].astype(object)))
         for sid, g in groups[:MAX_SESSIONS]:
+            # rates over the session's I/O interval: first command sent to last command ended; none
+            # (shown "-") when that interval is unknown or zero (a single command seen at one instant)
             t0 = g["start_ts"].min()
             t1 = g["end_ts"].max()
-            secs = max((t1 - t0).total_seconds(), 1e-9)
+            secs = (t1 - t0).total_seconds() if not (pd.isna(t0) or pd.isna(t1)) else 0.0
             rb, wb = int(g["bytes_in"].sum()), int(g["bytes_out"].sum())
             rows.append(
                 [
@@ -169,8 +196,8 @@ def summary_text(a: Analysis) -> str:
                     f"{len(g):,}",
                     f"{rb / 1e6:,.2f}",
                     f"{wb / 1e6:,.2f}",
-                    f"{(rb + wb) / secs / 1e6:,.2f}",
-                    f"{len(g) / secs:,.1f}",
+                    f"{(rb + wb) / secs / 1e6:,.2f}" if secs > 0 else "-",
+                    f"{len(g) / secs:,.1f}" if secs > 0 else "-",
                 ]
             )
         out += _grid(["session", "commands", "read MB", "written MB", "avg MB/s", "avg IOPS"], rows)

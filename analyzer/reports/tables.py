@@ -61,6 +61,7 @@ _ARROW_TYPES: Final[dict[str, pa.DataType]] = {
     "ts": _TS,
     "td": _TD,
     "bool": pa.bool_(),
+    "float": pa.float64(),
 }
 _SCHEMAS: dict[str, pa.Schema] = {}
 #: Arrow memory for the writers comes from the system allocator: mimalloc (pyarrow's default)
@@ -130,6 +131,8 @@ def column_array(kind: str, values: Sequence[Any]) -> pa.Array:
         return pa.array(values, pa.int64(), memory_pool=POOL).view(_TD)
     if kind == "bool":
         return pc.fill_null(pa.array(values, pa.bool_(), memory_pool=POOL), False)
+    if kind == "float":
+        return pa.array(values, pa.float64(), memory_pool=POOL)
     raise ValueError(f"unknown column kind {kind!r}")
 
 
@@ -315,9 +318,10 @@ def write_table_file(table: str, df: pd.DataFrame, path: Path) -> Path:
 
 #: Files a report directory may hold (anything else means the directory is not only ours).
 def report_file_names() -> set[str]:
+    from analyzer.reports.diagnosis import DIAGNOSIS_TABLES
     from analyzer.reports.files import CAPTURE_FILE, CSV_TABLES, PARQUET_TABLES
 
-    names = {f"{t}.parquet" for t in PARQUET_TABLES} | {f"{t}.csv" for t in CSV_TABLES}
+    names = {f"{t}.parquet" for t in (*PARQUET_TABLES, *DIAGNOSIS_TABLES)} | {f"{t}.csv" for t in CSV_TABLES}
     return names | {CAPTURE_FILE, "report.html", "summary.txt", INCOMPLETE_MARKER}
 
 

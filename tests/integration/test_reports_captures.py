@@ -13,6 +13,7 @@ from pandas.testing import assert_frame_equal
 from analyzer.api import analyze, load, run_analyze, run_report
 from analyzer.capture import CaptureError
 from analyzer.reports import files, frames
+from analyzer.reports.diagnosis import DIAGNOSIS_TABLES
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "sample_pcaps"
@@ -53,7 +54,7 @@ def test_analyze_writes_and_loads_back(capture_path: Path, tmp_path: Path) -> No
         capture, tmp_path / "out", progress=lambda done, total: calls.append((done, total))
     )
     expected = (
-        {f"{t}.parquet" for t in files.PARQUET_TABLES}
+        {f"{t}.parquet" for t in (*files.PARQUET_TABLES, *DIAGNOSIS_TABLES)}
         | {f"{t}.csv" for t in files.CSV_TABLES}
         | {"capture.json", "report.html", "summary.txt"}
     )
@@ -65,7 +66,7 @@ def test_analyze_writes_and_loads_back(capture_path: Path, tmp_path: Path) -> No
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
 
     b = load(tmp_path / "out")
-    for table in ("pdus", "tasks", "sessions", "connections", "transitions", "anomalies"):
+    for table in ("pdus", "tasks", "sessions", "connections", "transitions", "anomalies", *DIAGNOSIS_TABLES):
         assert_frame_equal(getattr(b, table), getattr(a, table), obj=f"{capture.name}:{table}")
     assert_frame_equal(b.keys, frames.mask_key_values(a.keys))
     assert b.capture.to_dict() == a.capture.to_dict()
@@ -242,3 +243,59 @@ def test_full_disk_keeps_the_old_report_and_names_the_file(small_tmpfs: Path) ->
         big.to_html(html)
     assert html.read_bytes() == html_before
     assert [p.name for p in small_tmpfs.iterdir() if p.name.startswith(".")] == []
+
+
+def test_admin_drop_summary_tells_the_story(tmp_path: Path) -> None:
+    """The demo capture: tgtadm deletes the connection (FIN from the target), libiscsi logs in again."""
+    import pandas as pd
+
+    a, _ = run_analyze(_need(SAMPLES / "admin_drop.pcap"), tmp_path / "out", html=False)
+    text = (tmp_path / "out" / "summary.txt").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    assert lines[3] == "What happened"  # right after the two capture lines and a blank line
+    story = " ".join(" ".join(lines[4:lines.index("", 4)]).split())
+    # facts checked against the tables, not against the sentence generator
+    drops = a.drops
+    assert list(drops["cause"].astype(str)) == ["admin_drop"] and drops.loc[0, "ended_by"] == "fin_target"
+    assert drops.loc[0, "session"] == "s1" and drops.loc[0, "lost_commands"] == 3
+    assert "session s1" in story and "administrator drop on the target" in story
+    assert "The target closed (FIN)" in story
+    assert "3 command(s) were lost" in story
+    t = a.tasks
+    done = t[(t["kind"] == "scsi") & t["outcome"].isin(["completed", "check_condition", "failed"])]
+    lost = t[(t["session"] == "s1") & (t["kind"] == "scsi") & t["latency"].isna()]
+    assert len(lost) == 3
+    last_before = done[done["session"] == "s1"]["end_ts"].max()
+    first_after = done[(done["session"] == "s2") & (done["end_ts"] > drops.loc[0, "ts"])]["end_ts"].min()
+    stopped_ms = (first_after - last_before) / pd.Timedelta(1, "ms")
+    rec = a.recoveries
+    assert rec.loc[0, "resumed_session"] == "s2" and rec.loc[0, "resumed_via"] == "new_session"
+    assert abs(rec.loc[0, "io_stopped_ms"] - stopped_ms) < 0.05
+    assert f"stopped for {stopped_ms:.1f} ms" in story and "on a new session over the same path, session s2" in story
+    # the typed tables are there on disk too
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(tmp_path / "out" / "drops.parquet")
+    assert str(schema.field("ts").type) == "timestamp[ns, tz=UTC]"
+    assert str(schema.field("silence_t2i_ms").type) == "double"
+    assert str(pq.read_schema(tmp_path / "out" / "recoveries.parquet").field("io_stopped_ms").type) == "double"
+    assert load(tmp_path / "out").capture.story == a.capture.story
+
+
+def test_admin_drop_report_opens_with_the_story_and_links_its_findings(tmp_path: Path) -> None:
+    import re
+
+    a, _ = run_analyze(_need(SAMPLES / "admin_drop.pcap"), tmp_path / "out")
+    html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    ids = re.findall(r'<section id="([a-z]+)">', html)
+    assert ids[:3] == ["story", "summary", "drops"]
+    assert {"paths", "queue", "nops", "anomalies"} <= set(ids)
+    story = re.search(r'<section id="story">(.*?)</section>', html, re.S).group(1)  # type: ignore[union-attr]
+    assert "administrator drop on the target" in story and 'href="#drop-0"' in story
+    drops = re.search(r'<section id="drops">(.*?)</section>', html, re.S).group(1)  # type: ignore[union-attr]
+    assert 'id="drop-0"' in drops and "frame.number == 488" in drops and "open-iscsi:" in drops
+    assert "18.5 ms · new session s2" in drops
+    # every timeline marker links to an anomaly row that exists
+    targets = re.findall(r'<a href="#(anomaly-\d+)"><path', html)
+    assert len(targets) == len(a.anomalies)
+    assert all(f'id="{t}"' in html for t in targets)

@@ -13,6 +13,7 @@ from test_reports_html import CHAP_C, CHAP_R, FORMULA, SCRIPT, hostile_stream, s
 
 from analyzer.api import analyze_records, load
 from analyzer.reports import files, frames
+from analyzer.reports.diagnosis import DIAGNOSIS_TABLES
 
 
 def test_write_and_load_round_trip(tmp_path: Path) -> None:
@@ -20,7 +21,7 @@ def test_write_and_load_round_trip(tmp_path: Path) -> None:
     written = a.write(tmp_path / "rep")
     names = sorted(p.name for p in written)
     assert names == sorted(
-        [f"{t}.parquet" for t in files.PARQUET_TABLES]
+        [f"{t}.parquet" for t in (*files.PARQUET_TABLES, *DIAGNOSIS_TABLES)]
         + [f"{t}.csv" for t in files.CSV_TABLES]
         + ["capture.json"]
     )
@@ -28,6 +29,8 @@ def test_write_and_load_round_trip(tmp_path: Path) -> None:
     for table in ("pdus", "tasks", "sessions", "connections", "transitions", "anomalies"):
         assert len(getattr(a, table)) > 0, table
         assert_frame_equal(getattr(b, table), getattr(a, table), obj=table)
+    for table in DIAGNOSIS_TABLES:
+        assert_frame_equal(b.table(table), a.table(table), obj=table)
     assert_frame_equal(b.keys, frames.mask_key_values(a.keys))
     assert b.capture.pdus == a.capture.pdus and b.capture.stats == a.capture.stats
     assert not b.capture.secrets_available

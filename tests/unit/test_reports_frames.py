@@ -26,6 +26,7 @@ DTYPES = {
     "ts": "datetime64[ns, UTC]",
     "td": "timedelta64[ns]",
     "bool": "bool",
+    "float": "Float64",
 }
 
 
@@ -484,3 +485,14 @@ def test_chunks_concatenate_to_the_same_table() -> None:
     parts = [frames.build("tasks", rows[:1], final=False), frames.build("tasks", rows[1:], final=False)]
     assert_frame_equal(frames.concat("tasks", parts), whole)
     assert_series_equal(frames.concat("tasks", [])["frame"], frames.empty("tasks")["frame"])
+
+
+@pytest.mark.parametrize("outcome", ["open_at_capture_end", "open_at_conn_drop", "not_accepted", "aborted",
+                                     "terminated_by_logout", "lost_in_capture_gap"])
+def test_unanswered_tasks_have_no_latency(outcome: str) -> None:
+    # the tracker gives an open task latency 0 (or the time to the drop): the table says "none"
+    df = frames.tasks_frame([_task(outcome=outcome, latency_ns=0), _task(itt=0x21, latency_ns=4_000)])
+    _check_dtypes("tasks", df)
+    assert pd.isna(df["latency"].iloc[0])
+    assert df["latency"].iloc[1] == pd.Timedelta(4_000, "ns")
+    assert df["latency"].count() == 1  # counts from the DataFrame match the summary's completed commands

@@ -220,3 +220,21 @@ def test_isid_is_hex_text() -> None:
     a = analyze_records(session_stream())
     assert a.sessions.loc[0, "isid"] == f"{ISID:012x}"
     assert a.sessions.loc[0, "tsih"] == 0x21
+
+
+def test_diagnosis_sections_present_without_drops() -> None:
+    import re
+
+    a = analyze_records(session_stream())
+    page = a.html()
+    ids = re.findall(r'<section id="([a-z]+)">', page)
+    assert ids[:3] == ["story", "summary", "drops"]
+    assert {"paths", "queue", "nops"} <= set(ids)
+    assert "No connection dropped" in page and "No connection ended without a logout." in page
+    assert len(a.queues) == 1 and "Depth p95" in page  # the session's queue row is shown
+    for table in ("drops", "recoveries", "paths", "path_intervals", "queues", "nop_pings", "logins",
+                  "connection_stats"):
+        assert list(a.table(table).columns), table
+    # every anomaly marker on the timeline links to a listed finding
+    targets = re.findall(r'<a href="#(anomaly-\d+)"><path', page)
+    assert targets and all(f'id="{t}"' in page for t in targets)

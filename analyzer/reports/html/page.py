@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from analyzer.reports.html.context import _Ctx
+from analyzer.reports.html.diagnosis import _drops, _nops, _paths, _queues, _story
 from analyzer.reports.html.sections import (
     _anomalies,
     _latency,
@@ -99,9 +100,14 @@ def render(analysis: Analysis, show_secrets: bool = False) -> str:
     c = _Ctx(analysis, show_secrets)
     cap = analysis.capture
     sections = [
+        _story(c),
         _summary(c),
+        _drops(c),
         _sessions(c),
         _timeline(c),
+        _paths(c),
+        _queues(c),
+        _nops(c),
         _tasks(c),
         _latency(c),
         _throughput(c),
@@ -110,9 +116,14 @@ def render(analysis: Analysis, show_secrets: bool = False) -> str:
     nav = "".join(
         f'<a href="#{a}">{t}</a>'
         for a, t in (
+            ("story", "What happened"),
             ("summary", "Summary"),
+            ("drops", "Drops"),
             ("sessions", "Sessions"),
             ("timeline", "State timeline"),
+            ("paths", "Paths"),
+            ("queue", "Queue depth"),
+            ("nops", "NOP pings"),
             ("tasks", "Tasks"),
             ("latency", "Latency"),
             ("throughput", "Throughput"),

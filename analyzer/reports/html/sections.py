@@ -255,14 +255,21 @@ def _throughput(c: _Ctx) -> str:
     return _section("throughput", "Throughput and IOPS", "".join(parts), intro)
 
 
+def listed_anomalies(an: pd.DataFrame) -> pd.DataFrame:
+    """The anomalies in the order the Anomalies section lists them (errors first, then by frame); the
+    first ``MAX_ANOMALY_ROWS`` are listed, each with the anchor ``anomaly-<row index of the table>``."""
+    rank = {"error": 0, "warning": 1, "info": 2}
+    df = an.assign(_r=an["severity"].astype(object).map(lambda s: rank.get(s, 3)))
+    return df.sort_values(["_r", "frame"], kind="stable")
+
+
 def _anomalies(c: _Ctx) -> str:
     an = c.a.anomalies
     if not len(an):
         why = "" if c.a.capture.anomaly_engine else " (the anomaly rules were not run)"
         return _section("anomalies", "Anomalies", _empty(f"No anomalies were found{why}."))
     rank = {"error": 0, "warning": 1, "info": 2}
-    df = an.assign(_r=an["severity"].astype(object).map(lambda s: rank.get(s, 3)))
-    df = df.sort_values(["_r", "frame"], kind="stable")
+    df = listed_anomalies(an)
     kinds = (
         df.groupby([df["severity"].astype(object), df["kind"].astype(object)]).size().reset_index(name="n")
     )
@@ -272,12 +279,13 @@ def _anomalies(c: _Ctx) -> str:
         for r in kinds.sort_values(["_r", "n"], ascending=[True, False]).itertuples()
     ]
     rows = []
-    for r in _rows(df.head(MAX_ANOMALY_ROWS)):
+    shown = df.head(MAX_ANOMALY_ROWS)
+    for idx, r in zip(shown.index, _rows(shown), strict=True):
         frames_list = str(r["frames"]).split() if not _na(r["frames"]) else []
         fr = " ".join(frames_list[:12]) + (f" … (+{len(frames_list) - 12})" if len(frames_list) > 12 else "")
         rows.append(
             [
-                _badge(str(r["severity"]), str(r["severity"])),
+                f'<a id="anomaly-{int(idx)}"></a>' + _badge(str(r["severity"]), str(r["severity"])),
                 f'<span class="mono">{e(r["kind"])}</span>',
                 _int(r["frame"]),
                 e(f"{c.rel(r['ts']):,.6f}"),

@@ -169,7 +169,11 @@ def _timeline(c: _Ctx) -> str:
     markers: list[str] = []
     shown = 0
     if len(a.anomalies):
-        for r in _rows(a.anomalies.sort_values(["ts", "frame"])):
+        from analyzer.reports.html.sections import listed_anomalies
+
+        listed = set(listed_anomalies(a.anomalies).index[:MAX_ANOMALY_ROWS].tolist())
+        ordered = a.anomalies.sort_values(["ts", "frame"])
+        for idx, r in zip(ordered.index, _rows(ordered), strict=True):
             if shown >= MAX_MARKERS:
                 break
             lane: tuple[str, str] | None = None
@@ -184,9 +188,10 @@ def _timeline(c: _Ctx) -> str:
                 f"[{r['severity']}] {r['kind']} at frame {r['frame']} ({_fmt_rel(c.rel(r['ts']))})\n"
                 f"{r['message']}\nfilter: {r['display_filter']}"
             )
+            href = f"#anomaly-{int(idx)}" if idx in listed else "#anomalies"  # each marker links to its finding
             markers.append(
-                f'<path d="M{mx:.2f},{my + 5:.2f} l-5,-8 h10 z" fill="{col}" stroke="#fff" '
-                f'stroke-width="0.8" class="mk"><title>{e(tip)}</title></path>'
+                f'<a href="{href}"><path d="M{mx:.2f},{my + 5:.2f} l-5,-8 h10 z" fill="{col}" stroke="#fff" '
+                f'stroke-width="0.8" class="mk"><title>{e(tip)}</title></path></a>'
             )
             shown += 1
     height = y + 34

@@ -176,8 +176,8 @@ def pdus(capture: str, fmt: str, session_id: str | None, connection: str | None,
     import json
 
     from analyzer.iscsi.describe import info
-    from analyzer.render.output import RowWriter
     from analyzer.records import MalformedPdu, Pdu, TcpOpened
+    from analyzer.render.output import RowWriter
     from analyzer.render.rows import PDU_COLUMNS, csv_text_cell, pdu_csv, pdu_values
     from analyzer.state.events import ConnectionSummary
 
@@ -243,9 +243,9 @@ def pdus(capture: str, fmt: str, session_id: str | None, connection: str | None,
             continue
         values = pdu_values(rec, endpoints[rec.conn], text)
         if table is None:
-            out.write(json.dumps(dict(zip(PDU_COLUMNS, values)), ensure_ascii=False) + "\n")
+            out.write(json.dumps(dict(zip(PDU_COLUMNS, values, strict=True)), ensure_ascii=False) + "\n")
         else:
-            row = dict(zip(PDU_COLUMNS, values))
+            row = dict(zip(PDU_COLUMNS, values, strict=True))
             row["time"] = format_time(rec.ts_ns, tfmt, first_ts)
             row["src"] = _endpoint(row["src"], row["sport"])
             row["dst"] = _endpoint(row["dst"], row["dport"])
@@ -359,7 +359,8 @@ def _session_block(s: Any, conns: list[Any], show_secrets: bool = False) -> str:
     if s.reinstated_from or s.reinstated_by:
         lines.append(f"  Reinstatement from {s.reinstated_from or '-'}  by {s.reinstated_by or '-'}")
     if s.redirected_to or s.redirected_from or s.redirect_followed_by:
-        lines.append(f"  Redirect      to {safe(s.redirected_to or '-')}  followed up by {s.redirect_followed_by or '-'}"
+        lines.append(f"  Redirect      to {safe(s.redirected_to or '-')}  "
+                     f"followed up by {s.redirect_followed_by or '-'}"
                      f"  follows {s.redirected_from or '-'}")
     if s.discovered_targets:
         lines.append(f"  SendTargets   {', '.join(safe(t) for t in s.discovered_targets)}")
@@ -402,12 +403,11 @@ def _session_block(s: Any, conns: list[Any], show_secrets: bool = False) -> str:
 def sessions(capture: str, fmt: str, at: str | None, ports: tuple[int, ...], limits: dict[str, int]) -> None:
     """One row per session: identity, type, parameters, connections, how it ended."""
     from analyzer.capture import CaptureError
-    from analyzer.render.output import RowWriter
     from analyzer.cli.select import iso, parse_time
     from analyzer.pipeline import capture_start_ns, run_until
-    from analyzer.render.output import safe_line
-    from analyzer.state.events import ConnectionSummary, SessionSummary
+    from analyzer.render.output import RowWriter, safe_line
     from analyzer.render.rows import SESSION_COLUMNS, session_row
+    from analyzer.state.events import ConnectionSummary, SessionSummary
 
     opts = _options(ports, state=True, anomalies=False, limits=limits)
     readers: list[Any] = []
@@ -466,10 +466,9 @@ def timeline(capture: str, fmt: str, session_id: str | None, connection: str | N
              ports: tuple[int, ...], limits: dict[str, int]) -> None:
     """Every state transition (RFC 7143 §8 labels), in time order."""
     from analyzer.render.output import RowWriter
-    from analyzer.state.events import Transition
     from analyzer.render.rows import TRANSITION_COLUMNS, transition_row
-
     from analyzer.render.times import TIME_WIDTHS, format_time, time_header
+    from analyzer.state.events import Transition
 
     readers: list[Any] = []
     tfmt = time_format or "ud"
@@ -520,10 +519,9 @@ def tasks(capture: str, fmt: str, session_id: str | None, connection: str | None
           limits: dict[str, int]) -> None:
     """One row per task (SCSI command, login, text, logout, TMF, NOP) with outcome and latency."""
     from analyzer.render.output import RowWriter
-    from analyzer.state.events import TaskRecord
     from analyzer.render.rows import TASK_COLUMNS, task_row
-
     from analyzer.render.times import TIME_WIDTHS, format_time, time_header
+    from analyzer.state.events import TaskRecord
 
     readers: list[Any] = []
     first_ts = None
@@ -582,7 +580,8 @@ def _anomaly_block(a: Any) -> str:
 @cli.command()
 @click.argument("capture", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-@click.option("--min-severity", type=SEVERITY, default="info", show_default=True, help="Show findings from this level up.")
+@click.option("--min-severity", type=SEVERITY, default="info", show_default=True,
+              help="Show findings from this level up.")
 @click.option("--fail-on", type=click.Choice(["warning", "error"]),
               help="Exit 1 when a finding at or above this severity is found (for scripts and CI).")
 @click.option("--kind", "kinds", multiple=True, help="Only these kinds (repeatable; see docs/anomalies.md).")
@@ -594,8 +593,8 @@ def anomalies(capture: str, fmt: str, min_severity: str, fail_on: str | None, ki
               until: str | None, ports: tuple[int, ...], limits: dict[str, int]) -> None:
     """What went wrong, when, on which session, with the frames that show it."""
     from analyzer.anomalies import ANOMALY_COLUMNS, anomaly_row, severity_at_least
-    from analyzer.render.output import RowWriter
     from analyzer.records import Anomaly
+    from analyzer.render.output import RowWriter
 
     check_kinds(kinds)
     readers: list[Any] = []
@@ -679,7 +678,8 @@ def _print_capture_warnings(analysis: Any) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="Do not print the summary.")
 @port_option
 @limit_options
-def analyze(capture: str, out_dir: str | None, no_html: bool, quiet: bool, ports: tuple[int, ...], limits: dict[str, int]) -> None:
+def analyze(capture: str, out_dir: str | None, no_html: bool, quiet: bool, ports: tuple[int, ...],
+            limits: dict[str, int]) -> None:
     """The main job: sessions, states, tasks and anomalies, with a report directory and report.html."""
     from analyzer.api import run_analyze
     from analyzer.capture import CaptureError

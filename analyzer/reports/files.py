@@ -48,7 +48,7 @@ def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     for c in out.columns:
         dt = out[c].dtype
-        if isinstance(dt, (pd.StringDtype, pd.CategoricalDtype)) or dt == object:
+        if isinstance(dt, (pd.StringDtype, pd.CategoricalDtype)) or dt == object:  # noqa: E721 - a NumPy dtype compares equal to its type
             out[c] = out[c].astype(object).map(neutralise_cell)
     return out
 

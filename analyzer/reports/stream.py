@@ -85,7 +85,8 @@ class StreamCollector(Collector):
         self._pdu_w = TableWriter("pdus", d, limit=lim.max_pdu_rows, text_columns=("info",),
                                   transform=self._fill_session, row_group_rows=row_group_rows,
                                   max_buffer_bytes=max_buffer_bytes)
-        self._task_w = TableWriter("tasks", d, limit=lim.max_task_rows, text_columns=("note",), row_group_rows=row_group_rows,
+        self._task_w = TableWriter("tasks", d, limit=lim.max_task_rows, text_columns=("note",),
+                                   row_group_rows=row_group_rows,
                                   max_buffer_bytes=max_buffer_bytes)
         self._trans_w = TableWriter("transitions", d, limit=lim.max_transition_rows, csv=True,
                                     text_columns=("event",), row_group_rows=row_group_rows,

@@ -222,7 +222,8 @@ def _session_card(
                 e("I→T" if k["direction"] == "i2t" else "T→I"),
                 e(k["pdu"]),
                 f'<span class="mono">{e(k["key"])}</span>',
-                f'<span class="mono">{e(k["value"] if c.show_secrets else mask_secret(str(k["key"]), str(k["value"])))}</span>',
+                f'<span class="mono">'
+                f'{e(k["value"] if c.show_secrets else mask_secret(str(k["key"]), str(k["value"])))}</span>',
             ]
             for k in shown
         ]

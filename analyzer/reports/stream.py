@@ -87,7 +87,7 @@ class StreamCollector(Collector):
                                   max_buffer_bytes=max_buffer_bytes)
         self._task_w = TableWriter("tasks", d, limit=lim.max_task_rows, text_columns=("note",),
                                    row_group_rows=row_group_rows,
-                                  max_buffer_bytes=max_buffer_bytes)
+                                   max_buffer_bytes=max_buffer_bytes)
         self._trans_w = TableWriter("transitions", d, limit=lim.max_transition_rows, csv=True,
                                     text_columns=("event",), row_group_rows=row_group_rows,
                                   max_buffer_bytes=max_buffer_bytes)

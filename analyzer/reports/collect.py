@@ -157,7 +157,19 @@ class Collector:
                 self._conn_session[rec.conn] = rec.session  # type: ignore[attr-defined]
         elif isinstance(rec, Anomaly):
             self._anomalies.add(frames.anomaly_row(rec))
-        elif t is TcpOpened:
+        else:
+            self._note(rec, t)
+
+    def feed_all(self, records: Iterable[Record]) -> None:
+        """Feed every record of ``records``."""
+        feed = self.feed
+        for r in records:
+            feed(r)
+
+
+    def _note(self, rec: Record, t: type) -> None:
+        """The bookkeeping of records that are no table's rows (endpoints, summaries, counters)."""
+        if t is TcpOpened:
             self._endpoints[rec.conn] = frames.endpoints_of(rec)  # type: ignore[attr-defined]
         elif t is SessionSummary:
             self._sessions[rec.session] = rec  # type: ignore[attr-defined,assignment]
@@ -175,12 +187,6 @@ class Collector:
             self.resync_skipped += rec.skipped  # type: ignore[attr-defined]
         elif t is CaptureDamage:
             self.damage.append(rec.message)  # type: ignore[attr-defined]
-
-    def feed_all(self, records: Iterable[Record]) -> None:
-        """Feed every record of ``records``."""
-        feed = self.feed
-        for r in records:
-            feed(r)
 
     def finish(self) -> Collected:
         """The tables (with dtypes, see ``frames``) and the pass's counters."""

@@ -32,16 +32,11 @@ import pyarrow.parquet as pq
 from analyzer.iscsi.describe import info as pdu_info
 from analyzer.records import (
     Anomaly,
-    CaptureDamage,
-    FramingResync,
     LoginRequest,
     LoginResponse,
     MalformedPdu,
     Pdu,
     Record,
-    TcpGap,
-    TcpOpened,
-    TcpRetransmission,
     TextRequest,
     TextResponse,
 )
@@ -58,7 +53,7 @@ from analyzer.reports.tables import (
     use_system_allocator,
     write_table_file,
 )
-from analyzer.state.events import ConnectionSummary, SessionSummary, TaskRecord, Transition
+from analyzer.state.events import TaskRecord, Transition
 
 _KEY_TYPES = (LoginRequest, LoginResponse, TextRequest, TextResponse)
 _OPNAME = PDU_COLUMNS.index("opcode_name")
@@ -144,24 +139,8 @@ class StreamCollector(Collector):
                 self._conn_session[rec.conn] = rec.session  # type: ignore[attr-defined]
         elif isinstance(rec, Anomaly):
             self._anom_w.add(self._anom_get(frames.anomaly_row(rec)))
-        elif t is TcpOpened:
-            self._endpoints[rec.conn] = frames.endpoints_of(rec)  # type: ignore[attr-defined]
-        elif t is SessionSummary:
-            self._sessions[rec.session] = rec  # type: ignore[attr-defined,assignment]
-        elif t is ConnectionSummary:
-            self._connections[rec.conn] = rec  # type: ignore[attr-defined,assignment]
-        elif t is TcpGap:
-            if rec.snaplen:  # type: ignore[attr-defined]
-                self.snaplen_cuts += 1
-                self.snaplen_bytes += rec.length  # type: ignore[attr-defined]
-            else:
-                self.gap_bytes += rec.length  # type: ignore[attr-defined]
-        elif t is TcpRetransmission:
-            self.retransmitted_bytes += rec.length  # type: ignore[attr-defined]
-        elif t is FramingResync:
-            self.resync_skipped += rec.skipped  # type: ignore[attr-defined]
-        elif t is CaptureDamage:
-            self.damage.append(rec.message)  # type: ignore[attr-defined]
+        else:
+            self._note(rec, t)
 
     def feed_all(self, records: Iterable[Record]) -> None:
         """Feed every record of ``records``."""

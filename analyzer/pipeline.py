@@ -30,6 +30,7 @@ from analyzer.iscsi.framing import DEFAULT_RESYNC_MAX_DSL, DigestState, PduFrame
 from analyzer.iscsi.ordering import (
     MAX_HELD,
     MAX_HOLD_NS,
+    MAX_PENDING_CONNECTIONS,
     ConnectionOrder,
     in_frame_order_below,
     pending_limit,
@@ -247,6 +248,8 @@ class Pipeline:
         assert pending is not None
         held = self._held
         limit: int | None = None
+        if len(pending) > MAX_PENDING_CONNECTIONS:
+            pending.clear()  # bounded cost (ordering.MAX_PENDING_CONNECTIONS): no cross-connection wait
         for framer, peer in list(pending.values()):
             low = pending_limit(framer, peer)
             if low is None:

@@ -39,6 +39,11 @@ if TYPE_CHECKING:
 MAX_HELD: Final = 10_000
 #: ... and the longest (capture time) a record is held.
 MAX_HOLD_NS: Final = 10 * 1_000_000_000
+#: Cross-connection ordering looks at every connection with a PDU pending for each release; past
+#: this many such connections at once (a flood of half-open probes, each with a partial header)
+#: the records of other connections are released without waiting for them, so the cost stays
+#: linear in the capture (order within each connection is always kept).
+MAX_PENDING_CONNECTIONS: Final = 256
 
 
 class ConnectionOrder:
